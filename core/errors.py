@@ -1,0 +1,36 @@
+"""Typed exceptions raised by core; the UI turns each into a message a user can act on."""
+
+
+class GliderError(Exception):
+    """Base class for every error core raises on purpose."""
+
+
+class InputError(GliderError, ValueError):
+    """The user's input cannot be graded as given (empty fields, bad tag names ...)."""
+
+
+class RubricError(InputError):
+    """The rubric names no score values, or names them in a way that cannot be read."""
+
+
+class JudgeError(GliderError):
+    """A judge back-end failed to load or to generate."""
+
+
+class ModelLoadError(JudgeError):
+    """The model could not be loaded; the message says why and how to fix it."""
+
+
+class ContextTooLongError(JudgeError, InputError):
+    """The prompt is longer than the model can read; it is never truncated silently."""
+
+
+class UnknownBackendError(JudgeError, KeyError):
+    """No back-end is registered under the requested name."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class StorageError(GliderError):
+    """The database could not be opened, migrated or written."""

@@ -1,0 +1,111 @@
+"""The judge back-end contract, its value types and the back-end registry.
+
+A back-end turns one finished GLIDER prompt into generated text, plus (where the engine exposes
+logits) the probability of each score value at the score position. Everything else — building the
+prompt, parsing, span location, storage — happens outside, identically for every back-end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from core.errors import UnknownBackendError
+
+DEFAULT_MAX_NEW_TOKENS = 1024
+# GLIDER was trained at 8,192 tokens; longer prompts may work (Phi-3.5 reads 128k) but are untested.
+TRAINED_CONTEXT = 8192
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a back-end runs, shown in the UI and stored with every judgment."""
+
+    backend: str
+    model_id: str
+    revision: str | None = None
+    quantization: str = "none"
+    dtype: str = "unknown"
+    device: str = "cpu"
+    max_context: int = TRAINED_CONTEXT
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for banners and logs, e.g. 'PatronusAI/glider · nf4 · cpu'."""
+        return f"{self.model_id} · {self.backend} · {self.quantization} ({self.dtype}) · {self.device}"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The outcome of one generation: the text and what is known about how it was produced."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (a stop token) or "length" (max_new_tokens reached)
+    # Probability of each score value at the score position, renormalized over the scale's values;
+    # None when the answer has no score tag or the back-end exposes no logits.
+    distribution: dict[int, float] | None = None
+    # Probability mass the scale's values had before renormalizing (how sure the model was of *a* score).
+    distribution_mass: float | None = None
+    seconds: float = 0.0
+    first_token_seconds: float | None = None
+    warnings: tuple[str, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+# A stream yields text deltas (str) as they are generated, then exactly one final Generation.
+StreamEvent = str | Generation
+
+
+@runtime_checkable
+class JudgeBackend(Protocol):
+    """The contract every judge back-end fulfils.
+
+    `generate` and `stream` take the finished GLIDER prompt (not chat-formatted: the back-end applies
+    the model's chat template). `scale` is the rubric's (min, max), used only to read the score
+    distribution. Both raise ContextTooLongError before generating when the prompt cannot fit.
+    """
+
+    info: BackendInfo
+
+    def count_tokens(self, prompt: str) -> int:
+        """Number of tokens of the chat-formatted prompt."""
+        ...
+
+    def generate(
+        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Generation:
+        """Greedy generation until a stop token or max_new_tokens."""
+        ...
+
+    def stream(
+        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Iterator[StreamEvent]:
+        """Like generate, yielding text deltas as they come and the Generation last."""
+        ...
+
+
+BackendFactory = Callable[..., JudgeBackend]
+BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Class decorator adding a back-end factory to the registry under `name`."""
+
+    def decorate(factory: BackendFactory) -> BackendFactory:
+        BACKENDS[name] = factory
+        return factory
+
+    return decorate
+
+
+def create_backend(name: str, **options: Any) -> JudgeBackend:
+    """Build the back-end registered as `name`; UnknownBackendError lists the known names."""
+    try:
+        factory = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS)) or "none"
+        raise UnknownBackendError(f"Unknown judge back-end {name!r}; known back-ends: {known}.") from None
+    return factory(**options)

@@ -1,16 +1,59 @@
 """Storage of judgments through SQLAlchemy 2.x (SQLite file by default, any SQLAlchemy URL works).
 
-CONTRACT STUB — the value types and method signatures below are fixed; the bodies are to be written.
+One class, `Store`, owns the engine: every read and write opens, commits and closes its session in
+`Store._session`, and every database failure leaves it as a `StorageError` with a message a user can
+act on. The schema only ever changes through `MIGRATIONS`, an ordered list of named steps recorded
+in the `schema_migrations` table; each step carries a frozen copy of the DDL it needs, so appending
+a column to the ORM model later never changes what an old migration does.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+)
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from core.errors import StorageError
+from core.prompt import MODEL_OUTPUT
 
 if TYPE_CHECKING:
     from core.grading import GradeResult
+
+# How long a writer waits for another writer's lock before SQLite gives up with "database is locked".
+BUSY_TIMEOUT_MS = 5000
+PREVIEW_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -54,17 +97,509 @@ class StoredJudgment:
     warnings: list[str] = field(default_factory=list)
 
 
+# --------------------------------------------------------------------------------------------------
+# Column types
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp written as UTC and always read back as an aware UTC datetime.
+
+    SQLite and MySQL keep no time zone, so the value is stored there as naive UTC; naive values
+    handed in are taken to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+            if dialect.name in ("sqlite", "mysql", "mariadb"):
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------------------------------
+# ORM model: the *current* shape of the tables. Migrations below hold their own frozen copies.
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's ORM models."""
+
+
+class JudgmentRow(Base):
+    """One stored judgment (table `judgments`)."""
+
+    __tablename__ = "judgments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # Plain, indexed copies of the reproducibility record, so History can filter without JSON paths.
+    model_id: Mapped[str] = mapped_column(String(512), index=True)
+    backend: Mapped[str] = mapped_column(String(64), index=True)
+    prompt_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # A JSON list of [tag, text] pairs: JSON objects are unordered in some databases (Postgres jsonb).
+    fields: Mapped[list[list[str]]] = mapped_column(JSON)
+    # Computed once at save time so the History list never has to load whole fields.
+    preview: Mapped[str] = mapped_column(Text)
+    pass_criteria: Mapped[str] = mapped_column(Text)
+    rubric: Mapped[str] = mapped_column(Text)
+    scale_min: Mapped[int] = mapped_column(Integer)
+    scale_max: Mapped[int] = mapped_column(Integer)
+    raw_output: Mapped[str] = mapped_column(Text)
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    highlights: Mapped[list[str]] = mapped_column(JSON)
+    score: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    problems: Mapped[list[str]] = mapped_column(JSON)
+    spans: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    ungrounded: Mapped[list[str]] = mapped_column(JSON)
+    # none_as_null: "no distribution" is SQL NULL, not the JSON text 'null'.
+    distribution: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True))
+    distribution_mass: Mapped[float | None] = mapped_column(Float)
+    expected_score: Mapped[float | None] = mapped_column(Float)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    timings: Mapped[dict[str, float]] = mapped_column(JSON)
+    warnings: Mapped[list[str]] = mapped_column(JSON)
+    repro: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# --------------------------------------------------------------------------------------------------
+# Migrations
+
+
+class Migration(NamedTuple):
+    """One schema step: applied once, in version order, inside its own transaction."""
+
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+_migrations_metadata = MetaData()
+_SCHEMA_MIGRATIONS = Table(
+    "schema_migrations",
+    _migrations_metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+def _m001_create_judgments(connection: Connection) -> None:
+    """Create `judgments` exactly as version 1 defined it (frozen: later changes are new migrations)."""
+    table = Table(
+        "judgments",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("model_id", String(512), nullable=False, index=True),
+        Column("backend", String(64), nullable=False, index=True),
+        Column("prompt_sha256", String(64), nullable=False, index=True),
+        Column("fields", JSON, nullable=False),
+        Column("preview", Text, nullable=False),
+        Column("pass_criteria", Text, nullable=False),
+        Column("rubric", Text, nullable=False),
+        Column("scale_min", Integer, nullable=False),
+        Column("scale_max", Integer, nullable=False),
+        Column("raw_output", Text, nullable=False),
+        Column("reasoning", Text, nullable=True),
+        Column("highlights", JSON, nullable=False),
+        Column("score", Integer, nullable=True),
+        Column("status", String(16), nullable=False),
+        Column("problems", JSON, nullable=False),
+        Column("spans", JSON, nullable=False),
+        Column("ungrounded", JSON, nullable=False),
+        Column("distribution", JSON, nullable=True),
+        Column("distribution_mass", Float, nullable=True),
+        Column("expected_score", Float, nullable=True),
+        Column("confidence", Float, nullable=True),
+        Column("prompt_tokens", Integer, nullable=True),
+        Column("completion_tokens", Integer, nullable=True),
+        Column("timings", JSON, nullable=False),
+        Column("warnings", JSON, nullable=False),
+        Column("repro", JSON, nullable=False),
+    )
+    table.create(connection)
+
+
+# Append only; never edit or reorder a released step (existing databases have already run it).
+MIGRATIONS: list[Migration] = [
+    Migration(1, "create_judgments", _m001_create_judgments),
+]
+
+
+def _checked(migrations: Sequence[Migration | tuple[int, str, Callable[[Connection], None]]]) -> list[Migration]:
+    steps = [Migration(*step) for step in migrations]
+    versions = [step.version for step in steps]
+    if any(v <= 0 for v in versions) or versions != sorted(set(versions)):
+        raise ValueError(f"Migration versions must be positive, unique and ascending; got {versions}.")
+    return steps
+
+
+# --------------------------------------------------------------------------------------------------
+# Engine and errors
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names, or None for an in-memory database."""
+    database = url.database or ""
+    if database.startswith("file:"):  # a URI filename (`?uri=true`): file:path?mode=...
+        database = database[len("file:"):].split("?", 1)[0]
+        if url.query.get("mode") == "memory" or "mode=memory" in (url.database or ""):
+            return None
+    if database in ("", ":memory:"):
+        return None
+    return Path(database).expanduser()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # SQLAlchemy emits BEGIN itself (below): the sqlite3 module would otherwise run DDL outside
+        # the transaction, and a half-applied migration could be left behind.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # WAL lets the UI read History while a grade is being written. In-memory stays "memory".
+            cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front (waiting busy_timeout for it), so two processes
+        # migrating one file at once queue up instead of failing half way.
+        immediate = connection.get_execution_options().get("glider_immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _explain(error: BaseException, where: str, action: str) -> str:
+    """An actionable sentence for a database failure."""
+    reason = str(getattr(error, "orig", None) or error).strip()
+    lowered = reason.lower()
+    hint = "Point GLIDER_DB (a SQLAlchemy URL) or GLIDER_DATA_DIR at a database you can write to."
+    if "unable to open" in lowered or "cannot open" in lowered:
+        return (f"Could not {action} the database at {where}: the file cannot be opened (its folder may "
+                f"be missing or not writable). {hint}")
+    if "not a database" in lowered or "malformed" in lowered or "encrypted" in lowered:
+        return (f"Could not {action} the database at {where}: the file is not a GLIDER Studio (SQLite) "
+                f"database or is damaged. Move it aside, or {hint[0].lower()}{hint[1:]}")
+    if "readonly" in lowered or "read-only" in lowered:
+        return (f"Could not {action} the database at {where}: it is read-only. Make the file and its "
+                f"folder writable, or {hint[0].lower()}{hint[1:]}")
+    if "locked" in lowered or "busy" in lowered:
+        return (f"Could not {action} the database at {where}: another process kept it locked for more "
+                f"than {BUSY_TIMEOUT_MS / 1000:g} s. Try again, or close the other program using it.")
+    if "disk" in lowered and ("full" in lowered or "i/o" in lowered):
+        return f"Could not {action} the database at {where}: the disk is full or failing ({reason})."
+    return f"Could not {action} the database at {where}: {reason}. {hint}"
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("GradeResult.created_at must be timezone-aware (use datetime.now(UTC)).")
+    return value.astimezone(UTC)
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe copy: tuples become lists, unknown objects (a torch dtype ...) their str()."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _preview(fields: Mapping[str, str]) -> str:
+    """The graded output (or the first non-blank field), whitespace collapsed, cut to ~80 characters."""
+    text = fields.get(MODEL_OUTPUT) or ""
+    if not text.strip():
+        text = next((t for t in fields.values() if t and t.strip()), "")
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1].rstrip() + "…"
+
+
+# --------------------------------------------------------------------------------------------------
+# The store
+
+
 class Store:
     """Owns the engine; every read and write opens and commits its session here."""
 
-    def __init__(self, url: str) -> None:
-        raise NotImplementedError
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        migrations: Sequence[Migration | tuple[int, str, Callable[[Connection], None]]] | None = None,
+    ) -> None:
+        """Open (creating if needed) the database at `url` and apply pending migrations."""
+        steps = _checked(MIGRATIONS if migrations is None else migrations)
+        try:
+            self._url = make_url(url)
+        except (ArgumentError, ValueError) as error:  # ValueError: e.g. a port that is not a number
+            shown = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))  # never echo a password
+            raise StorageError(f"{shown!r} is not a database URL (expected e.g. sqlite:///data/glider.db).") from error
+        self._engine = self._create_engine()
+        # An in-memory SQLite database is one shared connection: serialize its transactions.
+        self._lock: threading.RLock | nullcontext[None] = (
+            threading.RLock() if isinstance(self._engine.pool, StaticPool) else nullcontext()
+        )
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        try:
+            self._migrate(steps)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    @classmethod
+    def from_path(cls, path: str | Path, **options: Any) -> Store:
+        """A Store on the SQLite file at `path` (any characters allowed in the path)."""
+        return cls(URL.create("sqlite", database=str(path)), **options)
+
+    @property
+    def url(self) -> str:
+        """The database URL with any password masked, for logs and the UI."""
+        url = self._url
+        if url.get_backend_name() == "sqlite":
+            # render_as_string percent-escapes ':' in paths (":memory:", "file:..."); show them as typed.
+            query = "&".join(f"{key}={value}" for key, value in url.query.items())
+            path = f"/{url.database}" if url.database else ""
+            return f"{url.drivername}://{path}" + (f"?{query}" if query else "")
+        return url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        """Close every pooled connection; the Store must not be used afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # ---- setup
+
+    def _create_engine(self) -> Engine:
+        url = self._url
+        options: dict[str, Any] = {}
+        is_sqlite = url.get_backend_name() == "sqlite"
+        if is_sqlite:
+            path = _sqlite_file(url)
+            if path is None:
+                # The default pool gives each thread its own, different in-memory database.
+                options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+            else:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as error:
+                    reason = error.strerror or str(error)
+                    if isinstance(error, (FileExistsError, NotADirectoryError)):
+                        reason = "a file is in the way where a folder should be"
+                    raise StorageError(
+                        f"Could not create the folder for the database at {path}: {reason}. "
+                        "Point GLIDER_DB (a SQLAlchemy URL) or GLIDER_DATA_DIR at a folder you can write to."
+                    ) from error
+        try:
+            engine = create_engine(url, **options)
+        except (ArgumentError, NoSuchModuleError, ImportError) as error:
+            raise StorageError(f"Cannot use the database URL {self.url}: {error}") from error
+        if is_sqlite:
+            _configure_sqlite(engine)
+        return engine
+
+    def _migrate(self, steps: list[Migration]) -> None:
+        """Apply pending steps, one transaction each; an up-to-date database is only read, never locked."""
+        known = steps[-1].version if steps else 0
+        with self._storage_errors("open"), self._lock:
+            applied = self._applied_versions(write=False)
+            self._refuse_newer(applied, known)
+            for step in steps:
+                if step.version in applied:
+                    continue
+                with self._engine.connect() as connection:
+                    connection.execution_options(glider_immediate=True)
+                    with connection.begin():
+                        # Re-read under the write lock: another process may have migrated meanwhile.
+                        applied = self._applied_versions(write=True, connection=connection)
+                        self._refuse_newer(applied, known)
+                        if step.version in applied:
+                            continue
+                        step.apply(connection)
+                        connection.execute(
+                            insert(_SCHEMA_MIGRATIONS).values(
+                                version=step.version, name=step.name, applied_at=datetime.now(UTC)
+                            )
+                        )
+
+    def _applied_versions(self, *, write: bool, connection: Connection | None = None) -> set[int]:
+        """Versions recorded in schema_migrations; with write=True the table is created when missing."""
+        if connection is None:
+            with self._engine.connect() as own:
+                return self._applied_versions(write=write, connection=own)
+        if not inspect(connection).has_table(_SCHEMA_MIGRATIONS.name):
+            if not write:
+                return set()
+            _SCHEMA_MIGRATIONS.create(connection)
+        return set(connection.scalars(select(_SCHEMA_MIGRATIONS.c.version)))
+
+    def _refuse_newer(self, applied: set[int], known: int) -> None:
+        newest = max(applied, default=0)
+        if newest > known:
+            raise StorageError(
+                f"The database at {self.url} was created by a newer GLIDER Studio (schema version {newest}; "
+                f"this version understands up to {known}). Upgrade GLIDER Studio, or point GLIDER_DB at "
+                "another database."
+            )
+
+    @contextmanager
+    def _storage_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except StorageError:
+            raise
+        except (SQLAlchemyError, sqlite3.Error) as error:
+            raise StorageError(_explain(error, self.url, action)) from error
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        """The one place sessions are opened: committed on success, rolled back on error, closed."""
+        with self._lock, self._storage_errors(action), self._sessions.begin() as session:
+            yield session
+
+    # ---- queries
+
+    def schema_version(self) -> int:
+        """The highest migration version applied to this database (0 for none)."""
+        with self._lock, self._storage_errors("read"):
+            return max(self._applied_versions(write=False), default=0)
+
+    def applied_migrations(self) -> list[tuple[int, str, datetime]]:
+        """Every applied migration as (version, name, applied_at), oldest first."""
+        with self._session("read") as session:
+            rows = session.execute(select(_SCHEMA_MIGRATIONS).order_by(_SCHEMA_MIGRATIONS.c.version))
+            return [(row.version, row.name, row.applied_at) for row in rows]
 
     def save_grade(self, result: GradeResult) -> int:
-        raise NotImplementedError
+        """Store one finished grade with its reproducibility record; returns the new judgment id."""
+        request, judgment, generation = result.request, result.judgment, result.generation
+        fields = {str(tag): str(text) for tag, text in request.fields.items()}
+        repro = _jsonable(dict(result.backend))
+        distribution = generation.distribution
+        status = judgment.status
+        row = JudgmentRow(
+            created_at=_utc(result.created_at),
+            model_id=str(repro.get("model_id") or ""),
+            backend=str(repro.get("backend") or ""),
+            prompt_sha256=str(repro.get("prompt_sha256") or ""),
+            fields=[[tag, text] for tag, text in fields.items()],
+            preview=_preview(fields),
+            pass_criteria=request.pass_criteria,
+            rubric=request.rubric,
+            scale_min=int(result.scale[0]),
+            scale_max=int(result.scale[1]),
+            raw_output=judgment.raw,
+            reasoning=judgment.reasoning,
+            highlights=list(judgment.highlights),
+            score=judgment.score,
+            status=str(getattr(status, "value", status)),
+            problems=list(judgment.problems),
+            spans=[
+                {"field": span.field, "start": span.start, "end": span.end, "phrase": span.phrase}
+                for span in result.spans
+            ],
+            ungrounded=list(result.ungrounded),
+            distribution={str(k): float(v) for k, v in distribution.items()} if distribution else None,
+            distribution_mass=generation.distribution_mass,
+            expected_score=result.expected_score,
+            confidence=result.confidence,
+            prompt_tokens=generation.prompt_tokens,
+            completion_tokens=generation.completion_tokens,
+            timings=_jsonable(dict(result.timings)),
+            warnings=list(result.warnings),
+            repro=repro,
+        )
+        with self._session("save a judgment to") as session:
+            session.add(row)
+            session.flush()
+            return row.id
 
     def get_judgment(self, judgment_id: int) -> StoredJudgment | None:
-        raise NotImplementedError
+        """The stored judgment with this id, or None when there is none."""
+        with self._session("read") as session:
+            row = session.get(JudgmentRow, judgment_id)
+            return None if row is None else _to_stored(row)
 
     def list_judgments(self, limit: int = 100, offset: int = 0) -> list[JudgmentSummary]:
-        raise NotImplementedError
+        """Summaries of stored judgments, newest first."""
+        if limit < 0 or offset < 0:
+            raise ValueError("limit and offset must not be negative.")
+        query = (
+            select(
+                JudgmentRow.id,
+                JudgmentRow.created_at,
+                JudgmentRow.score,
+                JudgmentRow.status,
+                JudgmentRow.model_id,
+                JudgmentRow.preview,
+            )
+            # id breaks ties between judgments saved within the same microsecond.
+            .order_by(JudgmentRow.created_at.desc(), JudgmentRow.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        with self._session("read") as session:
+            return [JudgmentSummary(*row) for row in session.execute(query)]
+
+    def count_judgments(self) -> int:
+        """How many judgments are stored."""
+        with self._session("read") as session:
+            return session.scalar(select(func.count()).select_from(JudgmentRow)) or 0
+
+    def delete_judgment(self, judgment_id: int) -> bool:
+        """Delete one judgment; False when no judgment had this id."""
+        with self._session("delete a judgment from") as session:
+            row = session.get(JudgmentRow, judgment_id)
+            if row is None:
+                return False
+            session.delete(row)
+            return True
+
+
+def _to_stored(row: JudgmentRow) -> StoredJudgment:
+    return StoredJudgment(
+        id=row.id,
+        created_at=row.created_at,
+        fields={tag: text for tag, text in row.fields},
+        pass_criteria=row.pass_criteria,
+        rubric=row.rubric,
+        scale=(row.scale_min, row.scale_max),
+        raw_output=row.raw_output,
+        reasoning=row.reasoning,
+        highlights=list(row.highlights),
+        score=row.score,
+        status=row.status,
+        problems=list(row.problems),
+        spans=[dict(span) for span in row.spans],
+        ungrounded=list(row.ungrounded),
+        # JSON object keys are always strings: restore the integer score values.
+        distribution={int(k): float(v) for k, v in row.distribution.items()} if row.distribution else None,
+        distribution_mass=row.distribution_mass,
+        expected_score=row.expected_score,
+        confidence=row.confidence,
+        prompt_tokens=row.prompt_tokens,
+        completion_tokens=row.completion_tokens,
+        timings=dict(row.timings),
+        repro=dict(row.repro),
+        warnings=list(row.warnings),
+    )

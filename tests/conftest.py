@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny Phi-3 judges saved to disk and loaded through the user's code path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from core.prompt import build_prompt  # noqa: E402
+from tests import tiny_model  # noqa: E402
+from tests.fakes import WELL_FORMED  # noqa: E402
+
+TEACH_FIELDS = {"CONTEXT": "Paris is the capital of France.", "MODEL OUTPUT": "Paris is the capital of France."}
+TEACH_CRITERIA = "Is the MODEL OUTPUT faithful to the CONTEXT?"
+TEACH_RUBRIC = "0: The MODEL OUTPUT is not faithful to the CONTEXT.\n1: The MODEL OUTPUT is faithful to the CONTEXT."
+
+
+@pytest.fixture(scope="session")
+def taught_prompt() -> str:
+    """The one prompt the trained tiny judge answers with a well-formed GLIDER answer."""
+    return build_prompt(TEACH_FIELDS, TEACH_CRITERIA, TEACH_RUBRIC)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(taught_prompt: str):  # noqa: ANN201
+    return tiny_model.build_tokenizer([taught_prompt, WELL_FORMED])
+
+
+@pytest.fixture(scope="session")
+def untrained_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer) -> Path:  # noqa: ANN001
+    """A randomly initialised tiny Phi-3, saved like a user's local model directory."""
+    model = tiny_model.build_model(tiny_tokenizer)
+    return tiny_model.save(model, tiny_tokenizer, tmp_path_factory.mktemp("untrained-judge"))
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer, taught_prompt: str) -> Path:  # noqa: ANN001
+    """A tiny Phi-3 trained (seconds, on CPU) until greedy decoding reproduces WELL_FORMED for taught_prompt."""
+    model = tiny_model.build_model(tiny_tokenizer)
+    loss = tiny_model.teach(model, tiny_tokenizer, taught_prompt, WELL_FORMED)
+    assert loss < 0.05, f"the tiny judge did not learn its answer (loss {loss:.3f})"
+    return tiny_model.save(model, tiny_tokenizer, tmp_path_factory.mktemp("trained-judge"))
+
+
+@pytest.fixture(scope="session")
+def trained_judge(trained_model_dir: Path):  # noqa: ANN201
+    from core.judge import create_backend
+
+    return create_backend("transformers", model=str(trained_model_dir), quantization="none")

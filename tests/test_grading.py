@@ -1,0 +1,94 @@
+"""A grade end to end with no fake anywhere: trained tiny judge → parse → spans → SQLite → reopen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.errors import InputError, RubricError
+from core.grading import GradeRequest, GradeResult, grade, grade_stream, locate_in_fields
+from core.store import Store
+from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
+from tests.fakes import ScriptedJudge
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(f"sqlite:///{tmp_path / 'judgments.db'}")
+
+
+def test_real_grade_is_parsed_located_and_stored(trained_judge, store: Store) -> None:  # noqa: ANN001
+    request = GradeRequest(dict(TEACH_FIELDS), TEACH_CRITERIA, TEACH_RUBRIC)
+    result = grade(trained_judge, request, store)
+
+    assert (result.judgment.status, result.judgment.score, result.scale) == ("ok", 1, (0, 1))
+    assert result.judgment.highlights == ["Paris is the capital of France", "capital"]
+    # Both fields hold the sentence: each highlight is located in each, by offsets into the user's text.
+    for span in result.spans:
+        text = TEACH_FIELDS[span.field]
+        assert text[span.start : span.end].lower() == span.phrase.lower()
+    assert {(s.field, s.phrase) for s in result.spans} == {
+        (field, phrase) for field in TEACH_FIELDS for phrase in result.judgment.highlights
+    }
+    assert result.ungrounded == []
+    assert result.expected_score is not None and result.expected_score > 0.5
+    assert result.backend["model_id"] == trained_judge.info.model_id
+    assert result.backend["quantization"] == "none" and len(result.backend["prompt_sha256"]) == 64
+
+    stored = store.get_judgment(result.judgment_id)
+    assert stored is not None
+    assert stored.score == 1 and stored.status == "ok" and stored.raw_output == result.judgment.raw
+    assert stored.fields == TEACH_FIELDS and stored.rubric == TEACH_RUBRIC
+    assert stored.spans == [vars(span) for span in result.spans]
+    assert stored.distribution == result.generation.distribution
+    assert stored.repro["prompt_sha256"] == result.backend["prompt_sha256"]
+    assert stored.timings["total_s"] >= stored.timings["generation_s"] > 0
+
+
+def test_stream_then_result_matches_plain_grade(trained_judge, store: Store) -> None:  # noqa: ANN001
+    request = GradeRequest(dict(TEACH_FIELDS), TEACH_CRITERIA, TEACH_RUBRIC)
+    events = list(grade_stream(trained_judge, request, store))
+    *deltas, final = events
+    assert isinstance(final, GradeResult) and all(isinstance(d, str) for d in deltas)
+    assert "".join(deltas) == final.judgment.raw
+    assert final.judgment_id is not None and store.count_judgments() == 1
+
+
+def test_to_dict_is_the_api_shape() -> None:
+    result = grade(ScriptedJudge(), GradeRequest({"CONTEXT": "Paris is the capital of France.",
+                                                   "MODEL OUTPUT": "The capital is Paris."},
+                                                  "Faithful?", "0: no\n1: yes"))
+    payload = result.to_dict()
+    for key in ("score", "status", "problems", "reasoning", "highlights", "spans", "ungrounded", "distribution",
+                "judgment_id"):
+        assert key in payload
+    assert payload["distribution"] == {"0": 0.1, "1": 0.9}
+    assert payload["spans"][0].keys() == {"field", "start", "end", "phrase"}
+    # 'Paris is the capital of France' is only in CONTEXT; 'capital' is in both fields.
+    assert {(s["field"], s["phrase"]) for s in payload["spans"]} == {
+        ("CONTEXT", "Paris is the capital of France"), ("CONTEXT", "capital"), ("MODEL OUTPUT", "capital")}
+
+
+def test_unparseable_answer_is_failed_not_a_fake_score(store: Store) -> None:
+    judge = ScriptedJudge(answer="I think it is pretty good overall.")
+    result = grade(judge, GradeRequest({"MODEL OUTPUT": "x"}, "c", "1: bad\n5: good"), store)
+    assert result.judgment.status == "failed" and result.judgment.score is None
+    assert result.judgment.problems
+    assert store.get_judgment(result.judgment_id).score is None
+
+
+def test_ungrounded_highlights_are_reported() -> None:
+    spans, ungrounded = locate_in_fields({"MODEL OUTPUT": "The sky is blue."}, ["sky", "faithful to the context"])
+    assert [s.phrase for s in spans] == ["sky"] and ungrounded == ["faithful to the context"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "rubric", "error"),
+    [({"MODEL OUTPUT": "x"}, "be nice", RubricError), ({"MODEL OUTPUT": " "}, "0: a\n1: b", InputError)],
+)
+def test_bad_requests_fail_before_the_model_is_called(fields, rubric, error) -> None:  # noqa: ANN001
+    judge = ScriptedJudge()
+    with pytest.raises(error):
+        grade(judge, GradeRequest(fields, "criteria", rubric))
+    assert judge.prompts == []

@@ -1,0 +1,86 @@
+"""Command line of the web app: read settings (flags or environment), build the services, launch.
+
+Every flag has an environment variable, so a Hugging Face Space (which runs `python app.py` with no
+arguments) is configured through its Variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+from core.errors import JudgeError
+from core.judge import JudgeBackend, create_backend
+from core.judge.transformers_backend import DEFAULT_MODEL_ID, QUANTIZATIONS
+from core.presets import load_presets
+from core.settings import default_db_url
+from core.store import Store
+from webapp.app import build_app, launch_options
+from webapp.services import Services
+
+log = logging.getLogger("glider_studio")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Flags override environment variables, which override the defaults."""
+    env = os.environ
+    on_spaces = bool(env.get("SPACE_ID"))
+    parser = argparse.ArgumentParser(prog="app.py", description="GLIDER Studio: grade LLM outputs with GLIDER.")
+    parser.add_argument("--model", default=env.get("GLIDER_MODEL", DEFAULT_MODEL_ID),
+                        help="Hub id or local directory of the judge (env GLIDER_MODEL; default %(default)s)")
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default=env.get("GLIDER_QUANTIZATION", "auto"),
+                        help="auto = nf4 (4-bit) on GPU and CPU alike (env GLIDER_QUANTIZATION)")
+    parser.add_argument("--device", default=env.get("GLIDER_DEVICE", "auto"),
+                        help="auto, cpu or cuda[:N] (env GLIDER_DEVICE)")
+    parser.add_argument("--revision", default=env.get("GLIDER_REVISION") or None,
+                        help="Hub revision (branch, tag or commit) to pin (env GLIDER_REVISION)")
+    parser.add_argument("--db", default=default_db_url(),
+                        help="SQLAlchemy URL (env GLIDER_DB; default a SQLite file in GLIDER_DATA_DIR or ./data)")
+    parser.add_argument("--host", default=env.get("GLIDER_HOST", "0.0.0.0" if on_spaces else "127.0.0.1"),
+                        help="Address to listen on (env GLIDER_HOST)")
+    parser.add_argument("--port", type=int, default=int(env.get("GLIDER_PORT", env.get("PORT", "7860"))),
+                        help="Port (env GLIDER_PORT)")
+    parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link")
+    return parser.parse_args(argv)
+
+
+def load_judge(args: argparse.Namespace) -> tuple[JudgeBackend | None, str | None]:
+    """The judge, or None and the reason: the app still starts without a model and says why."""
+    log.info("Loading judge %s (quantization %s, device %s) ...", args.model, args.quantization, args.device)
+    try:
+        judge = create_backend(
+            "transformers", model=args.model, quantization=args.quantization, device=args.device,
+            revision=args.revision,
+        )
+    except JudgeError as exc:
+        log.error("The judge could not be loaded: %s", exc)
+        return None, str(exc)
+    log.info("Judge ready: %s", judge.info.describe())
+    return _on_zero_gpu(judge), None
+
+
+def _on_zero_gpu(judge: JudgeBackend) -> JudgeBackend:
+    """On a ZeroGPU Space a GPU is attached only inside functions wrapped by `spaces.GPU`."""
+    if not os.environ.get("SPACES_ZERO_GPU"):
+        return judge
+    import spaces  # only installed on Hugging Face Spaces
+
+    judge.generate = spaces.GPU(duration=180)(judge.generate)  # type: ignore[method-assign]
+    judge.stream = spaces.GPU(duration=180)(judge.stream)  # type: ignore[method-assign]
+    return judge
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of `python app.py`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    store = Store(args.db)
+    log.info("Storing judgments in %s", store.url)
+    judge, error = load_judge(args)
+    services = Services(store=store, presets=load_presets(), judge=judge, judge_error=error)
+    demo = build_app(services)
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options()
+    )

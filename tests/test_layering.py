@@ -1,0 +1,26 @@
+"""core/ stays usable without the UI: importing it never needs gradio or plotly (or torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BLOCK_UI = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'gradio', 'plotly', 'torch', 'transformers'}:
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import core, core.prompt, core.parse, core.spans, core.grading, core.store, core.presets, core.settings, core.judge
+print('ok', sorted(core.judge.BACKENDS))
+"""
+
+
+def test_core_imports_without_gradio_plotly_or_torch() -> None:
+    done = subprocess.run([sys.executable, "-c", BLOCK_UI], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok ['transformers']"

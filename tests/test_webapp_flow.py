@@ -1,0 +1,308 @@
+"""The web app's callbacks, driven through the built Blocks with a scripted judge and a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+import pytest
+
+from core.errors import JudgeError, StorageError
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS, Generation
+from core.prompt import DEFAULT_TAGS
+from tests.fakes import WELL_FORMED, ScriptedJudge
+from tests.webapp_helpers import (
+    FAITHFULNESS_CRITERIA,
+    FAITHFULNESS_RUBRIC,
+    answer,
+    build,
+    by_id,
+    component,
+    handler,
+    make_services,
+    value,
+)
+from tests.test_webapp_render import Markup
+from webapp import Services
+
+CONTEXT = "France's capital city is Paris, on the Seine."
+OUTPUT = "Paris is the capital of France."
+
+
+def grade_inputs(
+    texts: tuple[str, str, str, str] = (CONTEXT, "What is the capital of France?", OUTPUT, ""),
+    criteria: str = FAITHFULNESS_CRITERIA,
+    rubric: str = FAITHFULNESS_RUBRIC,
+    tags: tuple[str, ...] = DEFAULT_TAGS,
+) -> list[Any]:
+    return [*tags, *texts, criteria, rubric, DEFAULT_MAX_NEW_TOKENS]
+
+
+def run_grade(demo: gr.Blocks, *inputs: Any) -> list[dict[str, Any]]:
+    """Every update the Grade button's generator yields, keyed by elem_id."""
+    return [by_id(demo, update) for update in handler(demo, "on_grade")(*inputs)]
+
+
+def final_view(updates: list[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for update in updates:
+        merged.update(update)
+    return {key: value(val) for key, val in merged.items()}
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    services = make_services(tmp_path)
+    yield services
+    services.store.close()
+
+
+@pytest.fixture
+def demo(services: Services) -> gr.Blocks:
+    return build(services)
+
+
+# --- grading ---------------------------------------------------------------------------------
+
+
+def test_grading_streams_then_renders_and_stores_the_judgment(demo: gr.Blocks, services: Services) -> None:
+    updates = run_grade(demo, *grade_inputs())
+    streamed = [value(u["gl-stream"]) for u in updates if "gl-stream" in u]
+    assert len(streamed) > 3, "the raw answer should arrive in several pieces"
+    assert max(streamed, key=len) == WELL_FORMED
+    assert updates[-1]["gl-stream"]["visible"] is False  # the live box gives way to the rendering
+
+    view = final_view(updates)
+    card = Markup(view["gl-result-card"]).all_text
+    stored = services.store.list_judgments()
+    assert len(stored) == 1
+    assert f"#{stored[0].id}" in card and "1" in card and "ok" in card
+    fields = Markup(view["gl-result-fields"])
+    # "capital" in the CONTEXT and USER INPUT; in the MODEL OUTPUT it lies inside the longer phrase.
+    assert [m for m, _ in fields.marks] == ["capital", "capital", "Paris is the ", "capital", " of France"]
+    assert fields.max_mark_depth == 1
+    assert "adds nothing the context does not say" in Markup(view["gl-result-reasoning"]).all_text
+    assert view["gl-result-raw"] == WELL_FORMED
+    assert view["gl-result-plot"] is not None  # the scripted judge gives a distribution
+
+    judgment = services.store.get_judgment(stored[0].id)
+    assert judgment is not None and judgment.score == 1
+    assert judgment.fields["CONTEXT"] == CONTEXT and judgment.fields["MODEL OUTPUT"] == OUTPUT
+
+
+def test_renamed_tags_reach_the_prompt_and_the_highlights(demo: gr.Blocks, services: Services) -> None:
+    tags = ("SOURCE", "QUESTION", "RESPONSE", "REFERENCE")
+    view = final_view(run_grade(demo, *grade_inputs(tags=tags, criteria="Is the RESPONSE faithful to the SOURCE?")))
+    prompt = services.judge.prompts[-1]  # type: ignore[union-attr]
+    assert "<SOURCE>\n" + CONTEXT in prompt and "<RESPONSE>\n" + OUTPUT in prompt and "<REFERENCE>" not in prompt
+    assert "RESPONSE" in Markup(view["gl-result-fields"]).all_text
+
+
+def test_unfound_highlight_is_listed_with_a_note_when_it_is_in_the_rubric(tmp_path: Path) -> None:
+    judge = ScriptedJudge(answer("- fine", ["Paris", "supported by the CONTEXT", "moon"], 1))
+    services = make_services(tmp_path, judge=judge)
+    demo = build(services)
+    view = final_view(run_grade(demo, *grade_inputs()))
+    text = Markup(view["gl-result-ungrounded"]).all_text
+    assert "supported by the CONTEXT (only in the pass criteria or rubric)" in text
+    assert "moon" in text and "moon (only" not in text
+
+
+def test_unparseable_answer_shows_a_failed_card_not_a_fake_score(tmp_path: Path) -> None:
+    services = make_services(tmp_path, judge=ScriptedJudge("I think it is fine.", distribution={}))
+    view = final_view(run_grade(build(services), *grade_inputs()))
+    card = Markup(view["gl-result-card"]).all_text
+    assert "failed" in card and "\u2014" in card
+    assert view["gl-result-plot"] is None
+    assert services.store.list_judgments()[0].score is None
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        (grade_inputs(rubric=""), "rubric names no scores"),
+        (grade_inputs(rubric="Grade it sensibly."), "names no scores"),
+        (grade_inputs(criteria=" "), "pass criteria are empty"),
+        (grade_inputs(texts=("", " ", "", "")), "Every field is empty"),
+        (grade_inputs(tags=("A", "A", "C", "D"), texts=("x", "y", "", "")), "both tagged 'A'"),
+        (grade_inputs(tags=("CON<TEXT", *DEFAULT_TAGS[1:])), "may not contain"),
+    ],
+)
+def test_input_errors_become_messages(demo: gr.Blocks, services: Services, inputs: list[Any], expected: str) -> None:
+    updates = run_grade(demo, *inputs)
+    message = value(final_view(updates)["gl-message"])
+    assert expected in Markup(message).all_text
+    assert "gl-message-error" in message and "Traceback" not in message
+    assert services.store.list_judgments() == []
+
+
+class FailingJudge(ScriptedJudge):
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def stream(self, prompt: str, **_: Any) -> Iterator[str | Generation]:
+        yield "<reasoning>"
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("judge", "expected"),
+    [
+        (ScriptedJudge(max_prompt_chars=100), "the limit is 100"),
+        (FailingJudge(JudgeError("CUDA out of memory; try --quantization nf4")), "CUDA out of memory"),
+        (FailingJudge(RuntimeError("kaboom")), "Something went wrong (RuntimeError: kaboom)"),
+    ],
+)
+def test_judge_errors_become_messages(tmp_path: Path, judge: Any, expected: str) -> None:
+    services = make_services(tmp_path, judge=judge)
+    view = final_view(run_grade(build(services), *grade_inputs()))
+    assert expected in Markup(view["gl-message"]).all_text
+    assert view["gl-result"] is None or "gl-result-card" not in view  # no stale rendering
+
+
+def test_a_new_grade_hides_the_previous_result_until_it_finishes(demo: gr.Blocks) -> None:
+    run_grade(demo, *grade_inputs())
+    second = run_grade(demo, *grade_inputs(rubric=""))
+    assert second[-1]["gl-result"] == {"__type__": "update", "visible": False}
+
+
+# --- the judge failed to load ----------------------------------------------------------------
+
+
+def test_load_error_banner_and_grade_message_when_the_judge_is_missing(tmp_path: Path) -> None:
+    reason = "Could not load /models/glider: no config.json there."
+    services = make_services(tmp_path, judge=None, judge_error=reason)
+    demo = build(services)
+    banner = Markup(component(demo, "gl-banner").value).all_text
+    assert reason in banner and "--model /path/to/local/model" in banner
+    message = Markup(value(final_view(run_grade(demo, *grade_inputs()))["gl-message"])).all_text
+    assert "not loaded" in message and reason in message
+    with pytest.raises(gr.Error, match="not loaded"):
+        handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+
+
+def test_banner_describes_the_loaded_judge(demo: gr.Blocks) -> None:
+    banner = Markup(component(demo, "gl-banner").value).all_text
+    assert "tests/scripted-judge" in banner and "scripted" in banner and "cpu" in banner
+
+
+# --- the form --------------------------------------------------------------------------------
+
+
+def test_choosing_a_preset_fills_criteria_and_rubric_and_load_example_fills_the_fields(
+    demo: gr.Blocks, services: Services
+) -> None:
+    preset = services.presets[6]
+    updates = by_id(demo, handler(demo, "on_preset")(preset.key))
+    assert value(updates["gl-pass-criteria"]) == preset.pass_criteria
+    assert value(updates["gl-rubric"]) == preset.rubric
+
+    updates = by_id(demo, handler(demo, "on_load_example")(preset.key))
+    for i, tag in enumerate(DEFAULT_TAGS):
+        assert value(updates[f"gl-tag-{i}"]) == tag
+        assert value(updates[f"gl-field-{i}"]) == preset.example.get(tag, "")
+
+    error = by_id(demo, handler(demo, "on_load_example")(None))
+    assert "Choose a rubric preset" in value(error["gl-message"])
+
+
+def test_scale_follows_the_rubric(demo: gr.Blocks) -> None:
+    on_rubric = handler(demo, "on_rubric")
+    assert value(by_id(demo, on_rubric("1: bad\n3: fine\n5: great"))["gl-scale"]).startswith("1\u20135")
+    assert "names no scores" in value(by_id(demo, on_rubric(""))["gl-scale"])
+
+
+def test_renaming_a_tag_relabels_its_field(demo: gr.Blocks) -> None:
+    updates = by_id(demo, handler(demo, "on_tags")("SOURCE", "USER INPUT", " ", "GOLD ANSWER"))
+    assert updates["gl-field-0"]["label"] == "SOURCE"
+    assert updates["gl-field-2"]["label"] == "(untagged field)"
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def test_history_lists_reopens_and_copies_back_to_the_form(demo: gr.Blocks, services: Services) -> None:
+    fresh = final_view(run_grade(demo, *grade_inputs()))
+    run_grade(demo, *grade_inputs(texts=("", "Capital of Italy?", "Rome <b>is</b> the capital.", "Rome")))
+
+    table = value(by_id(demo, handler(demo, "on_refresh")())["gl-history"])
+    assert isinstance(table, pd.DataFrame)
+    assert list(table.columns) == ["ID", "Time", "Score", "Status", "Model", "Preview"]
+    assert len(table) == 2
+    first_id = min(int(i) for i in table["ID"])
+    assert "Rome <b>is</b> the capital." in set(table["Preview"])  # a Dataframe cell shows text as text
+
+    row = table[table["ID"] == str(first_id)].iloc[0].tolist()
+    raw = handler(demo, "on_select")(gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}))
+    opened = {key: value(val) for key, val in by_id(demo, raw).items()}
+    assert opened["gl-history-result-fields"] == fresh["gl-result-fields"]  # same rendering as when graded
+    assert opened["gl-history-result-reasoning"] == fresh["gl-result-reasoning"]
+    selected = next(val for key, val in raw.items() if isinstance(key, gr.State))
+    assert selected == first_id
+
+    copied = by_id(demo, handler(demo, "on_edit")(selected))
+    assert value(copied["gl-field-0"]) == CONTEXT and value(copied["gl-field-2"]) == OUTPUT
+    assert value(copied["gl-pass-criteria"]) == FAITHFULNESS_CRITERIA
+    assert copied["gl-tabs"].selected == "grade"
+    assert f"#{first_id}" in value(copied["gl-message"])
+
+
+@pytest.mark.parametrize(("wanted", "expected"), [(999, "no judgment #999"), (None, "Enter a judgment id")])
+def test_opening_an_unknown_judgment_says_so(demo: gr.Blocks, wanted: Any, expected: str) -> None:
+    updates = by_id(demo, handler(demo, "on_open")(wanted))
+    assert expected in value(updates["gl-history-message"])
+
+
+def test_edit_without_a_selection_says_so(demo: gr.Blocks) -> None:
+    assert "Open a judgment first" in value(by_id(demo, handler(demo, "on_edit")(None))["gl-history-message"])
+
+
+def test_history_of_an_empty_store_is_an_empty_table(demo: gr.Blocks) -> None:
+    table = value(by_id(demo, handler(demo, "on_refresh")())["gl-history"])
+    assert len(table) == 0 and list(table.columns)[0] == "ID"
+
+
+# --- the HTTP API function and the event configuration -----------------------------------------
+
+
+def test_api_function_returns_the_result_json(demo: gr.Blocks, services: Services) -> None:
+    result = handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+    assert result["score"] == 1 and result["status"] == "ok"
+    assert services.store.get_judgment(result["judgment_id"]) is not None
+    with pytest.raises(gr.Error, match="rubric names no scores"):
+        handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, "")
+
+
+def test_grade_events_share_one_judge_queue_and_only_grade_is_public(demo: gr.Blocks) -> None:
+    fns = {fn.name: fn for fn in demo.fns.values()}
+    for name in ("on_grade", "grade_api"):
+        assert fns[name].concurrency_id == "judge" and fns[name].concurrency_limit == 1
+    assert fns["grade_api"].api_name == "grade" and fns["grade_api"].api_visibility == "public"
+    public = [fn.name for fn in demo.fns.values() if fn.api_visibility == "public"]
+    assert public == ["grade_api"]
+
+
+def test_the_app_builds_without_presets(tmp_path: Path) -> None:
+    services = make_services(tmp_path, presets=[])
+    demo = build(services)
+    assert component(demo, "gl-preset").choices == []
+    assert "names no scores" in component(demo, "gl-scale").value
+    assert "Choose a rubric preset" in value(by_id(demo, handler(demo, "on_load_example")(None))["gl-message"])
+    view = final_view(run_grade(demo, *grade_inputs()))  # grading works from typed-in criteria and rubric
+    assert "gl-result-card" in view
+
+
+def test_storage_errors_in_history_become_messages(demo: gr.Blocks, services: Services,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise StorageError("Could not read the database at sqlite:///x.db: it is read-only.")
+
+    monkeypatch.setattr(services.store, "list_judgments", broken)
+    monkeypatch.setattr(services.store, "get_judgment", broken)
+    for name, args in (("on_refresh", ()), ("on_open", (1,)), ("on_edit", (1,))):
+        message = value(by_id(demo, handler(demo, name)(*args))["gl-history-message"])
+        assert "it is read-only" in Markup(message).all_text and "Traceback" not in message

@@ -1,0 +1,288 @@
+"""webapp.render: every renderer escapes user and model text; highlights never nest; offsets are exact."""
+
+from __future__ import annotations
+
+import html
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+
+from core.errors import InputError
+from core.grading import FieldSpan
+from core.judge.base import BackendInfo
+from core.presets import Preset
+from core.spans import locate
+from tests.webapp_helpers import XSS_PAYLOADS
+from webapp import render
+from webapp.views import JudgmentView, describe_scale, fill_slots, request_fields
+
+# The only markup the renderers may produce: no links, images, scripts or event handlers.
+ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1"}
+ALLOWED_ATTRS = {"class", "title", "role"}
+
+
+class Markup(HTMLParser):
+    """Collects the tags, attributes, text and <mark> nesting of a rendered fragment."""
+
+    def __init__(self, fragment: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.marks: list[tuple[str, dict[str, str | None]]] = []  # (text inside, attrs)
+        self.mark_depth = 0
+        self.max_mark_depth = 0
+        self.feed(fragment)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "mark":
+            self.mark_depth += 1
+            self.max_mark_depth = max(self.max_mark_depth, self.mark_depth)
+            self.marks.append(("", dict(attrs)))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "mark":
+            self.mark_depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+        if self.mark_depth and self.marks:
+            inner, attrs = self.marks[-1]
+            self.marks[-1] = (inner + data, attrs)
+
+    @property
+    def all_text(self) -> str:
+        return "".join(self.text)
+
+
+def assert_safe(fragment: str, payload: str) -> Markup:
+    """No element or attribute beyond the allowed ones, and the payload visible as text."""
+    parsed = Markup(fragment)
+    for tag, attrs in parsed.tags:
+        assert tag in ALLOWED_TAGS, f"unexpected <{tag}> in {fragment!r}"
+        for name in attrs:
+            assert name in ALLOWED_ATTRS, f"unexpected attribute {name}= in {fragment!r}"
+    lowered = fragment.lower()
+    assert "<script" not in lowered and "<img" not in lowered and "<svg" not in lowered
+    if any(ch in payload for ch in "<>\""):
+        assert payload not in fragment, "the payload appears unescaped"
+        assert html.escape(payload, quote=True) in fragment
+    # Visible as text (or, for a highlight's phrase, in a title attribute, which is also only text).
+    assert payload in parsed.all_text or any(payload in str(v) for _, at in parsed.tags for v in at.values())
+    return parsed
+
+
+def make_view(**overrides: Any) -> JudgmentView:
+    values: dict[str, Any] = dict(
+        judgment_id=7, created_at=None, fields={"MODEL OUTPUT": "Paris is the capital of France."},
+        pass_criteria="Is it right?", rubric="0: no\n1: yes", scale=(0, 1), score=1, status="ok", problems=(),
+        reasoning="- fine", highlights=("Paris",), spans=(FieldSpan("MODEL OUTPUT", 0, 5, "Paris"),),
+        ungrounded=(), in_instructions=frozenset(), distribution={0: 0.1, 1: 0.9}, expected_score=0.9,
+        confidence=0.9, raw_output="<score>1</score>", warnings=(), model="tests/scripted-judge · scripted",
+    )
+    values.update(overrides)
+    return JudgmentView(**values)
+
+
+# --- escaping, payload by payload and renderer by renderer ------------------------------------
+
+
+def _field_with_highlight(payload: str) -> str:
+    text = f"before {payload} after"
+    start = text.index(payload)
+    return render.render_field(payload, text, [FieldSpan(payload, start, start + len(payload), payload)])
+
+
+RENDERERS = {
+    "field text, tag and highlight title": _field_with_highlight,
+    "fields": lambda p: render.render_fields(
+        {p: f"x {p} y"}, [FieldSpan(p, 2, 2 + len(p), p)]
+    ),
+    "reasoning bullet": lambda p: render.render_reasoning(f"- {p}\n- second"),
+    "reasoning paragraph": lambda p: render.render_reasoning(f"{p}\n\n- bullet {p}"),
+    "problems": lambda p: render.render_score_card(make_view(problems=(p,), status="repaired")),
+    "status": lambda p: render.render_score_card(make_view(status=p)),
+    "model line": lambda p: render.render_score_card(make_view(model=p)),
+    "ungrounded": lambda p: render.render_ungrounded([p], in_instructions={p}),
+    "backend info": lambda p: render.render_backend_banner(
+        BackendInfo(backend=p, model_id=p, quantization=p, dtype=p, device=p, notes=(p,))
+    ),
+    "load error": lambda p: render.render_backend_banner(None, p),
+    "error message": render.render_error,
+    "warnings": lambda p: render.render_warnings([p]),
+    "notice": render.render_notice,
+    "hint": render.render_hint,
+    "preset": lambda p: render.render_preset(Preset(p, p, p, p, p, {})),
+    "marked text": lambda p: render.render_marked_text(p + p, locate(p + p, [p])),
+}
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+@pytest.mark.parametrize("renderer", sorted(RENDERERS))
+def test_every_renderer_escapes(renderer: str, payload: str) -> None:
+    assert_safe(RENDERERS[renderer](payload), payload)
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+def test_highlight_of_a_payload_marks_the_escaped_text(payload: str) -> None:
+    parsed = assert_safe(_field_with_highlight(payload), payload)
+    assert [inner for inner, _ in parsed.marks] == [payload]
+    assert parsed.marks[0][1]["title"] == f"Highlighted: {payload}"
+
+
+def test_escape_helper_quotes_attributes() -> None:
+    assert render.esc('a"b\'<c>&') == "a&quot;b&#x27;&lt;c&gt;&amp;"
+    assert render.esc(None) == ""
+
+
+# --- highlights ----------------------------------------------------------------------------
+
+
+def test_overlapping_highlights_do_not_nest() -> None:
+    text = "the quick brown fox jumps"
+    spans = locate(text, ["quick brown", "brown fox", "fox"])
+    parsed = Markup(render.render_marked_text(text, spans))
+    assert parsed.max_mark_depth == 1
+    assert parsed.all_text == text
+    inner = [m for m, _ in parsed.marks]
+    assert "".join(inner) == "quick brown fox"
+    brown = next(attrs for m, attrs in parsed.marks if m == "brown")
+    assert "gl-hl-multi" in (brown["class"] or "")
+    assert "quick brown" in (brown["title"] or "") and "brown fox" in (brown["title"] or "")
+
+
+def test_nested_highlight_inside_a_longer_one() -> None:
+    text = "it was designed by Holm & Bech in 1985"
+    parsed = Markup(render.render_marked_text(text, locate(text, ["designed by Holm & Bech", "Holm"])))
+    assert parsed.max_mark_depth == 1
+    assert parsed.all_text == text
+    assert [m for m, _ in parsed.marks] == ["designed by ", "Holm", " & Bech"]
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase"),
+    [
+        ("🚀🚀 Zürich ist großartig, sagt sie.", "großartig"),
+        ("née 'Çelik' — a café near İzmir 👋🏽 today", "İzmir"),
+        ("e\u0301te\u0301 (combining accents) then 日本語のテキスト", "日本語"),
+        ("emoji 👨‍👩‍👧 family then target", "target"),
+    ],
+)
+def test_unicode_offsets_mark_the_right_text(text: str, phrase: str) -> None:
+    spans = locate(text, [phrase])
+    assert spans, "locate must find the phrase"
+    field_spans = [FieldSpan("MODEL OUTPUT", s.start, s.end, s.phrase) for s in spans]
+    parsed = Markup(render.render_field("MODEL OUTPUT", text, field_spans))
+    assert [m for m, _ in parsed.marks] == [phrase]
+    assert parsed.all_text.endswith(text)
+
+
+def test_field_shows_only_its_own_spans_and_unhighlighted_fields_are_left_out() -> None:
+    fields = {"CONTEXT": "Paris is big.", "USER INPUT": "Where?", "MODEL OUTPUT": "Paris."}
+    spans = [FieldSpan("CONTEXT", 0, 5, "Paris"), FieldSpan("MODEL OUTPUT", 0, 5, "Paris")]
+    parsed = Markup(render.render_fields(fields, spans))
+    assert [m for m, _ in parsed.marks] == ["Paris", "Paris"]
+    assert "Where?" not in parsed.all_text
+    assert "No highlighted phrase" in Markup(render.render_fields(fields, [])).all_text
+
+
+def test_spans_past_the_end_of_a_field_are_ignored() -> None:
+    parsed = Markup(render.render_field("F", "short", [FieldSpan("F", 2, 99, "ort and more")]))
+    assert parsed.marks == [] and parsed.all_text.endswith("short")
+
+
+# --- reasoning, score card, ungrounded, banner --------------------------------------------------
+
+
+def test_reasoning_bullets_become_a_list() -> None:
+    reasoning = "Overall:\n- first point\n  continues here\n* second\n\u2022 third\n1. fourth\n\n"
+    parsed = Markup(render.render_reasoning(reasoning))
+    items = [tag for tag, _ in parsed.tags if tag == "li"]
+    assert len(items) == 4
+    assert "first point continues here" in parsed.all_text
+    assert "Overall:" in parsed.all_text
+
+
+def test_reasoning_markdown_is_not_rendered() -> None:
+    fragment = render.render_reasoning("- **bold** [link](javascript:alert(1)) `code`")
+    parsed = assert_safe(fragment, "[link](javascript:alert(1))")
+    assert "**bold**" in parsed.all_text
+
+
+@pytest.mark.parametrize("reasoning", [None, "", "   \n "])
+def test_missing_reasoning_says_so(reasoning: str | None) -> None:
+    assert "no reasoning" in Markup(render.render_reasoning(reasoning)).all_text
+
+
+def test_score_card_shows_score_scale_status_and_statistics() -> None:
+    text = Markup(render.render_score_card(make_view())).all_text
+    for expected in ("1", "0\u20131", "ok", "0.90", "90%", "#7"):
+        assert expected in text
+
+
+def test_failed_score_card_shows_no_number_and_the_problems() -> None:
+    view = make_view(score=None, status="failed", problems=("The answer has no <score> block.",),
+                     expected_score=None, confidence=None, distribution=None)
+    fragment = render.render_score_card(view)
+    parsed = assert_safe(fragment, "The answer has no <score> block.")
+    assert "\u2014" in parsed.all_text and "failed" in parsed.all_text
+    assert "gl-status-failed" in fragment and "Expected" not in parsed.all_text
+
+
+def test_ungrounded_notes_phrases_that_only_occur_in_the_instructions() -> None:
+    text = Markup(render.render_ungrounded(["rubric words", "invented"], {"rubric words"})).all_text
+    assert "rubric words (only in the pass criteria or rubric)" in text
+    assert "invented" in text and "invented (only" not in text
+    assert render.render_ungrounded([]) == ""
+
+
+def test_backend_banner_names_the_model_and_the_fix_when_it_failed() -> None:
+    ok = Markup(render.render_backend_banner(BackendInfo("transformers", "PatronusAI/glider", quantization="nf4",
+                                                         dtype="bfloat16", device="cuda:0"))).all_text
+    for expected in ("PatronusAI/glider", "transformers", "nf4", "cuda:0"):
+        assert expected in ok
+    failed = Markup(render.render_backend_banner(None, "No such directory: /models/glider")).all_text
+    assert "No such directory: /models/glider" in failed and "--model /path/to/local/model" in failed
+
+
+# --- distribution chart ------------------------------------------------------------------------
+
+
+def test_distribution_has_a_bar_for_every_score_and_marks_the_chosen_one() -> None:
+    fig = render.distribution_figure({1: 0.1, 3: 0.7, 4: 0.2}, (1, 5), chosen=3)
+    assert fig is not None
+    bar = fig.data[0]
+    assert list(bar.x) == ["1", "2", "3", "4", "5"]
+    assert list(bar.y) == [0.1, 0.0, 0.7, 0.2, 0.0]
+    colors = list(bar.marker.color)
+    assert colors[2] != colors[0] and len(set(colors)) == 2
+
+
+@pytest.mark.parametrize("distribution", [None, {}])
+def test_no_distribution_gives_no_figure(distribution: dict[int, float] | None) -> None:
+    assert render.distribution_figure(distribution, (0, 1), chosen=None) is None
+
+
+# --- view helpers --------------------------------------------------------------------------------
+
+
+def test_fill_slots_puts_default_tags_in_place_and_others_in_free_slots() -> None:
+    assert fill_slots({"MODEL OUTPUT": "m", "USER INPUT": "u"}) == [
+        ("CONTEXT", ""), ("USER INPUT", "u"), ("MODEL OUTPUT", "m"), ("GOLD ANSWER", "")]
+    assert fill_slots({"CONTEXT": "c", "USER INPUT": "u", "RESPONSE": "r", "GOLD ANSWER": "g"}) == [
+        ("CONTEXT", "c"), ("USER INPUT", "u"), ("RESPONSE", "r"), ("GOLD ANSWER", "g")]
+    assert len(fill_slots({f"T{i}": str(i) for i in range(6)})) == 4
+
+
+def test_request_fields_strips_tags_and_refuses_two_filled_fields_with_one_tag() -> None:
+    assert request_fields([" A ", "B", "C", "D"], ["a", "", None, "d"]) == {"A": "a", "B": "", "C": "", "D": "d"}
+    assert request_fields(["A", "A", "C", "D"], ["a", "", "", ""]) == {"A": "a", "C": "", "D": ""}
+    with pytest.raises(InputError, match="'A'"):
+        request_fields(["A", "A", "C", "D"], ["a", "b", "", ""])
+
+
+def test_describe_scale_shows_the_scale_or_the_rubric_error() -> None:
+    assert describe_scale("1: bad\n2: ok\n3: good").startswith("1\u20133")
+    assert "names no scores" in describe_scale("just some words")

@@ -1,0 +1,155 @@
+"""Shared helpers for the web app tests: services on a temporary SQLite file, handler and component
+lookup in a built Blocks, and a launched server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from core.presets import Preset, load_presets  # noqa: E402
+from core.store import Store  # noqa: E402
+from tests.fakes import ScriptedJudge  # noqa: E402
+from webapp import Services, build_app, launch_options  # noqa: E402
+
+XSS_PAYLOADS = (
+    "<script>window.__xss=1</script>",
+    "<img src=x onerror=window.__xss=1>",
+    '"><svg onload=alert(1)>',
+    "javascript:alert(1)",
+)
+
+FAITHFULNESS_CRITERIA = "Is every claim in the MODEL OUTPUT supported by the CONTEXT?"
+FAITHFULNESS_RUBRIC = (
+    "0: The MODEL OUTPUT contains a claim the CONTEXT does not support.\n"
+    "1: Every claim in the MODEL OUTPUT is supported by the CONTEXT."
+)
+
+
+def answer(reasoning: str, highlights: list[str], score: int | str) -> str:
+    """A GLIDER-format answer for a ScriptedJudge."""
+    return (f"<reasoning>\n{reasoning}\n</reasoning>\n<highlight>\n{highlights!r}\n</highlight>\n"
+            f"<score>\n{score}\n</score>")
+
+
+# A realistic answer to the faithfulness preset's example (the Hartwell Bridge), for the screenshot.
+BRIDGE_ANSWER = answer(
+    "\n".join((
+        '- The MODEL OUTPUT says the bridge "opened to traffic in March 1987" and "spans 412 metres across the '
+        'Lune estuary"; the CONTEXT states both.',
+        '- The pedestrian walkway added on the "eastern side in 2004" is also stated in the CONTEXT.',
+        '- The claim that the bridge "was designed by the Danish engineering firm Holm & Bech" appears nowhere in '
+        "the CONTEXT: it is an unsupported addition, whether or not it is true.",
+        "- Because one claim is not supported by the CONTEXT, the output does not meet the pass criteria.",
+    )),
+    ["designed by the Danish engineering firm Holm & Bech", "opened to traffic in March 1987", "spans 412 metres",
+     "eastern side in 2004"],
+    0,
+)
+BRIDGE_DISTRIBUTION = {0: 0.83, 1: 0.17}
+
+
+def make_services(
+    tmp_path: Path,
+    judge: Any = "default",
+    presets: list[Preset] | None = None,
+    judge_error: str | None = None,
+) -> Services:
+    """Services with a real Store on a SQLite file under tmp_path and the shipped presets."""
+    store = Store.from_path(tmp_path / "glider.db")
+    return Services(
+        store=store,
+        presets=load_presets() if presets is None else presets,
+        judge=ScriptedJudge() if judge == "default" else judge,
+        judge_error=judge_error,
+    )
+
+
+def handler(demo: gr.Blocks, name: str) -> Callable[..., Any]:
+    """The Python function behind the event whose function is called `name`."""
+    for block_fn in demo.fns.values():
+        if block_fn.name == name and block_fn.fn is not None:
+            return block_fn.fn
+    raise LookupError(f"no event handler named {name!r}")
+
+
+def component(demo: gr.Blocks, elem_id: str) -> Any:
+    """The component (or layout block) with this elem_id."""
+    for block in demo.blocks.values():
+        if getattr(block, "elem_id", None) == elem_id:
+            return block
+    raise LookupError(f"no block with elem_id {elem_id!r}")
+
+
+def value(update: Any) -> Any:
+    """The value a callback's output sets, whether given plainly or as gr.update(value=...)."""
+    if isinstance(update, dict) and update.get("__type__") == "update":
+        return update.get("value")
+    return update
+
+
+def by_id(demo: gr.Blocks, updates: dict[Any, Any]) -> dict[str, Any]:
+    """A callback's {component: update} dict keyed by elem_id (components without one are dropped)."""
+    return {block.elem_id: update for block, update in updates.items() if getattr(block, "elem_id", None)}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _closing_stray_event_loops() -> Iterator[None]:
+    """Close the event loops created meanwhile once the block ends.
+
+    Gradio 6 makes throw-away loops when a Blocks is built and launched (gradio.utils.safe_get_lock
+    and safe_get_stop_event call asyncio.new_event_loop() and never close them); with
+    filterwarnings=error their ResourceWarning at garbage collection would fail an unrelated test.
+    """
+    created: list[asyncio.AbstractEventLoop] = []
+    original = asyncio.new_event_loop
+
+    def tracking() -> asyncio.AbstractEventLoop:
+        loop = original()
+        created.append(loop)
+        return loop
+
+    asyncio.new_event_loop = tracking  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        asyncio.new_event_loop = original  # type: ignore[assignment]
+        for loop in created:
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+        asyncio.set_event_loop(None)
+
+
+def build(services: Services) -> gr.Blocks:
+    """build_app, closing the event loops Gradio creates and drops while building."""
+    with _closing_stray_event_loops():
+        return build_app(services)
+
+
+@contextmanager
+def launched(services: Services) -> Iterator[str]:
+    """Build and launch the app on a free local port; yield its URL; always close the server."""
+    with _closing_stray_event_loops():
+        demo = build_app(services)
+        _, url, _ = demo.launch(
+            prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
+            **launch_options(),
+        )
+        try:
+            yield url
+        finally:
+            demo.close()

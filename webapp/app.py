@@ -1,0 +1,421 @@
+"""The Gradio interface: `build_app(services)` builds the Blocks; every callback is a thin adapter.
+
+Callbacks turn widget values into a core call and return `{component: update}` dicts. HTML comes only
+from webapp.render. Grade events from the page and from the HTTP API share one concurrency group so
+two generations never run on one model at the same time.
+
+No `from __future__ import annotations` here: Gradio reads the API function's type hints at runtime.
+"""
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from core.errors import GliderError
+from core.grading import GradeRequest, GradeResult, grade, grade_stream
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS
+from core.presets import Preset
+from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
+from webapp import render
+from webapp.services import Services
+from webapp.views import SLOTS, JudgmentView, describe_scale, fill_slots, format_time, request_fields
+
+log = logging.getLogger(__name__)
+
+CSS_PATH = Path(__file__).resolve().parent.parent / "assets" / "style.css"
+JUDGE_CONCURRENCY_ID = "judge"
+HISTORY_HEADERS = ["ID", "Time", "Score", "Status", "Model", "Preview"]
+HISTORY_LIMIT = 200
+PRIVATE = "private"  # Gradio 6: hidden from the API page and not callable by gradio_client
+
+_PLACEHOLDERS = {
+    CONTEXT: "Background the answer should rely on (retrieved passages, a document ...)",
+    USER_INPUT: "The question or instruction the model was given",
+    MODEL_OUTPUT: "The text to be judged",
+    GOLD_ANSWER: "A reference answer, if you have one",
+}
+
+
+def launch_options() -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch`: since Gradio 6, CSS and theme are launch settings."""
+    return {
+        "css_paths": [CSS_PATH],
+        "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate").set(
+            button_primary_background_fill="*primary_600",
+            button_primary_background_fill_hover="*primary_700",
+            button_primary_text_color="white",
+        ),
+    }
+
+
+def _failure(error: Exception) -> str:
+    """The message a user sees for an error: core's own messages as they are, anything else summarised."""
+    if isinstance(error, GliderError):
+        return str(error)
+    log.exception("Unexpected error while handling a request")
+    return f"Something went wrong ({type(error).__name__}: {error}). The details are in the server log."
+
+
+def _no_judge_message(services: Services) -> str:
+    reason = services.judge_error or "No judge back-end was configured."
+    return f"Grading is unavailable: the judge model is not loaded. {reason} To fix it, {render.MODEL_HINT}."
+
+
+def _html(markup: str) -> Any:
+    """An HTML update that hides the component while it is empty, so it takes no space in the layout."""
+    return gr.update(value=markup, visible=bool(markup))
+
+
+@dataclass
+class ResultPanel:
+    """The components that show one judgment; used by the Grade tab and the History tab."""
+
+    column: gr.Column
+    card: gr.HTML
+    plot: gr.Plot
+    warnings: gr.HTML
+    fields: gr.HTML
+    ungrounded: gr.HTML
+    reasoning: gr.HTML
+    raw: gr.Textbox
+
+    @classmethod
+    def create(cls, prefix: str) -> "ResultPanel":
+        """Build the (initially hidden) components inside the current Blocks context."""
+        with gr.Column(visible=False, elem_id=prefix, elem_classes="gl-result") as column:
+            with gr.Row(equal_height=True):
+                card = gr.HTML(elem_id=f"{prefix}-card", elem_classes="gl-card-slot")
+                plot = gr.Plot(show_label=False, container=False, visible=False, elem_id=f"{prefix}-plot")
+            warnings = gr.HTML(elem_id=f"{prefix}-warnings")
+            fields = gr.HTML(elem_id=f"{prefix}-fields")
+            ungrounded = gr.HTML(elem_id=f"{prefix}-ungrounded")
+            reasoning = gr.HTML(elem_id=f"{prefix}-reasoning")
+            with gr.Accordion("Raw model output", open=False):
+                raw = gr.Textbox(show_label=False, lines=8, max_lines=30, interactive=False, buttons=["copy"],
+                                 elem_id=f"{prefix}-raw")
+        return cls(column, card, plot, warnings, fields, ungrounded, reasoning, raw)
+
+    @property
+    def outputs(self) -> list[gr.components.Component | gr.Column]:
+        return [self.column, self.card, self.plot, self.warnings, self.fields, self.ungrounded, self.reasoning,
+                self.raw]
+
+    def show(self, view: JudgmentView) -> dict[Any, Any]:
+        figure = render.distribution_figure(view.distribution, view.scale, view.score)
+        return {
+            self.column: gr.update(visible=True),
+            self.card: render.render_score_card(view),
+            self.plot: gr.update(value=figure, visible=figure is not None),
+            self.warnings: _html(render.render_warnings(view.warnings)),
+            self.fields: render.render_fields(view.fields, view.spans),
+            self.ungrounded: _html(render.render_ungrounded(view.ungrounded, view.in_instructions)),
+            self.reasoning: render.render_reasoning(view.reasoning),
+            self.raw: view.raw_output,
+        }
+
+    def hide(self) -> dict[Any, Any]:
+        return {self.column: gr.update(visible=False)}
+
+
+@dataclass
+class GradeTab:
+    """The Grade tab: the form on the left, the live answer and its rendering on the right."""
+
+    preset: gr.Dropdown
+    load_example: gr.Button
+    preset_info: gr.HTML
+    texts: list[gr.Textbox]
+    tags: list[gr.Textbox]
+    pass_criteria: gr.Textbox
+    rubric: gr.Textbox
+    scale: gr.Textbox
+    max_tokens: gr.Slider
+    grade_button: gr.Button
+    message: gr.HTML
+    stream: gr.Textbox
+    panel: ResultPanel
+
+    @classmethod
+    def create(cls, presets: list[Preset]) -> "GradeTab":
+        """Build the components inside the current Tab; the first preset (if any) is pre-selected."""
+        first = presets[0] if presets else None
+        with gr.Row():
+            with gr.Column(scale=5, elem_classes="gl-inputs"):
+                with gr.Row(equal_height=True):
+                    preset = gr.Dropdown(choices=[(p.name, p.key) for p in presets], value=first.key if first else None,
+                                         label="Rubric preset", scale=3, elem_id="gl-preset")
+                    load_example = gr.Button("Load example", scale=1, elem_id="gl-load-example")
+                preset_info = gr.HTML(render.render_preset(first))
+                texts = [
+                    gr.Textbox(label=tag, lines=3, max_lines=20, placeholder=_PLACEHOLDERS[tag],
+                               elem_id=f"gl-field-{i}")
+                    for i, tag in enumerate(DEFAULT_TAGS)
+                ]
+                with gr.Accordion("Field tags", open=False):
+                    gr.HTML(render.render_hint(
+                        "Each field is sent to GLIDER wrapped in its tag, e.g. <MODEL OUTPUT>...</MODEL OUTPUT>. "
+                        "Rename a tag to suit your data; the pass criteria should refer to the tags by name."
+                    ))
+                    with gr.Row():
+                        tags = [
+                            gr.Textbox(value=tag, label=f"Field {i + 1} tag", max_lines=1, min_width=120,
+                                       elem_id=f"gl-tag-{i}")
+                            for i, tag in enumerate(DEFAULT_TAGS)
+                        ]
+                pass_criteria = gr.Textbox(label="Pass criteria", lines=2, max_lines=10,
+                                           value=first.pass_criteria if first else "", elem_id="gl-pass-criteria")
+                rubric = gr.Textbox(label="Rubric", lines=3, max_lines=15, value=first.rubric if first else "",
+                                    elem_id="gl-rubric")
+                scale = gr.Textbox(label="Scale", value=describe_scale(first.rubric if first else ""),
+                                   interactive=False, max_lines=3, elem_id="gl-scale")
+                with gr.Accordion("Advanced", open=False):
+                    max_tokens = gr.Slider(64, 4096, value=DEFAULT_MAX_NEW_TOKENS, step=64, label="Max new tokens")
+                grade_button = gr.Button("Grade", variant="primary", elem_id="gl-grade")
+            with gr.Column(scale=6, elem_classes="gl-outputs"):
+                message = gr.HTML(render.render_hint(
+                    "Fill in the fields (or pick a preset and load its example) and press Grade."
+                ), elem_id="gl-message")
+                stream = gr.Textbox(label="Reasoning (streaming)", lines=10, max_lines=20, interactive=False,
+                                    visible=False, autoscroll=True, elem_id="gl-stream")
+                panel = ResultPanel.create("gl-result")
+        return cls(preset, load_example, preset_info, texts, tags, pass_criteria, rubric, scale, max_tokens,
+                   grade_button, message, stream, panel)
+
+    def fill(self, fields: dict[str, str], pass_criteria: str, rubric: str) -> dict[Any, Any]:
+        """Updates that put a tag → text mapping, pass criteria and rubric into the form."""
+        updates: dict[Any, Any] = {self.pass_criteria: pass_criteria, self.rubric: rubric}
+        for (tag, text), tag_box, text_box in zip(fill_slots(fields), self.tags, self.texts, strict=True):
+            updates[tag_box] = tag
+            updates[text_box] = text
+        return updates
+
+
+@dataclass
+class HistoryTab:
+    """The History tab: stored judgments, one reopened below the table."""
+
+    tab: gr.Tab
+    refresh: gr.Button
+    open_id: gr.Number
+    open_button: gr.Button
+    edit_button: gr.Button
+    table: gr.Dataframe
+    message: gr.HTML
+    selected: gr.State  # the judgment id this user has open
+    panel: ResultPanel
+
+    @classmethod
+    def create(cls, tab: gr.Tab) -> "HistoryTab":
+        """Build the components inside the current Tab."""
+        with gr.Row(equal_height=True):
+            refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="gl-refresh")
+            open_id = gr.Number(label="Judgment id", precision=0, minimum=1, scale=1, elem_id="gl-open-id")
+            open_button = gr.Button("Open", scale=0, min_width=100, elem_id="gl-open")
+            edit_button = gr.Button("Edit in Grade tab", interactive=False, scale=0, min_width=180, elem_id="gl-edit")
+        # datatype "str": cells are shown as text, so a preview holding markup stays inert.
+        table = gr.Dataframe(headers=HISTORY_HEADERS, datatype="str", interactive=False, wrap=True, max_height=360,
+                             column_widths=["6%", "16%", "7%", "9%", "20%", "42%"], elem_id="gl-history")
+        message = gr.HTML(elem_id="gl-history-message", visible=False)
+        selected = gr.State(None)
+        panel = ResultPanel.create("gl-history-result")
+        return cls(tab, refresh, open_id, open_button, edit_button, table, message, selected, panel)
+
+
+class Handlers:
+    """The callbacks. Each converts widget values, calls core once and returns {component: update}."""
+
+    def __init__(self, services: Services, tabs: gr.Tabs, grade: GradeTab, history: HistoryTab) -> None:
+        self.services = services
+        self.presets = {preset.key: preset for preset in services.presets}
+        self.tabs = tabs
+        self.grade = grade
+        self.history = history
+
+    # --- Grade tab ------------------------------------------------------------------------------
+
+    def on_preset(self, key: str | None) -> dict[Any, Any]:
+        g = self.grade
+        chosen = self.presets.get(key or "")
+        if chosen is None:
+            return {g.preset_info: ""}
+        return {g.pass_criteria: chosen.pass_criteria, g.rubric: chosen.rubric,
+                g.preset_info: render.render_preset(chosen)}
+
+    def on_load_example(self, key: str | None) -> dict[Any, Any]:
+        g = self.grade
+        chosen = self.presets.get(key or "")
+        if chosen is None:
+            return {g.message: _html(render.render_error("Choose a rubric preset first, then load its example."))}
+        return {**g.fill(dict(chosen.example), chosen.pass_criteria, chosen.rubric),
+                g.preset_info: render.render_preset(chosen), g.message: _html("")}
+
+    def on_tags(self, *names: str) -> dict[Any, Any]:
+        return {box: gr.update(label=(name or "").strip() or "(untagged field)")
+                for box, name in zip(self.grade.texts, names, strict=True)}
+
+    def on_rubric(self, rubric: str) -> dict[Any, Any]:
+        return {self.grade.scale: describe_scale(rubric or "")}
+
+    def on_grade(self, *values: Any) -> Iterator[dict[Any, Any]]:
+        """Stream the raw answer into the live box, then show the rendered, stored judgment."""
+        g = self.grade
+        tags, texts = values[:SLOTS], values[SLOTS : 2 * SLOTS]
+        pass_criteria, rubric, max_tokens = values[2 * SLOTS :]
+        cleared = {g.message: _html(""), g.stream: gr.update(value="", visible=False), **g.panel.hide()}
+        judge = self.services.judge
+        if judge is None:
+            yield {**cleared, g.message: _html(render.render_error(_no_judge_message(self.services)))}
+            return
+        streamed = ""
+        result: GradeResult | None = None
+        try:
+            request = GradeRequest(
+                fields=request_fields(tags, texts),
+                pass_criteria=pass_criteria or "",
+                rubric=rubric or "",
+                max_new_tokens=int(max_tokens or DEFAULT_MAX_NEW_TOKENS),
+            )
+            yield {**cleared, g.stream: gr.update(value="", visible=True)}
+            for event in grade_stream(judge, request, self.services.store):
+                if isinstance(event, str):
+                    streamed += event
+                    yield {g.stream: streamed}
+                else:
+                    result = event
+        except Exception as error:  # core's errors and anything else: a message, never a traceback
+            yield {**cleared, g.message: _html(render.render_error(_failure(error)))}
+            return
+        if result is None:
+            yield {**cleared, g.message: _html(render.render_error("The judge returned no result."))}
+            return
+        yield {**cleared, **g.panel.show(JudgmentView.from_result(result))}
+
+    def grade_api(
+        self,
+        context: str,
+        user_input: str,
+        model_output: str,
+        gold_answer: str,
+        pass_criteria: str,
+        rubric: str,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> dict[str, Any]:
+        """Grade one item with GLIDER under the default tags (empty fields are omitted).
+
+        Returns score, status, problems, reasoning, highlights, spans (field/start/end/phrase, offsets
+        in characters of that field), ungrounded, distribution and the stored judgment_id.
+        """
+        judge = self.services.judge
+        if judge is None:
+            raise gr.Error(_no_judge_message(self.services), print_exception=False)
+        fields = {CONTEXT: context or "", USER_INPUT: user_input or "", MODEL_OUTPUT: model_output or "",
+                  GOLD_ANSWER: gold_answer or ""}
+        request = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
+                               max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
+        try:
+            return grade(judge, request, self.services.store).to_dict()
+        except Exception as error:  # gradio_client raises with this message
+            raise gr.Error(_failure(error), print_exception=False) from error
+
+    # --- History tab ----------------------------------------------------------------------------
+
+    def on_refresh(self) -> dict[Any, Any]:
+        h = self.history
+        try:
+            summaries = self.services.store.list_judgments(limit=HISTORY_LIMIT)
+        except Exception as error:
+            return {h.message: _html(render.render_error(_failure(error)))}
+        rows = [
+            [str(s.id), format_time(s.created_at), "\u2014" if s.score is None else str(s.score), s.status,
+             s.model_id, s.preview]
+            for s in summaries
+        ]
+        return {h.table: pd.DataFrame(rows, columns=HISTORY_HEADERS), h.message: _html("")}
+
+    def on_open(self, judgment_id: Any) -> dict[Any, Any]:
+        h = self.history
+        try:
+            wanted = int(judgment_id)
+        except (TypeError, ValueError):
+            return {h.message: _html(render.render_error("Enter a judgment id (a whole number)."))}
+        try:
+            stored = self.services.store.get_judgment(wanted)
+        except Exception as error:
+            return {h.message: _html(render.render_error(_failure(error)))}
+        if stored is None:
+            return {h.message: _html(render.render_error(f"There is no judgment #{wanted}.")),
+                    h.selected: None, h.edit_button: gr.update(interactive=False), **h.panel.hide()}
+        return {h.message: _html(""), h.selected: wanted, h.open_id: wanted,
+                h.edit_button: gr.update(interactive=True), **h.panel.show(JudgmentView.from_stored(stored))}
+
+    def on_select(self, event: gr.SelectData) -> dict[Any, Any]:
+        row = event.row_value or []
+        return self.on_open(row[0] if row else None)
+
+    def on_edit(self, judgment_id: int | None) -> dict[Any, Any]:
+        """Copy an opened judgment's inputs into the Grade form and switch to it."""
+        g = self.grade
+        try:
+            stored = self.services.store.get_judgment(judgment_id) if judgment_id is not None else None
+        except Exception as error:
+            return {self.history.message: _html(render.render_error(_failure(error)))}
+        if stored is None:
+            return {self.history.message: _html(render.render_error("Open a judgment first."))}
+        note = f"Loaded the inputs of judgment #{stored.id}; edit them and press Grade."
+        if len(stored.fields) > SLOTS:
+            note += f" It had {len(stored.fields)} fields; only {SLOTS} fit in the form."
+        return {**g.fill(dict(stored.fields), stored.pass_criteria, stored.rubric),
+                self.tabs: gr.Tabs(selected="grade"), g.message: _html(render.render_notice(note)), **g.panel.hide()}
+
+    # --- wiring ---------------------------------------------------------------------------------
+
+    def wire(self, demo: gr.Blocks) -> None:
+        """Attach every event. Only `grade` is an API endpoint; both grade events share the judge's queue."""
+        g, h = self.grade, self.history
+        g.preset.change(self.on_preset, g.preset, [g.pass_criteria, g.rubric, g.preset_info], api_visibility=PRIVATE)
+        g.load_example.click(self.on_load_example, g.preset,
+                             [g.pass_criteria, g.rubric, g.preset_info, g.message, *g.tags, *g.texts],
+                             api_visibility=PRIVATE)
+        gr.on([tag.change for tag in g.tags], self.on_tags, g.tags, g.texts, api_visibility=PRIVATE, queue=False)
+        g.rubric.change(self.on_rubric, g.rubric, g.scale, api_visibility=PRIVATE, queue=False)
+        g.grade_button.click(
+            self.on_grade,
+            [*g.tags, *g.texts, g.pass_criteria, g.rubric, g.max_tokens],
+            [g.message, g.stream, *g.panel.outputs],
+            api_visibility=PRIVATE,
+            concurrency_id=JUDGE_CONCURRENCY_ID,
+            concurrency_limit=1,
+            show_progress="minimal",
+        )
+        gr.api(self.grade_api, api_name="grade", concurrency_id=JUDGE_CONCURRENCY_ID, concurrency_limit=1)
+
+        opened = [h.message, h.selected, h.open_id, h.edit_button, *h.panel.outputs]
+        gr.on([h.refresh.click, h.tab.select, demo.load], self.on_refresh, None, [h.table, h.message],
+              api_visibility=PRIVATE)
+        h.open_button.click(self.on_open, h.open_id, opened, api_visibility=PRIVATE)
+        h.open_id.submit(self.on_open, h.open_id, opened, api_visibility=PRIVATE)
+        h.table.select(self.on_select, None, opened, api_visibility=PRIVATE)
+        h.edit_button.click(self.on_edit, h.selected,
+                            [self.tabs, g.message, h.message, g.pass_criteria, g.rubric, *g.tags, *g.texts,
+                             *g.panel.outputs],
+                            api_visibility=PRIVATE)
+
+
+def build_app(services: Services) -> gr.Blocks:
+    """The whole GLIDER Studio interface, wired to `services`. Launch it with `**launch_options()`."""
+    info = services.judge.info if services.judge is not None else None
+    with gr.Blocks(title="GLIDER Studio", analytics_enabled=False) as demo:
+        gr.HTML(render.render_header())
+        gr.HTML(render.render_backend_banner(info, services.judge_error), elem_id="gl-banner")
+        with gr.Tabs(elem_id="gl-tabs") as tabs:
+            with gr.Tab("Grade", id="grade"):
+                grade_tab = GradeTab.create(services.presets)
+            with gr.Tab("History", id="history") as history:
+                history_tab = HistoryTab.create(history)
+        Handlers(services, tabs, grade_tab, history_tab).wire(demo)
+    return demo

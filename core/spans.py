@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Protocol
 
 
@@ -109,7 +110,7 @@ def merge(spans: Iterable[Located]) -> list[Segment]:
     active: list[Located] = []
     upcoming = iter(ordered)
     pending = next(upcoming, None)
-    for start, end in zip(bounds, bounds[1:]):
+    for start, end in pairwise(bounds):
         while pending is not None and pending.start <= start:
             active.append(pending)
             pending = next(upcoming, None)

@@ -44,7 +44,9 @@ class ScriptedJudge:
 
     def _check(self, prompt: str) -> None:
         if len(prompt) > self.max_prompt_chars:
-            raise ContextTooLongError(f"The prompt has {len(prompt):,} characters; the limit is {self.max_prompt_chars:,}.")
+            raise ContextTooLongError(
+                f"The prompt has {len(prompt):,} characters; the limit is {self.max_prompt_chars:,}."
+            )
         with self._lock:
             self.prompts.append(prompt)
 

@@ -92,3 +92,20 @@ def test_bad_requests_fail_before_the_model_is_called(fields, rubric, error) -> 
     with pytest.raises(error):
         grade(judge, GradeRequest(fields, "criteria", rubric))
     assert judge.prompts == []
+
+
+def test_real_grade_renders_the_same_fresh_and_reopened(trained_judge, store: Store) -> None:  # noqa: ANN001
+    """The last step of the loop with no fake: the stored judgment renders exactly like the fresh one."""
+    from webapp import render
+    from webapp.views import JudgmentView
+
+    result = grade(trained_judge, GradeRequest(dict(TEACH_FIELDS), TEACH_CRITERIA, TEACH_RUBRIC), store)
+    fresh = JudgmentView.from_result(result)
+    reopened = JudgmentView.from_stored(store.get_judgment(result.judgment_id))
+    html = render.render_fields(fresh.fields, fresh.spans)
+    assert html == render.render_fields(reopened.fields, reopened.spans)
+    # Per field: the sentence, split around the nested 'capital' into three marks that never nest.
+    assert html.count('<mark class="gl-hl') == 6 and "<mark" not in html.split("</mark>")[-1]
+    overlap = '<mark class="gl-hl gl-hl-multi" title="Highlighted: Paris is the capital of France | capital">capital'
+    assert html.count(overlap) == 2
+    assert render.render_score_card(fresh) == render.render_score_card(reopened)

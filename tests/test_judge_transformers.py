@@ -28,7 +28,8 @@ def test_trained_judge_reproduces_a_glider_answer(trained_judge: TransformersJud
     assert generation.text == WELL_FORMED
     assert generation.finish_reason == "stop"
     assert generation.prompt_tokens == trained_judge.count_tokens(taught_prompt)
-    assert generation.completion_tokens == len(trained_judge.tokenizer(WELL_FORMED, add_special_tokens=False)["input_ids"]) + 1
+    answer_tokens = len(trained_judge.tokenizer(WELL_FORMED, add_special_tokens=False)["input_ids"])
+    assert generation.completion_tokens == answer_tokens + 1  # the answer and its <|end|>
     judgment = parse_output(generation.text, (0, 1))
     assert (judgment.status, judgment.score) == ("ok", 1)
 
@@ -202,3 +203,11 @@ def test_directory_without_weights_is_explained(tmp_path: Path, tiny_tokenizer) 
 def test_auto_quantization_means_nf4() -> None:
     assert resolve_quantization("auto") == "nf4"
     assert resolve_quantization("none") == "none"
+
+
+def test_out_of_memory_while_loading_is_explained() -> None:
+    from core.judge.transformers_backend import _explain_load_failure
+
+    error = _explain_load_failure("PatronusAI/glider", RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert isinstance(error, ModelLoadError) and "--quantization nf4" in str(error)
+    assert "Not enough memory" in str(_explain_load_failure("PatronusAI/glider", MemoryError()))

@@ -122,7 +122,8 @@ CASES = [
      "read as one phrase"),
     ("duplicates, padding and blanks", answer(highlight="['Paris', ' Paris ', '', '  ', 'capital']"), (0, 1), 1, OK,
      ["Paris", "capital"], None),
-    ("CJK phrases", answer(highlight="['東京は日本の首都です', '首都']"), (0, 1), 1, OK, ["東京は日本の首都です", "首都"], None),
+    ("CJK phrases", answer(highlight="['東京は日本の首都です', '首都']"), (0, 1), 1, OK,
+     ["東京は日本の首都です", "首都"], None),
     ("emoji phrases", answer(highlight="['great job 🎉', '👍🏽']"), (0, 1), 1, OK, ["great job 🎉", "👍🏽"], None),
     ("Arabic phrase", answer(highlight="['مرحبا بالعالم']", score="3"), (1, 5), 3, OK, ["مرحبا بالعالم"], None),
     # Tag spelling.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Iterable
+from itertools import pairwise
 
 import pytest
 
@@ -25,7 +26,7 @@ def assert_grounded(text: str, spans: Iterable[Span]) -> None:
 
 def assert_partition(text: str, pieces: list[Segment], spans: list[Span]) -> None:
     """Segments cover [0, len(text)) in order, without gaps or overlaps, each with exactly its covering phrases."""
-    assert [(p.start, p.end) for p in pieces] == list(zip([0] + [p.end for p in pieces[:-1]], [p.end for p in pieces]))
+    assert [(p.start, p.end) for p in pieces] == list(pairwise([0] + [p.end for p in pieces]))
     assert (pieces[0].start, pieces[-1].end) == (0, len(text)) if text else pieces == []
     for piece in pieces:
         assert piece.start < piece.end

@@ -14,6 +14,7 @@ from core.errors import JudgeError, StorageError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, Generation
 from core.prompt import DEFAULT_TAGS
 from tests.fakes import WELL_FORMED, ScriptedJudge
+from tests.test_webapp_render import Markup
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
     FAITHFULNESS_RUBRIC,
@@ -25,7 +26,6 @@ from tests.webapp_helpers import (
     make_services,
     value,
 )
-from tests.test_webapp_render import Markup
 from webapp import Services
 
 CONTEXT = "France's capital city is Paris, on the Seine."

@@ -2,7 +2,6 @@
 
 # Imported for its side effect: registering the back-end under its name.
 from core.judge import transformers_backend  # noqa: F401
-
 from core.judge.base import (
     BACKENDS,
     DEFAULT_MAX_NEW_TOKENS,

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ContextTooLongError, JudgeError, ModelLoadError
-from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, BackendInfo, Generation, StreamEvent, register_backend
+from core.judge.base import (
+    DEFAULT_MAX_NEW_TOKENS,
+    TRAINED_CONTEXT,
+    BackendInfo,
+    Generation,
+    StreamEvent,
+    register_backend,
+)
 from core.judge.scores import ScoreLocator
 from core.prompt import chat_messages
 

@@ -13,6 +13,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -354,10 +355,23 @@ class Store:
         )
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
-            self._migrate(steps)
+            self._migrate_with_retries(steps)
         except BaseException:
             self._engine.dispose()
             raise
+
+    def _migrate_with_retries(self, steps: list[Migration], attempts: int = 5) -> None:
+        # While several processes open a brand-new file, SQLite can answer "database is locked" at
+        # once (switching to WAL needs an exclusive lock, and the busy timeout does not cover that).
+        for attempt in range(attempts):
+            try:
+                self._migrate(steps)
+                return
+            except StorageError as error:
+                locked = isinstance(error.__cause__, OperationalError) and "locked" in str(error.__cause__)
+                if not locked or attempt == attempts - 1:
+                    raise
+                time.sleep(0.1 * 2**attempt)
 
     @classmethod
     def from_path(cls, path: str | Path, **options: Any) -> Store:

@@ -44,6 +44,17 @@ def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], int]
     pytest.fail(f"app.py did not start listening:\n{(tmp_path / 'app.log').read_text()}")
 
 
+def _wait_for_judge(client, timeout: float = 120) -> dict:  # noqa: ANN001
+    """Poll /status until the background load has finished (ready or failed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.predict(api_name="/status")
+        if status["state"] != "loading":
+            return status
+        time.sleep(0.5)
+    pytest.fail("the judge was still loading after two minutes")
+
+
 def _stop(process: subprocess.Popen[str]) -> None:
     process.terminate()
     try:
@@ -60,6 +71,8 @@ def test_app_py_grades_with_a_local_model_and_stores(trained_model_dir: Path, tm
                            tmp_path)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        status = _wait_for_judge(client)
+        assert status["state"] == "ready" and status["judge"]["quantization"] == "none", status
         result = client.predict(
             TEACH_FIELDS["CONTEXT"], "", TEACH_FIELDS["MODEL OUTPUT"], "", TEACH_CRITERIA, TEACH_RUBRIC,
             api_name="/grade",
@@ -83,6 +96,8 @@ def test_app_py_starts_without_a_model_and_explains(tmp_path: Path) -> None:
     process, port = _start(["--model", str(tmp_path / "missing-model")], tmp_path)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        status = _wait_for_judge(client)
+        assert status["state"] == "failed" and "does not exist" in status["error"]
         with pytest.raises(Exception, match="does not exist"):
             client.predict("", "", "An answer.", "", "Is it good?", "0: no\n1: yes", api_name="/grade")
     finally:

@@ -185,6 +185,28 @@ def test_load_error_banner_and_grade_message_when_the_judge_is_missing(tmp_path:
         handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
 
 
+def test_while_the_judge_loads_the_app_says_so_then_switches_to_ready(tmp_path: Path) -> None:
+    services = make_services(tmp_path, judge=None)
+    services.judge_loading = "PatronusAI/glider (auto, auto)"
+    demo = build(services)
+    assert "Loading the judge: PatronusAI/glider" in Markup(component(demo, "gl-banner").value).all_text
+    assert handler(demo, "status_api")()["state"] == "loading"
+    message = Markup(value(final_view(run_grade(demo, *grade_inputs()))["gl-message"])).all_text
+    assert "still loading" in message
+    with pytest.raises(gr.Error, match="still loading"):
+        handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+
+    services.judge, services.judge_loading = ScriptedJudge(), None  # what the loader thread does
+    status = handler(demo, "status_api")()
+    assert status["state"] == "ready" and status["judge"]["model_id"] == "tests/scripted-judge"
+    assert handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)["score"] == 1
+    # The banner's poll (a gr.Timer) now renders the ready banner and switches itself off.
+    tick = next(fn.fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == 2)
+    updates = tick()
+    banner, timer = (updates[block] for block in sorted(updates, key=lambda b: b.__class__.__name__))
+    assert "tests/scripted-judge" in Markup(banner).all_text and timer.active is False
+
+
 def test_banner_describes_the_loaded_judge(demo: gr.Blocks) -> None:
     banner = Markup(component(demo, "gl-banner").value).all_text
     assert "tests/scripted-judge" in banner and "scripted" in banner and "cpu" in banner
@@ -277,13 +299,13 @@ def test_api_function_returns_the_result_json(demo: gr.Blocks, services: Service
         handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, "")
 
 
-def test_grade_events_share_one_judge_queue_and_only_grade_is_public(demo: gr.Blocks) -> None:
+def test_grade_events_share_one_judge_queue_and_only_grade_and_status_are_public(demo: gr.Blocks) -> None:
     fns = {fn.name: fn for fn in demo.fns.values()}
     for name in ("on_grade", "grade_api"):
         assert fns[name].concurrency_id == "judge" and fns[name].concurrency_limit == 1
     assert fns["grade_api"].api_name == "grade" and fns["grade_api"].api_visibility == "public"
     public = [fn.name for fn in demo.fns.values() if fn.api_visibility == "public"]
-    assert public == ["grade_api"]
+    assert sorted(public) == ["grade_api", "status_api"]
 
 
 def test_the_app_builds_without_presets(tmp_path: Path) -> None:

@@ -99,10 +99,12 @@ def test_bad_input_raises_a_clear_error(
     assert "Traceback" not in str(caught.value)
 
 
-def test_only_the_grade_endpoint_is_public(server: tuple[str, Client, Store, CountingJudge]) -> None:
+def test_only_the_grade_and_status_endpoints_are_public(server: tuple[str, Client, Store, CountingJudge]) -> None:
     _, client, _, _ = server
     info = client.view_api(print_info=False, return_format="dict")
-    assert list(info["named_endpoints"]) == ["/grade"]
+    assert sorted(info["named_endpoints"]) == ["/grade", "/status"]
+    status = client.predict(api_name="/status")
+    assert status["state"] == "ready" and status["judge"]["model_id"] == "tests/scripted-judge"
     params = [p["parameter_name"] for p in info["named_endpoints"]["/grade"]["parameters"]]
     assert params == ["context", "user_input", "model_output", "gold_answer", "pass_criteria", "rubric",
                       "max_new_tokens"]

@@ -9,7 +9,7 @@ No `from __future__ import annotations` here: Gradio reads the API function's ty
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,8 @@ def _failure(error: Exception) -> str:
 
 
 def _no_judge_message(services: Services) -> str:
+    if services.judge_loading:
+        return f"The judge ({services.judge_loading}) is still loading; try again when the banner says it is ready."
     reason = services.judge_error or "No judge back-end was configured."
     return f"Grading is unavailable: the judge model is not loaded. {reason} To fix it, {render.MODEL_HINT}."
 
@@ -295,6 +297,16 @@ class Handlers:
             return
         yield {**cleared, **g.panel.show(JudgmentView.from_result(result))}
 
+    def status_api(self) -> dict[str, Any]:
+        """Whether the judge is ready: state is "loading", "ready" or "failed", with the judge or the reason."""
+        services = self.services
+        judge = services.judge
+        if judge is not None:
+            return {"state": "ready", "judge": asdict(judge.info), "error": None}
+        if services.judge_loading:
+            return {"state": "loading", "judge": None, "error": None, "loading": services.judge_loading}
+        return {"state": "failed", "judge": None, "error": _no_judge_message(services)}
+
     def grade_api(
         self,
         context: str,
@@ -393,6 +405,7 @@ class Handlers:
             show_progress="minimal",
         )
         gr.api(self.grade_api, api_name="grade", concurrency_id=JUDGE_CONCURRENCY_ID, concurrency_limit=1)
+        gr.api(self.status_api, api_name="status", queue=False)
 
         opened = [h.message, h.selected, h.open_id, h.edit_button, *h.panel.outputs]
         gr.on([h.refresh.click, h.tab.select, demo.load], self.on_refresh, None, [h.table, h.message],
@@ -406,12 +419,21 @@ class Handlers:
                             api_visibility=PRIVATE)
 
 
+def _banner(services: Services) -> str:
+    info = services.judge.info if services.judge is not None else None
+    return render.render_backend_banner(info, services.judge_error, services.judge_loading)
+
+
 def build_app(services: Services) -> gr.Blocks:
     """The whole GLIDER Studio interface, wired to `services`. Launch it with `**launch_options()`."""
-    info = services.judge.info if services.judge is not None else None
     with gr.Blocks(title="GLIDER Studio", analytics_enabled=False) as demo:
         gr.HTML(render.render_header())
-        gr.HTML(render.render_backend_banner(info, services.judge_error), elem_id="gl-banner")
+        banner = gr.HTML(_banner(services), elem_id="gl-banner")
+        # While the judge loads in the background, refresh the banner until it is ready (or failed).
+        poll = gr.Timer(3.0, active=services.judge_loading is not None)
+        poll.tick(lambda: {banner: _banner(services), poll: gr.Timer(active=services.judge_loading is not None)},
+                  None, [banner, poll], api_visibility=PRIVATE, queue=False, show_progress="hidden")
+        demo.load(lambda: _banner(services), None, banner, api_visibility=PRIVATE, queue=False)
         with gr.Tabs(elem_id="gl-tabs") as tabs:
             with gr.Tab("Grade", id="grade"):
                 grade_tab = GradeTab.create(services.presets)

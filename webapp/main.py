@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 from collections.abc import Sequence
 
 from core.errors import JudgeError
@@ -46,6 +47,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_judge_into(services: Services, args: argparse.Namespace) -> None:
+    """Load the judge and publish it (or the reason it failed) on `services`; runs in a background thread."""
+    services.judge, services.judge_error = load_judge(args)
+    services.judge_loading = None
+
+
 def load_judge(args: argparse.Namespace) -> tuple[JudgeBackend | None, str | None]:
     """The judge, or None and the reason: the app still starts without a model and says why."""
     log.info("Loading judge %s (quantization %s, device %s) ...", args.model, args.quantization, args.device)
@@ -78,8 +85,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     store = Store(args.db)
     log.info("Storing judgments in %s", store.url)
-    judge, error = load_judge(args)
-    services = Services(store=store, presets=load_presets(), judge=judge, judge_error=error)
+    services = Services(store=store, presets=load_presets(), judge=None,
+                        judge_loading=f"{args.model} ({args.quantization}, {args.device})")
+    # The page is up at once; the model (minutes on a CPU when quantizing) arrives when it is ready.
+    threading.Thread(target=load_judge_into, args=(services, args), name="load-judge", daemon=True).start()
     demo = build_app(services)
     demo.queue(default_concurrency_limit=1).launch(
         server_name=args.host, server_port=args.port, share=args.share, **launch_options()

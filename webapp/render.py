@@ -163,8 +163,15 @@ def render_score_card(view: JudgmentView) -> str:
     )
 
 
-def render_backend_banner(info: BackendInfo | None, error: str | None = None) -> str:
-    """What judge is loaded, or why none is and how to fix it."""
+def render_backend_banner(info: BackendInfo | None, error: str | None = None, loading: str | None = None) -> str:
+    """What judge is loaded, which one is loading, or why none is and how to fix it."""
+    if info is None and loading:
+        return (
+            '<div class="gl-banner gl-banner-loading" role="status">'
+            f"<strong>Loading the judge: {esc(loading)} …</strong>"
+            "<div>Grading starts working as soon as it is ready (quantizing GLIDER to 4 bits on a CPU takes "
+            "several minutes). History works now.</div></div>"
+        )
     if info is None:
         reason = error or "No judge back-end was configured."
         return (

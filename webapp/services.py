@@ -13,11 +13,13 @@ from core.store import Store
 class Services:
     """The store, the rubric presets and the judge.
 
-    `judge` is None when the model failed to load; `judge_error` then says why (and how to fix it),
-    the app still starts, shows it in a banner, and answers Grade with that message.
+    `judge` is None while the model loads (`judge_loading` names it) or when it failed to load
+    (`judge_error` then says why and how to fix it): the app still starts, shows the state in a
+    banner, and answers Grade with that message.
     """
 
     store: Store
     presets: list[Preset]
     judge: JudgeBackend | None
     judge_error: str | None = None
+    judge_loading: str | None = None

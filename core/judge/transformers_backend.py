@@ -76,6 +76,20 @@ def _quantization_config(quantization: str) -> Any:
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connect quickly (offline, its client retries for minutes)."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _load_tokenizer(model: str, revision: str | None, local_files_only: bool) -> Any:
     """Load the tokenizer exactly as published in tokenizer.json.
 
@@ -97,7 +111,7 @@ def _load_tokenizer(model: str, revision: str | None, local_files_only: bool) ->
     return tokenizer
 
 
-def _explain_load_failure(model: str, exc: BaseException) -> ModelLoadError:
+def _explain_load_failure(model: str, exc: BaseException, offline: bool = False) -> ModelLoadError:
     """Turn whatever from_pretrained raised into a message a user can act on."""
     text = f"{type(exc).__name__}: {exc}"
     local = Path(model).expanduser()
@@ -112,6 +126,13 @@ def _explain_load_failure(model: str, exc: BaseException) -> ModelLoadError:
             return ModelLoadError(f"The model path {str(local)!r} does not exist. Check --model.")
         return ModelLoadError(f"{str(local)!r} is not a loadable model directory ({text}). It needs config.json, "
                               "the weights (*.safetensors) and the tokenizer files.")
+    if offline:
+        return ModelLoadError(
+            f"The model {model!r} is not in the local Hugging Face cache and the app is offline "
+            "(HF_HUB_OFFLINE is set or the Hub cannot be reached). "
+            "Download it on a machine with internet access (huggingface-cli download PatronusAI/glider --local-dir "
+            "./glider), copy the folder here and start with --model ./glider."
+        )
     return ModelLoadError(
         f"Could not load the model {model!r}: {text}. If this machine is offline or cannot reach the Hugging Face "
         "Hub, download the model elsewhere (huggingface-cli download PatronusAI/glider --local-dir ./glider) and "
@@ -141,8 +162,13 @@ class TransformersJudge:
 
         self.quantization = resolve_quantization(quantization)
         self.device = _resolve_device(device)
+        notes: list[str] = []
         if local_files_only is None:
             local_files_only = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+            if not local_files_only and not Path(model).expanduser().exists() and not hub_reachable():
+                local_files_only = True
+                notes.append("Hugging Face Hub unreachable: loaded from the local cache only")
+                log.warning("The Hugging Face Hub is unreachable; looking for %s in the local cache only", model)
         started = time.perf_counter()
         load_kwargs: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
         if self.quantization == "none":
@@ -159,7 +185,7 @@ class TransformersJudge:
         except ModelLoadError:
             raise
         except Exception as exc:  # from_pretrained raises many unrelated types; all mean "could not load"
-            raise _explain_load_failure(model, exc) from exc
+            raise _explain_load_failure(model, exc, offline=local_files_only) from exc
         self.model.eval()
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
@@ -178,7 +204,7 @@ class TransformersJudge:
             dtype="nf4/bfloat16" if self.quantization == "nf4" else compute_dtype,
             device=self.device,
             max_context=self.max_context,
-            notes=(f"loaded in {self.load_seconds:.1f} s",),
+            notes=(*notes, f"loaded in {self.load_seconds:.1f} s"),
         )
         log.info("Loaded judge %s in %.1f s", self.info.describe(), self.load_seconds)
 

@@ -1,0 +1,23 @@
+"""`python -m core COMMAND`: the command line of GLIDER Studio's core (no web UI needed)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser; each command module adds its own sub-command."""
+    from core import agreement_cli, studies_cli
+
+    parser = argparse.ArgumentParser(prog="python -m core", description="GLIDER Studio command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    agreement_cli.register(commands)
+    studies_cli.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return int(args.run(args))

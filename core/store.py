@@ -23,17 +23,22 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
     Engine,
     Float,
+    ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     create_engine,
     event,
     func,
@@ -233,9 +238,103 @@ def _m001_create_judgments(connection: Connection) -> None:
     table.create(connection)
 
 
+def _m002_create_studies(connection: Connection) -> None:
+    """Create the human-agreement tables (users, studies, items, annotations, edits, claims), frozen."""
+    metadata = MetaData()
+    # Only referenced, never created here: migration 1 made it. The foreign key needs it to resolve.
+    Table("judgments", metadata, Column("id", Integer, primary_key=True))
+    users = Table(
+        "users",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("username", String(64), nullable=False, unique=True),
+        Column("role", String(16), nullable=False),
+        # "scrypt$n$r$p$salt_b64$hash_b64": the parameters travel with the hash, so they can be raised later.
+        Column("password_hash", String(256), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    studies = Table(
+        "studies",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(200), nullable=False),
+        Column("description", Text, nullable=False),
+        Column("pass_criteria", Text, nullable=False),
+        Column("rubric", Text, nullable=False),
+        Column("scale_min", Integer, nullable=False),
+        Column("scale_max", Integer, nullable=False),
+        Column("tags", JSON, nullable=False),
+        Column("overlap_target", Integer, nullable=False),
+        Column("blind", Boolean, nullable=False),
+        Column("judge_settings", JSON, nullable=False),
+        Column("created_by_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    items = Table(
+        "items",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        # A JSON list of [tag, text] pairs, like judgments.fields: order matters and jsonb would lose it.
+        Column("fields", JSON, nullable=False),
+        Column("external_id", String(512), nullable=True),
+        # SET NULL: deleting a judgment from History must not fail, nor delete the item.
+        Column("judgment_id", Integer, ForeignKey("judgments.id", ondelete="SET NULL"), nullable=True, index=True),
+        Column("order_key", BigInteger, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_items_study_order", "study_id", "order_key"),
+        Index("ix_items_study_external", "study_id", "external_id"),
+    )
+    annotations = Table(
+        "annotations",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        # study_id repeats the item's study: progress and per-study lists then need no join.
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+        Column("annotator_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("score", Integer, nullable=False),
+        Column("score_before_reveal", Integer, nullable=False),
+        Column("score_after_reveal", Integer, nullable=True),
+        Column("spans", JSON, nullable=False),
+        Column("comment", Text, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        # One label per annotator and item, enforced by the database even across processes.
+        UniqueConstraint("item_id", "annotator_id", name="uq_annotations_item_annotator"),
+        Index("ix_annotations_study_annotator", "study_id", "annotator_id"),
+    )
+    annotation_edits = Table(
+        "annotation_edits",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("annotation_id", Integer, ForeignKey("annotations.id", ondelete="CASCADE"), nullable=False,
+               index=True),
+        Column("editor_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("changes", JSON, nullable=False),  # {attribute: [old, new]}
+    )
+    # Who is labelling what right now: next_item skips an item whose free places are all taken by other
+    # annotators' recent claims, so people working at once do not all label the same item. One claim per
+    # annotator and study; an old claim (an abandoned browser tab) simply stops counting.
+    item_claims = Table(
+        "item_claims",
+        metadata,
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+        Column("annotator_id", Integer, ForeignKey("users.id"), primary_key=True),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("claimed_at", DateTime(timezone=True), nullable=False),
+    )
+    for table in (users, studies, items, annotations, annotation_edits, item_claims):
+        table.create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
+    Migration(2, "create_studies", _m002_create_studies),
 ]
 
 
@@ -489,6 +588,26 @@ class Store:
     def _session(self, action: str) -> Iterator[Session]:
         """The one place sessions are opened: committed on success, rolled back on error, closed."""
         with self._lock, self._storage_errors(action), self._sessions.begin() as session:
+            yield session
+
+    # ---- access for other core modules (core.studies) that keep their own tables in this database
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this Store owns (do not dispose it; call close())."""
+        return self._engine
+
+    @contextmanager
+    def session(self, action: str = "use", *, write: bool = False) -> Iterator[Session]:
+        """A session committed on success and rolled back on error; failures become StorageError.
+
+        `action` completes "Could not ... the database" in error messages ("read", "save a label to").
+        With write=True a SQLite transaction takes the write lock up front (BEGIN IMMEDIATE), so a
+        read-then-write transaction waits for other writers instead of failing with "database is locked".
+        """
+        with self._session(action) as session:
+            if write and self._engine.dialect.name == "sqlite":
+                session.connection(execution_options={"glider_immediate": True})
             yield session
 
     # ---- queries

@@ -1,0 +1,86 @@
+"""Time core.agreement.agreement_report on synthetic ratings (seeded): 10,000 items × 3 annotators by default.
+
+    .venv/bin/python bench/agreement_bench.py            # scores only (the target: < 1 s)
+    .venv/bin/python bench/agreement_bench.py --spans    # plus a fields text and human/model spans on every row
+
+Prints the median of --runs timed calls (after one untimed warm-up call), with the default 1000 resamples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.agreement import agreement_report  # noqa: E402
+
+WORDS = "the model answer is faithful to the context and cites the right passage".split()
+
+
+def synthetic_rows(n_items: int, n_annotators: int, *, spans: bool, seed: int = 0) -> list[dict]:
+    """Rows like core.studies.Studies.ratings returns: a 1-5 truth, humans and model within ±1 of it."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(1, 6, n_items)
+    model = np.clip(truth + rng.integers(-1, 2, n_items), 1, 5)
+    human = np.clip(truth[:, None] + rng.integers(-1, 2, (n_items, n_annotators)), 1, 5)
+    rows = []
+    for i in range(n_items):
+        extra: dict = {}
+        if spans:
+            text = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(40))
+            extra = {
+                "fields": {"MODEL OUTPUT": text},
+                "model_spans": [{"field": "MODEL OUTPUT", "start": 4, "end": 30, "phrase": text[4:30]}],
+            }
+        for a in range(n_annotators):
+            row = {
+                "item_id": i,
+                "annotator": f"annotator-{a}",
+                "human_score": int(human[i, a]),
+                "model_score": int(model[i]),
+                "model_status": "ok",
+                **extra,
+            }
+            if spans:
+                row["human_spans"] = [{"field": "MODEL OUTPUT", "start": 10 + a, "end": 40}]
+            rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--annotators", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--spans", action="store_true", help="add fields text and spans to every row")
+    args = parser.parse_args()
+
+    rows = synthetic_rows(args.items, args.annotators, spans=args.spans)
+    agreement_report(rows, n_resamples=args.resamples)  # warm-up: first-call imports and caches
+    times = []
+    for _ in range(args.runs):
+        start = time.perf_counter()
+        report = agreement_report(rows, n_resamples=args.resamples)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    print(
+        f"agreement_report: {args.items} items x {args.annotators} annotators, {args.resamples} resamples"
+        f"{', with spans' if args.spans else ''}: median {median:.3f} s of {args.runs} runs "
+        f"(min {min(times):.3f}, max {max(times):.3f}) on {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    )
+    kappa = report["weighted_kappa"]
+    ci = f" [{kappa['ci_low']:.3f}, {kappa['ci_high']:.3f}]" if kappa.get("ci_low") is not None else ""
+    print(f"  weighted kappa {kappa['value']:.3f}{ci}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""`python -m core agreement FILE`: agreement statistics for a CSV/JSONL ratings file, as a summary and JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+_SCALE = re.compile(
+    r"""
+    \A\s*
+    (?P<low>[+-]?\d+)     # the lowest score
+    \s*(?:-|:|\.\.)\s*    # a dash, colon or two dots between them ("1-5", "0:3", "-2..2")
+    (?P<high>[+-]?\d+)    # the highest score
+    \s*\Z
+    """,
+    re.VERBOSE,
+)
+
+HEADLINE_LABELS = (
+    ("pearson", "Pearson r"),
+    ("spearman", "Spearman rho"),
+    ("kendall", "Kendall tau-b"),
+    ("exact", "Exact agreement"),
+    ("within_1", "Within +/-1"),
+    ("weighted_kappa", "Weighted kappa (quadratic)"),
+)
+HUMAN_LABELS = (
+    ("krippendorff_alpha_ordinal", "Krippendorff alpha (ordinal)"),
+    ("krippendorff_alpha_interval", "Krippendorff alpha (interval)"),
+    ("mean_pairwise_weighted_kappa", "Mean pairwise weighted kappa"),
+    ("pairwise_exact", "Pairwise exact agreement"),
+)
+
+
+def parse_scale(text: str) -> tuple[int, int]:
+    """'1-5' -> (1, 5); argparse turns the error into a usage message and exit code 2."""
+    match = _SCALE.match(text)
+    if not match or int(match["low"]) >= int(match["high"]):
+        raise argparse.ArgumentTypeError(f"expected MIN-MAX with MIN < MAX, e.g. 1-5 (got {text!r})")
+    return int(match["low"]), int(match["high"])
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (got {text!r})")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the `agreement` sub-command to the `python -m core` parser."""
+    parser = subparsers.add_parser(
+        "agreement",
+        help="agreement between human and model scores in a ratings file",
+        description=(
+            "Human vs model and human vs human agreement for a CSV or JSONL file with columns item_id, "
+            "annotator, human_score, model_score (optional: model_status, human_score_before_reveal, "
+            "human_score_after_reveal, human_spans, model_spans, fields). Prints a summary; --out writes "
+            "the full report as JSON."
+        ),
+    )
+    parser.add_argument("file", type=Path, help="ratings file (.csv, or .jsonl for JSON lines)")
+    parser.add_argument("--out", metavar="PATH", help="write the JSON report here ('-' for stdout)")
+    parser.add_argument(
+        "--scale",
+        type=parse_scale,
+        metavar="MIN-MAX",
+        help="the rubric's score scale, e.g. 1-5 (write --scale=-2..2 when MIN is negative)",
+    )
+    parser.add_argument("--resamples", type=_count, default=1000, metavar="N", help="bootstrap resamples (1000)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (0)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute the report for args.file; 0 when done, 2 (message on stderr) when the input is unusable."""
+    from core.agreement import agreement_report, load_ratings  # scipy/sklearn load only for this command
+
+    try:
+        report = agreement_report(load_ratings(args.file), scale=args.scale, n_resamples=args.resamples, seed=args.seed)
+        text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    summary_to = sys.stderr if args.out == "-" else sys.stdout
+    print(summary(report), file=summary_to)
+    if args.out == "-":
+        sys.stdout.write(text + "\n")
+    elif args.out:
+        try:
+            Path(args.out).write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"Report written to {args.out}", file=summary_to)
+    return EXIT_OK
+
+
+def _format(metric: dict[str, Any]) -> str:
+    if metric.get("value") is None:
+        return f"undefined ({metric.get('reason', 'no reason given')})"
+    text = f"{metric['value']:.3f}"
+    if metric.get("ci_low") is not None:
+        text += f"  95% CI [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+    p = metric.get("p_value")
+    if p is not None:
+        text += "  p < 0.001" if p < 0.001 else f"  p = {p:.3f}"
+    return text
+
+
+def _lines(title: str, rows: list[tuple[str, dict[str, Any]]], out: list[str]) -> None:
+    out.append(title)
+    width = max(len(label) for label, _ in rows)
+    out.extend(f"  {label:<{width}}  {_format(metric)}" for label, metric in rows)
+
+
+def summary(report: dict[str, Any]) -> str:
+    """A few readable lines: sizes, each headline metric with its CI, exclusions."""
+    scale = report.get("scale")
+    scale_text = f"{scale['min']}-{scale['max']} ({scale['source']})" if scale else "none"
+    lines = [
+        f"Items compared: {report['n_items']} of {report['n_items_total']}   "
+        f"Annotators: {report['n_annotators']}   Human ratings: {report['n_ratings']}   Scale: {scale_text}",
+    ]
+    _lines("Human vs model (pooled):", [(label, report[key]) for key, label in HEADLINE_LABELS], lines)
+    human = report["human_human"]
+    _lines("Human vs human:", [(label, human[key]) for key, label in HUMAN_LABELS], lines)
+    spans = report["spans"]
+    if spans.get("n_annotations"):
+        _lines("Highlight spans (tokens):", [(k, spans[k]) for k in ("precision", "recall", "f1")], lines)
+    anchoring = report["anchoring"]
+    if anchoring.get("available"):
+        lines.append(
+            f"Anchoring: {anchoring['revised']} of {anchoring['n']} revised after the reveal "
+            f"({anchoring['towards_model']} towards the model, {anchoring['away_from_model']} away)"
+        )
+    excluded = {reason: count for reason, count in report["excluded"].items() if count}
+    lines.append(
+        "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")
+    )
+    return "\n".join(lines)

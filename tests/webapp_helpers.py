@@ -17,8 +17,10 @@ import gradio as gr  # noqa: E402
 
 from core.presets import Preset, load_presets  # noqa: E402
 from core.store import Store  # noqa: E402
+from core.studies import ADMIN, ANNOTATOR, Studies  # noqa: E402
 from tests.fakes import ScriptedJudge  # noqa: E402
 from webapp import Services, build_app, launch_options  # noqa: E402
+from webapp.app import auth_options  # noqa: E402
 
 XSS_PAYLOADS = (
     "<script>window.__xss=1</script>",
@@ -71,6 +73,25 @@ def make_services(
         judge=ScriptedJudge() if judge == "default" else judge,
         judge_error=judge_error,
     )
+
+
+PASSWORD = "correct horse battery"
+STUDY_USERS = {"ada": ADMIN, "ann": ANNOTATOR, "bob": ANNOTATOR}
+
+
+def make_study_services(tmp_path: Path, judge: Any = "default", users: dict[str, str] | None = None) -> Services:
+    """make_services with studies, sign-in on, and users (name -> role) who all have PASSWORD."""
+    services = make_services(tmp_path, judge=judge)
+    services.studies = Studies(services.store, password_cost=16)  # scrypt's cost kept low: tests only
+    services.auth_enabled = True
+    for name, role in (STUDY_USERS if users is None else users).items():
+        services.studies.create_user(name, PASSWORD, role=role)
+    return services
+
+
+def signed_in(username: str | None) -> gr.Request:
+    """The request Gradio hands a callback for a session signed in as `username` (None: not signed in)."""
+    return gr.Request(username=username)
 
 
 def handler(demo: gr.Blocks, name: str) -> Callable[..., Any]:
@@ -142,12 +163,12 @@ def build(services: Services) -> gr.Blocks:
 
 @contextmanager
 def launched(services: Services) -> Iterator[str]:
-    """Build and launch the app on a free local port; yield its URL; always close the server."""
+    """Build and launch the app on a free local port (behind sign-in when services.auth_enabled); yield its URL."""
     with _closing_stray_event_loops():
         demo = build_app(services)
         _, url, _ = demo.launch(
             prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-            **launch_options(),
+            **launch_options(), **auth_options(services),
         )
         try:
             yield url

@@ -2,7 +2,8 @@
 
 Callbacks turn widget values into a core call and return `{component: update}` dicts. HTML comes only
 from webapp.render. Grade events from the page and from the HTTP API share one concurrency group so
-two generations never run on one model at the same time.
+two generations never run on one model at the same time. The human-agreement tabs (Studies, Label,
+Agreement) live in webapp.studies_ui.
 
 No `from __future__ import annotations` here: Gradio reads the API function's type hints at runtime.
 """
@@ -16,22 +17,39 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.errors import GliderError
 from core.grading import GradeRequest, GradeResult, grade, grade_stream
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.presets import Preset
 from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
 from webapp import render
 from webapp.services import Services
-from webapp.views import SLOTS, JudgmentView, describe_scale, fill_slots, format_time, request_fields
+from webapp.studies_ui import (
+    JUDGE_CONCURRENCY_ID,
+    LABEL_KEYS_JS,
+    PRIVATE,
+    AddToStudy,
+    AgreementTab,
+    LabelTab,
+    StudiesTab,
+    StudyHandlers,
+    StudyTabs,
+)
+from webapp.views import (
+    SLOTS,
+    JudgmentView,
+    describe_scale,
+    failure_message,
+    fill_slots,
+    format_time,
+    request_fields,
+)
 
 log = logging.getLogger(__name__)
 
 CSS_PATH = Path(__file__).resolve().parent.parent / "assets" / "style.css"
-JUDGE_CONCURRENCY_ID = "judge"
 HISTORY_HEADERS = ["ID", "Time", "Score", "Status", "Model", "Preview"]
 HISTORY_LIMIT = 200
-PRIVATE = "private"  # Gradio 6: hidden from the API page and not callable by gradio_client
+AUTH_MESSAGE = "Sign in to GLIDER Studio. An admin creates accounts with `python -m core create-user NAME`."
 
 _PLACEHOLDERS = {
     CONTEXT: "Background the answer should rely on (retrieved passages, a document ...)",
@@ -42,9 +60,10 @@ _PLACEHOLDERS = {
 
 
 def launch_options() -> dict[str, Any]:
-    """Keyword arguments for `Blocks.launch`: since Gradio 6, CSS and theme are launch settings."""
+    """Keyword arguments for `Blocks.launch`: since Gradio 6, CSS, theme and page JS are launch settings."""
     return {
         "css_paths": [CSS_PATH],
+        "js": LABEL_KEYS_JS,
         "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate").set(
             button_primary_background_fill="*primary_600",
             button_primary_background_fill_hover="*primary_700",
@@ -53,12 +72,23 @@ def launch_options() -> dict[str, Any]:
     }
 
 
-def _failure(error: Exception) -> str:
-    """The message a user sees for an error: core's own messages as they are, anything else summarised."""
-    if isinstance(error, GliderError):
-        return str(error)
-    log.exception("Unexpected error while handling a request")
-    return f"Something went wrong ({type(error).__name__}: {error}). The details are in the server log."
+def auth_options(services: Services) -> dict[str, Any]:
+    """Keyword arguments for `Blocks.launch` that put the app behind Gradio's sign-in form, when enabled.
+
+    Passwords are checked by core.studies; Gradio then gives every request the username
+    (`gr.Request.username`), which is the only identity the study callbacks trust.
+    """
+    studies = services.studies
+    if not services.auth_enabled or studies is None:
+        return {}
+
+    def check(username: str, password: str) -> bool:
+        return studies.authenticate(username, password) is not None
+
+    return {"auth": check, "auth_message": AUTH_MESSAGE}
+
+
+_failure = failure_message
 
 
 def _no_judge_message(services: Services) -> str:
@@ -141,6 +171,8 @@ class GradeTab:
     message: gr.HTML
     stream: gr.Textbox
     panel: ResultPanel
+    add: AddToStudy
+    graded: gr.State  # the last finished grade's inputs and judgment id, for "Add to study"
 
     @classmethod
     def create(cls, presets: list[Preset]) -> "GradeTab":
@@ -185,8 +217,10 @@ class GradeTab:
                 stream = gr.Textbox(label="Reasoning (streaming)", lines=10, max_lines=20, interactive=False,
                                     visible=False, autoscroll=True, elem_id="gl-stream")
                 panel = ResultPanel.create("gl-result")
+                add = AddToStudy.create()
+        graded = gr.State(None)
         return cls(preset, load_example, preset_info, texts, tags, pass_criteria, rubric, scale, max_tokens,
-                   grade_button, message, stream, panel)
+                   grade_button, message, stream, panel, add, graded)
 
     def fill(self, fields: dict[str, str], pass_criteria: str, rubric: str) -> dict[Any, Any]:
         """Updates that put a tag → text mapping, pass criteria and rubric into the form."""
@@ -295,7 +329,10 @@ class Handlers:
         if result is None:
             yield {**cleared, g.message: _html(render.render_error("The judge returned no result."))}
             return
-        yield {**cleared, **g.panel.show(JudgmentView.from_result(result))}
+        graded = {"judgment_id": result.judgment_id, "pass_criteria": result.request.pass_criteria,
+                  "rubric": result.request.rubric,
+                  "fields": {tag: text for tag, text in result.request.fields.items() if text and text.strip()}}
+        yield {**cleared, **g.panel.show(JudgmentView.from_result(result)), g.graded: graded}
 
     def status_api(self) -> dict[str, Any]:
         """Whether the judge is ready: state is "loading", "ready" or "failed", with the judge or the reason."""
@@ -336,9 +373,27 @@ class Handlers:
 
     # --- History tab ----------------------------------------------------------------------------
 
-    def on_refresh(self) -> dict[Any, Any]:
+    def _history_refused(self, request: gr.Request | None) -> str | None:
+        """Why this user may not browse stored judgments, or None when they may.
+
+        With sign-in on, History is for admins: it lists every judgment, including the model's verdicts
+        on items of blind studies that annotators must not see before they label them.
+        """
+        services = self.services
+        if not services.auth_enabled or services.studies is None:
+            return None
+        username = getattr(request, "username", None) if request is not None else None
+        user = services.studies.get_user(str(username)) if username else None
+        if user is not None and user.is_admin:
+            return None
+        return "History is for admins: it shows the model's verdicts, which blind studies hide from annotators."
+
+    def on_refresh(self, request: gr.Request | None = None) -> dict[Any, Any]:
         h = self.history
         try:
+            refused = self._history_refused(request)
+            if refused:
+                return {h.message: _html(render.render_error(refused))}
             summaries = self.services.store.list_judgments(limit=HISTORY_LIMIT)
         except Exception as error:
             return {h.message: _html(render.render_error(_failure(error)))}
@@ -349,13 +404,16 @@ class Handlers:
         ]
         return {h.table: pd.DataFrame(rows, columns=HISTORY_HEADERS), h.message: _html("")}
 
-    def on_open(self, judgment_id: Any) -> dict[Any, Any]:
+    def on_open(self, judgment_id: Any, request: gr.Request | None = None) -> dict[Any, Any]:
         h = self.history
         try:
             wanted = int(judgment_id)
         except (TypeError, ValueError):
             return {h.message: _html(render.render_error("Enter a judgment id (a whole number)."))}
         try:
+            refused = self._history_refused(request)
+            if refused:
+                return {h.message: _html(render.render_error(refused))}
             stored = self.services.store.get_judgment(wanted)
         except Exception as error:
             return {h.message: _html(render.render_error(_failure(error)))}
@@ -365,14 +423,17 @@ class Handlers:
         return {h.message: _html(""), h.selected: wanted, h.open_id: wanted,
                 h.edit_button: gr.update(interactive=True), **h.panel.show(JudgmentView.from_stored(stored))}
 
-    def on_select(self, event: gr.SelectData) -> dict[Any, Any]:
+    def on_select(self, event: gr.SelectData, request: gr.Request | None = None) -> dict[Any, Any]:
         row = event.row_value or []
-        return self.on_open(row[0] if row else None)
+        return self.on_open(row[0] if row else None, request)
 
-    def on_edit(self, judgment_id: int | None) -> dict[Any, Any]:
+    def on_edit(self, judgment_id: int | None, request: gr.Request | None = None) -> dict[Any, Any]:
         """Copy an opened judgment's inputs into the Grade form and switch to it."""
         g = self.grade
         try:
+            refused = self._history_refused(request)
+            if refused:
+                return {self.history.message: _html(render.render_error(refused))}
             stored = self.services.store.get_judgment(judgment_id) if judgment_id is not None else None
         except Exception as error:
             return {self.history.message: _html(render.render_error(_failure(error)))}
@@ -398,7 +459,7 @@ class Handlers:
         g.grade_button.click(
             self.on_grade,
             [*g.tags, *g.texts, g.pass_criteria, g.rubric, g.max_tokens],
-            [g.message, g.stream, *g.panel.outputs],
+            [g.message, g.stream, *g.panel.outputs, g.graded],
             api_visibility=PRIVATE,
             concurrency_id=JUDGE_CONCURRENCY_ID,
             concurrency_limit=1,
@@ -425,9 +486,17 @@ def _banner(services: Services) -> str:
 
 
 def build_app(services: Services) -> gr.Blocks:
-    """The whole GLIDER Studio interface, wired to `services`. Launch it with `**launch_options()`."""
+    """The whole GLIDER Studio interface, wired to `services`.
+
+    Launch it with `**launch_options()` and, for sign-in, `**auth_options(services)`.
+    """
     with gr.Blocks(title="GLIDER Studio", analytics_enabled=False) as demo:
-        gr.HTML(render.render_header())
+        with gr.Row(equal_height=True, elem_classes="gl-top"):
+            gr.HTML(render.render_header(), scale=6)
+            with gr.Column(scale=1, min_width=180, elem_classes="gl-account"):
+                user_line = gr.HTML(visible=False, elem_id="gl-user")
+                # Relative link: Gradio's own /logout, also when the app is served under a root path.
+                logout = gr.Button("Sign out", link="logout", size="sm", visible=False, elem_id="gl-logout")
         banner = gr.HTML(_banner(services), elem_id="gl-banner")
         # While the judge loads in the background, refresh the banner until it is ready (or failed).
         poll = gr.Timer(3.0, active=services.judge_loading is not None)
@@ -439,5 +508,15 @@ def build_app(services: Services) -> gr.Blocks:
                 grade_tab = GradeTab.create(services.presets)
             with gr.Tab("History", id="history") as history:
                 history_tab = HistoryTab.create(history)
+            with gr.Tab("Studies", id="studies") as studies_tab:
+                studies = StudiesTab.create_in(studies_tab, services.presets)
+            with gr.Tab("Label", id="label") as label_tab:
+                label = LabelTab.create_in(label_tab)
+            with gr.Tab("Agreement", id="agreement") as agreement_tab:
+                agreement = AgreementTab.create_in(agreement_tab)
         Handlers(services, tabs, grade_tab, history_tab).wire(demo)
+        ui = StudyTabs(user_line=user_line, logout=logout, studies=studies, label=label,
+                       agreement=agreement, add=grade_tab.add, grade_tags=grade_tab.tags, grade_texts=grade_tab.texts,
+                       graded=grade_tab.graded)
+        StudyHandlers(services, ui).wire(demo)
     return demo

@@ -18,7 +18,8 @@ from core.judge.transformers_backend import DEFAULT_MODEL_ID, QUANTIZATIONS
 from core.presets import load_presets
 from core.settings import default_db_url
 from core.store import Store
-from webapp.app import build_app, launch_options
+from core.studies import Studies, UserRow
+from webapp.app import auth_options, build_app, launch_options
 from webapp.services import Services
 
 log = logging.getLogger("glider_studio")
@@ -44,7 +45,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(env.get("GLIDER_PORT", env.get("PORT", "7860"))),
                         help="Port (env GLIDER_PORT)")
     parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link")
+    parser.add_argument("--auth", action="store_true", default=_truthy(env.get("GLIDER_AUTH")),
+                        help="Require sign-in even before any user exists (env GLIDER_AUTH=1); sign-in is on "
+                             "anyway once `python -m core create-admin NAME` has created a user")
     return parser.parse_args(argv)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def users_exist(store: Store) -> bool:
+    """Whether anyone can sign in yet (core.studies has no public count, so the users table is asked)."""
+    from sqlalchemy import func, select
+
+    with store.session("read") as session:
+        return bool(session.scalar(select(func.count()).select_from(UserRow)))
 
 
 def load_judge_into(services: Services, args: argparse.Namespace) -> None:
@@ -85,11 +101,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     store = Store(args.db)
     log.info("Storing judgments in %s", store.url)
+    studies = Studies(store)
+    # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
+    auth = args.auth or users_exist(store)
+    if auth:
+        log.info("Sign-in is on: the study tabs know who is labelling")
+    else:
+        log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
     services = Services(store=store, presets=load_presets(), judge=None,
-                        judge_loading=f"{args.model} ({args.quantization}, {args.device})")
+                        judge_loading=f"{args.model} ({args.quantization}, {args.device})", studies=studies,
+                        auth_enabled=auth)
     # The page is up at once; the model (minutes on a CPU when quantizing) arrives when it is ready.
     threading.Thread(target=load_judge_into, args=(services, args), name="load-judge", daemon=True).start()
     demo = build_app(services)
     demo.queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, share=args.share, **launch_options()
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options(), **auth_options(services)
     )

@@ -268,3 +268,210 @@ def distribution_figure(
         showlegend=False,
     )
     return fig
+
+
+# --- studies: labelling, import, agreement -------------------------------------------------------
+
+# The phrase under which a human's evidence span is merged with the model's highlights; it can never be
+# a model phrase (phrases come from parsed text, which holds no NUL).
+_HUMAN = "\x00human"
+
+# Human vs model: keys of the report itself. Human vs human: keys of its "human_human" block.
+MODEL_METRICS = {
+    "weighted_kappa": "Weighted \u03ba (quadratic)",
+    "pearson": "Pearson r",
+    "spearman": "Spearman \u03c1",
+    "kendall": "Kendall \u03c4-b",
+    "exact": "Exact agreement",
+    "within_1": "Within \u00b11",
+}
+HUMAN_METRICS = {
+    "krippendorff_alpha_ordinal": "Krippendorff \u03b1 (ordinal)",
+    "krippendorff_alpha_interval": "Krippendorff \u03b1 (interval)",
+    "pairwise_exact": "Pairwise exact agreement",
+    "mean_pairwise_weighted_kappa": "Mean pairwise weighted \u03ba",
+}
+
+
+def _number(value: object, digits: int = 3) -> str:
+    if value is None:
+        return "\u2014"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _p_value(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "\u2014"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def render_label_fields(
+    fields: Mapping[str, str],
+    human_spans: Sequence[Mapping[str, object]] = (),
+    model_spans: Sequence[FieldSpan] = (),
+) -> str:
+    """An item's fields for labelling: the annotator's evidence and (once shown) the model's highlights marked.
+
+    Each field's text sits alone in a `.gl-field-text` element carrying `data-field`, so the page can
+    turn a selection into offsets relative to that text.
+    """
+    sections = []
+    for tag, text in fields.items():
+        if not text:
+            continue
+        spans: list[Span] = [Span(s.start, s.end, s.phrase) for s in model_spans if s.field == tag]
+        spans += [Span(int(str(s["start"])), int(str(s["end"])), _HUMAN) for s in human_spans if s.get("field") == tag]
+        pieces = []
+        for seg in segments(text, spans):
+            piece = esc(text[seg.start : seg.end])
+            if not seg.phrases:
+                pieces.append(piece)
+                continue
+            model = [p for p in seg.phrases if p != _HUMAN]
+            classes = (["gl-hl"] if model else []) + (["gl-hl-human"] if _HUMAN in seg.phrases else [])
+            titles = (["Your evidence"] if _HUMAN in seg.phrases else []) + [f"Model: {p}" for p in model]
+            pieces.append(f'<mark class="{" ".join(classes)}" title="{esc(" | ".join(titles))}">{piece}</mark>')
+        sections.append(
+            f'<section class="gl-field"><div class="gl-field-tag">{esc(tag)}</div>'
+            f'<div class="gl-field-text" data-field="{esc(tag)}">{"".join(pieces)}</div></section>'
+        )
+    if not sections:
+        return '<div class="gl-fields gl-empty">This item has no text.</div>'
+    return '<div class="gl-fields gl-label-fields">' + "".join(sections) + "</div>"
+
+
+def render_evidence(fields: Mapping[str, str], spans: Sequence[Mapping[str, object]]) -> str:
+    """The passages the annotator marked as evidence, quoted, or how to mark one."""
+    if not spans:
+        return render_hint("Evidence (optional): select words in a field and press Mark selection.")
+    items = []
+    for span in spans:
+        tag = str(span.get("field", ""))
+        start, end = int(str(span.get("start", 0))), int(str(span.get("end", 0)))
+        items.append(f'<li><span class="gl-note">{esc(tag)}</span> <q>{esc(fields.get(tag, "")[start:end])}</q></li>')
+    return f'<div class="gl-evidence"><div class="gl-subtitle">Your evidence</div><ul>{"".join(items)}</ul></div>'
+
+
+def render_progress(line: str) -> str:
+    """The labelling progress line."""
+    return f'<div class="gl-progress" role="status">{esc(line)}</div>'
+
+
+def render_study_summary(name: str, description: str, pass_criteria: str, scale: Sequence[int], blind: bool) -> str:
+    """What the annotator is asked: the study's name, description, pass criteria and scale."""
+    mode = ("Blind: the model's verdict is shown after you submit." if blind
+            else "The model's verdict is shown alongside.")
+    description_html = f"<p>{esc(description)}</p>" if description else ""
+    return (
+        f'<div class="gl-study"><div class="gl-study-name">{esc(name)}</div>{description_html}'
+        f'<div class="gl-study-criteria"><b>Pass criteria</b> {esc(pass_criteria)}</div>'
+        f'<div class="gl-note">Scale {esc(_scale_text(scale))} \u00b7 {esc(mode)}</div></div>'
+    )
+
+
+def render_item_header(item_id: int, external_id: str | None, note: str = "") -> str:
+    """Which item is on screen (and, when revisiting, that it is a label already given)."""
+    label = f"Item #{item_id}" + (f" \u00b7 {external_id}" if external_id else "")
+    extra = f' <span class="gl-note">{esc(note)}</span>' if note else ""
+    return f'<div class="gl-item-header"><b>{esc(label)}</b>{extra}</div>'
+
+
+def render_reveal(my_score: int, model_score: int | None, blind: bool) -> str:
+    """After a blind submission: the human's score next to the model's, and the choice to keep or change."""
+    model = "could not be read" if model_score is None else esc(model_score)
+    lead = "Saved." if not blind else "Saved. Now the model's verdict is shown."
+    return (
+        f'<div class="gl-reveal" role="status"><b>{esc(lead)}</b> You gave <span class="gl-reveal-score">'
+        f'{esc(my_score)}</span>; the model gave <span class="gl-reveal-score">{model}</span>. '
+        "Keep your score, or change it now that you have seen the model's reasoning (your first score is kept too)."
+        "</div>"
+    )
+
+
+def render_import_report(added: int, errors: Sequence[tuple[int, str]], limit: int = 50) -> str:
+    """The import's outcome: how many items were added and what was wrong with each refused row."""
+    head = f"{added} item{'s' if added != 1 else ''} added"
+    if not errors:
+        return f'<div class="gl-message gl-message-info">{esc(head)}.</div>'
+    shown = [f"row {row}: {message}" for row, message in errors[:limit]]
+    if len(errors) > limit:
+        shown.append(f"\u2026 and {len(errors) - limit} more refused rows")
+    return (f'<div class="gl-message gl-message-warning">{esc(head)}; {len(errors)} row'
+            f'{"s" if len(errors) != 1 else ""} refused:{_list(shown, "gl-row-errors")}</div>')
+
+
+def render_signed_in(username: str | None, role: str | None) -> str:
+    """Who is signed in, for the header; empty when sign-in is off."""
+    if not username:
+        return ""
+    return (f'<div class="gl-user">Signed in as <b>{esc(username)}</b>'
+            f'{f" ({esc(role)})" if role else ""}</div>')
+
+
+def _metric_row(name: str, metric: Mapping[str, object]) -> str:
+    value = metric.get("value")
+    if value is None:
+        ci, p = "", ""
+        shown = f'<span class="gl-note">{esc(metric.get("reason") or "not defined")}</span>'
+    else:
+        shown = esc(_number(value))
+        low, high = metric.get("ci_low"), metric.get("ci_high")
+        ci = f"[{_number(low)}, {_number(high)}]" if low is not None and high is not None else "\u2014"
+        p = _p_value(metric.get("p_value"))
+    n = metric.get("n")
+    return (f"<tr><th scope=\"row\">{esc(name)}</th><td>{shown}</td><td>{esc(ci)}</td><td>{esc(p)}</td>"
+            f"<td>{esc('' if n is None else n)}</td></tr>")
+
+
+def render_metric_table(metrics: Mapping[str, object], labels: Mapping[str, str], title: str, counts: str) -> str:
+    """A block of agreement metrics: value, 95% CI and p-value per metric, or why one is undefined."""
+    rows = [_metric_row(name, metric) for key, name in labels.items()
+            if isinstance(metric := metrics.get(key), Mapping)]
+    if not rows:
+        return ""
+    return (
+        f'<div class="gl-metrics"><div class="gl-subtitle">{esc(title)} <span class="gl-note">{esc(counts)}</span>'
+        '</div><table class="gl-table"><thead><tr><th>Metric</th><th>Value</th><th>95% CI</th><th>p</th>'
+        f'<th>n</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
+
+
+def render_agreement_metrics(report: Mapping[str, object]) -> str:
+    """The report's headline tables: human vs model (pooled over items), then human vs human."""
+    items = f"{report.get('n_items', 0)} of {report.get('n_items_total', report.get('n_items', 0))} items"
+    model = render_metric_table(report, MODEL_METRICS, "Human vs model",
+                                f"{items} \u00b7 {report.get('n_annotators', 0)} annotators")
+    block = report.get("human_human")
+    human = ""
+    if isinstance(block, Mapping):
+        shared = f"{block.get('n_items_multiply_rated', 0)} items with 2+ labels"
+        human = render_metric_table(block, HUMAN_METRICS, "Human vs human", shared)
+    if not model and not human:
+        return render_hint("The report holds no metrics.")
+    return f'<div class="gl-metrics-grid">{model}{human}</div>'
+
+
+def render_report_notes(notes: Sequence[str], excluded: Mapping[str, object] | None) -> str:
+    """How the ratings were pooled and which were left out, and why."""
+    parts = [f"<p>{esc(note)}</p>" for note in notes if note]
+    if excluded:
+        shown = [f"{reason}: {count}" for reason, count in excluded.items() if count]
+        if shown:
+            parts.append('<div class="gl-subtitle">Excluded</div>' + _list(shown, "gl-excluded"))
+    if not parts:
+        return ""
+    return '<div class="gl-report-notes">' + "".join(parts) + "</div>"
+
+
+def render_human_labels(labels: Sequence[tuple[str, int | None, str]]) -> str:
+    """The human labels of one item (annotator, score, comment), for the disagreement view."""
+    if not labels:
+        return render_hint("No human label yet.")
+    items = []
+    for annotator, score, comment in labels:
+        note = f" \u2014 <q>{esc(comment)}</q>" if comment else ""
+        shown = "\u2014" if score is None else score
+        items.append(f"<li><b>{esc(annotator)}</b>: {esc(shown)}{note}</li>")
+    return f'<div class="gl-human-labels"><div class="gl-subtitle">Human labels</div><ul>{"".join(items)}</ul></div>'

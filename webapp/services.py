@@ -7,15 +7,20 @@ from dataclasses import dataclass
 from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.store import Store
+from core.studies import Studies
 
 
 @dataclass
 class Services:
-    """The store, the rubric presets and the judge.
+    """The store, the rubric presets, the judge and the human-agreement studies.
 
     `judge` is None while the model loads (`judge_loading` names it) or when it failed to load
     (`judge_error` then says why and how to fix it): the app still starts, shows the state in a
     banner, and answers Grade with that message.
+
+    `studies` holds users, studies and labels (None: the study tabs say they are unavailable).
+    `auth_enabled`: the app is launched behind Gradio's sign-in (see webapp.app.auth_options), so
+    every request carries the signed-in username; the study tabs work only then.
     """
 
     store: Store
@@ -23,3 +28,5 @@ class Services:
     judge: JudgeBackend | None
     judge_error: str | None = None
     judge_loading: str | None = None
+    studies: Studies | None = None
+    auth_enabled: bool = False

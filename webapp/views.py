@@ -1,17 +1,21 @@
 """Plain values the UI shows, built from a fresh GradeResult or a StoredJudgment (no HTML, no gradio).
 
 Both sources become one `JudgmentView`, so the Grade tab and the History tab render a judgment the
-same way. The helpers here also map between the four field slots of the form and a tag → text mapping.
+same way. The helpers here also map between the four field slots of the form and a tag → text mapping,
+and prepare what the study tabs show (column guesses, checked text selections, progress lines).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from core.errors import InputError, RubricError
+from core.errors import GliderError, InputError, RubricError
 from core.grading import FieldSpan
 from core.prompt import DEFAULT_TAGS, infer_scale, rubric_scores
 from core.spans import locate
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
     from core.store import StoredJudgment
 
 SLOTS = len(DEFAULT_TAGS)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -177,3 +183,108 @@ def format_time(moment: datetime | None) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# --- studies: plain helpers for the Studies, Label and Agreement tabs ----------------------------
+
+
+def failure_message(error: Exception) -> str:
+    """The message a user sees for an error: core's own messages as they are, anything else summarised."""
+    if isinstance(error, GliderError):
+        return str(error)
+    log.exception("Unexpected error while handling a request")
+    return f"Something went wrong ({type(error).__name__}: {error}). The details are in the server log."
+
+
+def snake_case(tag: str) -> str:
+    """A field tag as a column name would spell it: "MODEL OUTPUT" -> "model_output"."""
+    return re.sub(r"[^0-9a-z]+", "_", tag.casefold()).strip("_")
+
+
+def guess_column(tag: str, columns: Sequence[str]) -> str | None:
+    """The column that holds a field: its snake_case name, or the tag itself in any case; None if none does."""
+    wanted = snake_case(tag)
+    for column in columns:
+        if snake_case(str(column)) == wanted:
+            return str(column)
+    return None
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """Field tags typed one per line or separated by commas; blanks and repeats dropped, order kept."""
+    tags = (part.strip() for part in re.split(r"[,\n]", text or ""))
+    return tuple(dict.fromkeys(tag for tag in tags if tag))
+
+
+def scale_values(scale: Sequence[int]) -> list[int]:
+    """Every score of an inclusive (low, high) scale."""
+    return list(range(int(scale[0]), int(scale[1]) + 1))
+
+
+def progress_line(labelled_by_me: int, total: int, complete: int, target: int) -> str:
+    """One line of labelling progress, e.g. "12 / 100 labelled by you · 40 of 100 items have 3 of 3 labels"."""
+    return (f"{labelled_by_me} / {total} labelled by you \u00b7 {complete} of {total} items have "
+            f"{target} of {target} label{'s' if target != 1 else ''}")
+
+
+def place_selection(fields: Mapping[str, str], raw: str | None) -> dict[str, Any]:
+    """Check a text selection sent by the page and return it as a span {"field", "start", "end"}.
+
+    The page sends JSON {"field", "start", "end", "text"} with code-point offsets into the field's
+    displayed text. The browser's text can differ from the stored one (HTML turns CRLF into LF), so
+    when the slice at the offsets is not the selected text, the occurrence nearest to the offsets is
+    used; a selection found nowhere in the field is refused with a message.
+    """
+    if not raw or not raw.strip():
+        raise InputError("Select some text in one of the fields first, then press Mark selection.")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InputError("The selection could not be read; select the text again.") from error
+    if not isinstance(data, dict):
+        raise InputError("The selection could not be read; select the text again.")
+    if data.get("error"):
+        raise InputError(str(data["error"]))
+    field_name, text = data.get("field"), data.get("text")
+    if not isinstance(field_name, str) or field_name not in fields:
+        raise InputError("Select text inside one field of the item (a selection may not cross two fields).")
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The selection is empty; select some words in a field first.")
+    content = fields[field_name]
+    try:
+        start, end = int(data.get("start", -1)), int(data.get("end", -1))
+    except (TypeError, ValueError):
+        start, end = -1, -1
+    if 0 <= start < end <= len(content) and content[start:end] == text:
+        return {"field": field_name, "start": start, "end": end}
+    candidates = [text, text.replace("\n", "\r\n")]
+    found: list[tuple[int, int]] = []
+    for candidate in candidates:
+        position = content.find(candidate)
+        while position != -1:
+            found.append((position, position + len(candidate)))
+            position = content.find(candidate, position + 1)
+    if not found:
+        raise InputError(f"The selected text was not found in {field_name}; select it again.")
+    best = min(found, key=lambda span: abs(span[0] - start))
+    return {"field": field_name, "start": best[0], "end": best[1]}
+
+
+def add_span(spans: Sequence[Mapping[str, Any]], span: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The spans with one more, sorted by field order of appearance and offset; an exact repeat is not added."""
+    result = [dict(s) for s in spans]
+    if not any(s.get("field") == span["field"] and s.get("start") == span["start"] and s.get("end") == span["end"]
+               for s in result):
+        result.append(dict(span))
+    return result
+
+
+def jsonable(value: Any) -> Any:
+    """A value (datetimes, tuples, dataclasses' dicts ...) turned into what json.dumps accepts."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,230 @@
+"""A blind study in headless Chromium: two annotators sign in through Gradio's login form and label it (by
+mouse and by keyboard), then the admin opens the Agreement tab and sees weighted kappa and the charts.
+
+Also saves assets/screenshot-report.png (used in the README) from the admin's report.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.grading import GradeRequest, grade
+from core.studies import StudySpec
+from tests.fakes import ScriptedJudge
+from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.webapp_helpers import (
+    FAITHFULNESS_CRITERIA,
+    FAITHFULNESS_RUBRIC,
+    PASSWORD,
+    XSS_PAYLOADS,
+    answer,
+    launched,
+    make_study_services,
+)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshot-report.png"
+REASONING = "The MODEL OUTPUT names the capital that the CONTEXT gives."
+ITEMS = [
+    ("France's capital is Paris.", "The capital of France is Paris."),
+    ("Italy's capital is Rome.", "The capital of Italy is Milan."),
+    ("Spain's capital is Madrid.", "Madrid is the capital of Spain."),
+    ("Germany's capital is Berlin.", f"Germany's capital is Bonn. {XSS_PAYLOADS[1]}"),
+    ("Austria's capital is Vienna.", "Vienna is the capital of Austria."),
+]
+MODEL_SCORES = [1, 0, 1, 1, 1]  # the model misses the Bonn error on item 4
+SCORES = {"ann": [1, 0, 1, 0, 1], "bob": [1, 0, 0, 0, 1]}  # keyed by item order as added
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium"),
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
+]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, int]]]:
+    """The app behind sign-in with a graded five-item blind study; yields its URL and item id -> position."""
+    judge = ScriptedJudge()
+    services = make_study_services(tmp_path_factory.mktemp("browser-study"), judge=judge)
+    studies = services.studies
+    assert studies is not None
+    ada = studies.get_user("ada")
+    assert ada is not None
+    study = studies.create_study(ada, StudySpec(
+        name="Capitals", description="Is the capital in the output the one the context gives?",
+        pass_criteria=FAITHFULNESS_CRITERIA, rubric=FAITHFULNESS_RUBRIC, tags=("CONTEXT", "MODEL OUTPUT"),
+        overlap_target=2, blind=True))
+    positions: dict[int, int] = {}
+    for position, ((context, output), score) in enumerate(zip(ITEMS, MODEL_SCORES, strict=True)):
+        fields = {"CONTEXT": context, "MODEL OUTPUT": output}
+        judge.answer = answer(f"- {REASONING}", ["capital"], score)
+        result = grade(judge, GradeRequest(fields, FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC), services.store)
+        item = studies.add_item(ada, study.id, fields, external_id=f"cap-{position + 1}",
+                                judgment_id=result.judgment_id)
+        positions[item.id] = position
+    with launched(services) as url:
+        yield url, positions
+    services.store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def context(browser: sync_api.Browser) -> Iterator[sync_api.BrowserContext]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+    context.set_default_timeout(TIMEOUT_MS)
+    yield context
+    context.close()
+
+
+def sign_in(page: sync_api.Page, url: str, username: str) -> None:
+    """Gradio's login form, then the app."""
+    page.goto(url)
+    page.locator("input[type=text]").fill(username)
+    page.locator("input[type=password]").fill(PASSWORD)
+    page.get_by_role("button", name="Login").click()
+    sync_api.expect(page.locator("#gl-user")).to_contain_text(f"Signed in as {username}")
+
+
+def open_label_tab(page: sync_api.Page) -> None:
+    page.get_by_role("tab", name="Label").click()
+    page.locator("#gl-label-study input").click()
+    page.get_by_role("option", name=re.compile(r"^Capitals")).click()
+    page.wait_for_selector("#gl-label-fields .gl-field-text")
+
+
+def current_item(page: sync_api.Page, positions: dict[int, int]) -> int:
+    header = page.locator("#gl-label-item").inner_text()
+    return positions[int(re.search(r"Item #(\d+)", header).group(1))]  # type: ignore[union-attr]
+
+
+def progress(page: sync_api.Page, done: int) -> None:
+    sync_api.expect(page.locator("#gl-label-progress")).to_contain_text(f"{done} / 5 labelled by you")
+
+
+def select_text(page: sync_api.Page, field: str, text: str) -> None:
+    """Select `text` inside one field the way a user's drag would (a DOM Range on the text node)."""
+    page.evaluate(
+        """([field, text]) => {
+            const box = document.querySelector(`#gl-label-fields .gl-field-text[data-field="${field}"]`);
+            const node = box.firstChild;
+            const start = node.textContent.indexOf(text);
+            const range = document.createRange();
+            range.setStart(node, start);
+            range.setEnd(node, start + text.length);
+            const selection = window.getSelection();
+            selection.removeAllRanges();
+            selection.addRange(range);
+        }""",
+        [field, text],
+    )
+
+
+def label_everything(page: sync_api.Page, username: str, positions: dict[int, int], *, keyboard: set[int]) -> None:
+    """Label the five items; the ones at positions in `keyboard` by digit + Enter, the rest by mouse."""
+    for done in range(5):
+        progress(page, done)
+        position = current_item(page, positions)
+        score = SCORES[username][position]
+        # Blind: before submitting, nothing of the model's verdict is on the page.
+        assert page.locator("#gl-label-model .gl-card").count() == 0
+        assert REASONING not in page.locator("#gl-label-work").inner_text()
+        if position in keyboard:
+            page.locator("#gl-label-item").click()  # focus out of the study picker
+            page.keyboard.press(str(score))
+            sync_api.expect(page.locator(f"#gl-label-score input[value='{score}']")).to_be_checked()
+            page.keyboard.press("Enter")
+        else:
+            page.locator(f"#gl-label-score label[data-testid='{score}-radio-label']").click()
+            page.locator("#gl-label-submit").click()
+        reveal = page.locator("#gl-label-reveal-text .gl-reveal")
+        sync_api.expect(reveal).to_contain_text(f"You gave {score}; the model gave {MODEL_SCORES[position]}")
+        sync_api.expect(page.locator("#gl-label-model")).to_contain_text(REASONING)
+        sync_api.expect(page.locator("#gl-label-fields mark.gl-hl").first).to_be_visible()
+        if position in keyboard:
+            page.keyboard.press("Enter")  # keeps the score
+        else:
+            page.locator("#gl-label-keep").click()
+        sync_api.expect(page.locator("#gl-label-message")).to_contain_text(f"Kept your score {score}")
+    sync_api.expect(page.locator("#gl-label-message")).to_contain_text("labelled every item")
+    progress(page, 5)
+
+
+def test_two_annotators_label_a_blind_study_and_the_admin_sees_the_agreement(
+    context: sync_api.BrowserContext, browser: sync_api.Browser, app: tuple[str, dict[int, int]]
+) -> None:
+    url, positions = app
+    page = context.new_page()
+    sign_in(page, url, "ann")
+    open_label_tab(page)
+
+    # Evidence: select words in a field, mark them; offsets are checked by the server against the text.
+    first = current_item(page, positions)
+    select_text(page, "MODEL OUTPUT", "capital")
+    page.locator("#gl-label-mark").click()
+    sync_api.expect(page.locator("#gl-label-evidence")).to_contain_text("capital")
+    sync_api.expect(page.locator("#gl-label-fields mark.gl-hl-human")).to_have_text("capital")
+    assert current_item(page, positions) == first
+    label_everything(page, "ann", positions, keyboard={0, 2, 4})
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("#gl-label-work img, #gl-label-work script").count() == 0
+
+    page.locator("#gl-logout").click()  # Gradio's /logout, back to the login form
+    page.wait_for_selector("input[type=password]")
+    sign_in(page, url, "bob")
+    open_label_tab(page)
+    label_everything(page, "bob", positions, keyboard={0, 1, 2, 3, 4})
+
+    admin = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
+    admin.set_default_timeout(TIMEOUT_MS)
+    try:
+        report_page = admin.new_page()
+        sign_in(report_page, url, "ada")
+        report_page.get_by_role("tab", name="Agreement").click()
+        report_page.locator("#gl-agree-study input").click()
+        report_page.get_by_role("option", name=re.compile(r"^Capitals")).click()
+        report_page.locator("#gl-agree-run").click()
+        metrics = report_page.locator("#gl-agree-metrics")
+        sync_api.expect(metrics).to_contain_text("Weighted \u03ba (quadratic)")
+        sync_api.expect(metrics).to_contain_text("5 of 5 items \u00b7 2 annotators")
+        heatmap = report_page.locator("#gl-agree-heatmap .js-plotly-plot")
+        sync_api.expect(heatmap).to_be_visible()
+        sync_api.expect(report_page.locator("#gl-agree-heatmap .gtitle")).to_have_text("Human vs model scores (items)")
+        for chart in ("gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators"):
+            sync_api.expect(report_page.locator(f"#{chart} .js-plotly-plot")).to_be_visible()
+        with report_page.expect_download() as download:
+            report_page.locator("#gl-export-csv").click()
+        assert download.value.suggested_filename.endswith("-annotations.csv")
+        exported = Path(download.value.path()).read_text(encoding="utf-8")
+        assert exported.startswith("study,study_id,item_id") and exported.count("\n") >= 11
+        # The largest disagreement first: item 4 (Bonn), both annotators 0, the model 1.
+        sync_api.expect(report_page.locator("#gl-agree-disagreements [data-testid='cell-0-0']")).to_be_visible()
+        report_page.locator("#gl-agree-disagreements [data-testid='cell-0-0']").click()
+        sync_api.expect(report_page.locator("#gl-agree-item")).to_contain_text("cap-4")
+        assert report_page.evaluate("window.__xss") is None
+
+        report_page.wait_for_timeout(500)  # let the plots finish their entry animation
+        report_page.evaluate("window.scrollTo(0, 0)")
+        page_box = report_page.locator("gradio-app").bounding_box()
+        charts_box = report_page.locator("#gl-agree-annotators").bounding_box()
+        assert page_box is not None and charts_box is not None
+        # From the page's title down to the last chart: the headline numbers and the four charts.
+        bottom = charts_box["y"] + charts_box["height"] + 16
+        clip = {"x": page_box["x"], "y": 0, "width": page_box["width"], "height": bottom}
+        report_page.screenshot(path=str(SCREENSHOT), full_page=True, clip=clip)
+        assert SCREENSHOT.stat().st_size > 20_000
+    finally:
+        admin.close()

@@ -1,0 +1,625 @@
+"""The study tabs' callbacks with a real Store and Studies on a SQLite file, a scripted judge and fake sign-ins.
+
+Who is asking comes from `gr.Request.username` (what Gradio's login sets), so each call below passes the
+request of the user it acts for; the last tests launch the app behind sign-in and use it over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import httpx
+import pandas as pd
+import pytest
+from gradio_client import Client
+
+from core.errors import InputError
+from core.studies import Studies, User
+from tests.fakes import ScriptedJudge
+from tests.test_webapp_render import Markup
+from tests.webapp_helpers import (
+    FAITHFULNESS_CRITERIA,
+    FAITHFULNESS_RUBRIC,
+    PASSWORD,
+    answer,
+    build,
+    by_id,
+    handler,
+    launched,
+    make_services,
+    make_study_services,
+    signed_in,
+    value,
+)
+from webapp import Services
+from webapp.main import parse_args, users_exist
+from webapp.studies_ui import NEEDS_SIGN_IN, Cursor
+from webapp.views import guess_column, parse_tags, place_selection, progress_line
+
+# Gradio's queue analytics use pandas options that pandas 3 deprecates (raised in the server thread).
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+REASONING_MARK = "MODEL-REASONING-7f3a"  # appears only in the model's reasoning: a leak detector
+MODEL_ANSWER = answer(f"- {REASONING_MARK}: the output states the capital as the context does.", ["capital"], 1)
+ITEMS_CSV = (
+    "id,context,model_output,notes\n"
+    "c1,Paris is the capital of France.,The capital of France is Paris.,x\n"
+    "c2,Rome is the capital of Italy.,The capital of Italy is Milan.,x\n"
+    "c3,,,empty row\n"
+    "c4,Madrid is the capital of Spain.,Spain's capital is Madrid.,x\n"
+    "c5,Berlin is the capital of Germany.,Germany's capital is Bonn.,x\n"
+    "c6,Vienna is the capital of Austria.,Austria's capital is Vienna.,x\n"
+)
+TAGS = "CONTEXT, MODEL OUTPUT"
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def plain(raw: dict[Any, Any]) -> dict[str, Any]:
+    """A callback's updates by elem_id (see `v` for their values); the Label tab's cursor under "cursor"."""
+    view = {block.elem_id: val for block, val in raw.items() if getattr(block, "elem_id", None)}
+    for key, val in raw.items():
+        if isinstance(key, gr.State) and isinstance(val, Cursor):
+            view["cursor"] = val
+    return view
+
+
+def text_of(view: dict[str, Any]) -> str:
+    """Everything a user could read in these updates (markup included), for leak checks."""
+    parts = []
+    for val in view.values():
+        if isinstance(val, str):
+            parts.append(val)
+        elif isinstance(val, dict):
+            parts.extend(str(v) for v in val.values())
+        elif isinstance(val, pd.DataFrame):
+            parts.append(val.to_csv())
+    return "\n".join(parts)
+
+
+def v(view: dict[str, Any], key: str) -> Any:
+    """The value an update in `view` sets."""
+    return value(view.get(key))
+
+
+def message(view: dict[str, Any], key: str) -> str:
+    """The text of an HTML update."""
+    return Markup(v(view, key) or "").all_text
+
+
+class Labeller:
+    """One signed-in browser session on the Label tab: keeps the cursor between clicks like gr.State does."""
+
+    def __init__(self, demo: gr.Blocks, username: str) -> None:
+        self.demo, self.request, self.cursor = demo, signed_in(username), Cursor()
+        self.view: dict[str, Any] = {}
+
+    def _run(self, name: str, *args: Any) -> dict[str, Any]:
+        self.view = plain(handler(self.demo, name)(*args, request=self.request))
+        self.cursor = self.view.get("cursor", self.cursor)
+        return self.view
+
+    def open(self, study_id: int) -> dict[str, Any]:
+        return self._run("on_label_study", study_id, self.cursor)
+
+    def mark(self, field: str, text: str, fields: dict[str, str]) -> dict[str, Any]:
+        start = fields[field].index(text)
+        selection = json.dumps({"field": field, "start": start, "end": start + len(text), "text": text})
+        return self._run("on_mark", selection, self.cursor)
+
+    def submit(self, score: int | None, comment: str = "") -> dict[str, Any]:
+        return self._run("on_submit", None if score is None else str(score), comment, self.cursor)
+
+    def keep(self) -> dict[str, Any]:
+        return self._run("on_keep", self.cursor)
+
+    def change(self, score: int) -> dict[str, Any]:
+        return self._run("on_change", str(score), self.cursor)
+
+    def skip(self) -> dict[str, Any]:
+        return self._run("on_skip", self.cursor)
+
+    def previous(self) -> dict[str, Any]:
+        return self._run("on_previous", self.cursor)
+
+    def resume(self) -> dict[str, Any]:
+        return self._run("on_resume", self.cursor)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Services, gr.Blocks]]:
+    """One built app for the module (building takes most of a second); each test gives it a fresh database."""
+    services = make_study_services(tmp_path_factory.mktemp("studies-app"), users={})
+    original = services.store
+    yield services, build(services)
+    original.close()
+
+
+@pytest.fixture
+def services(app: tuple[Services, gr.Blocks], tmp_path: Path) -> Iterator[Services]:
+    """The app's services, switched to a new SQLite file with ada (admin), ann and bob (annotators)."""
+    shared, _ = app
+    fresh = make_study_services(tmp_path, judge=ScriptedJudge(MODEL_ANSWER, distribution={0: 0.2, 1: 0.8}))
+    shared.store, shared.studies, shared.judge = fresh.store, fresh.studies, fresh.judge
+    yield shared
+    fresh.store.close()
+
+
+@pytest.fixture
+def demo(app: tuple[Services, gr.Blocks], services: Services) -> gr.Blocks:
+    return app[1]
+
+
+def user(services: Services, name: str) -> User:
+    assert services.studies is not None
+    found = services.studies.get_user(name)
+    assert found is not None
+    return found
+
+
+def create_study(demo: gr.Blocks, *, blind: bool = True, overlap: int = 2, name: str = "Capitals") -> int:
+    create = handler(demo, "on_create_study")
+    view = plain(create(name, "Check the capitals.", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, TAGS, overlap,
+                        blind, request=signed_in("ada")))
+    created = message(view, "gl-study-message")
+    assert created.startswith(f"Created the study \u201c{name}\u201d"), created
+    return int(created.split("(#")[1].split(")")[0])
+
+
+def import_items(demo: gr.Blocks, study_id: int, tmp_path: Path, text: str = ITEMS_CSV) -> dict[str, Any]:
+    path = tmp_path / "items.csv"
+    path.write_text(text, encoding="utf-8")
+    preview = plain(handler(demo, "on_preview")(study_id, str(path), request=signed_in("ada")))
+    mapping = [v(preview, f"gl-import-map-{i}") for i in range(8)]
+    return plain(handler(demo, "on_import")(study_id, str(path), v(preview, "gl-import-id"), *mapping,
+                                            request=signed_in("ada")))
+
+
+def ready_study(demo: gr.Blocks, tmp_path: Path, *, blind: bool = True) -> int:
+    study_id = create_study(demo, blind=blind)
+    import_items(demo, study_id, tmp_path)
+    graded = plain(handler(demo, "on_grade_all")(study_id, request=signed_in("ada")))
+    assert message(graded, "gl-grade-all-message") == "Graded 5 of 5 items."
+    return study_id
+
+
+# --- Studies tab -------------------------------------------------------------------------------------
+
+
+def test_admin_creates_a_study_previews_maps_imports_and_grades(demo: gr.Blocks, services: Services,
+                                                                 tmp_path: Path) -> None:
+    session = plain(handler(demo, "on_session")(signed_in("ada")))
+    assert "ada" in message(session, "gl-user") and session["gl-studies-body"]["visible"] is True
+
+    study_id = create_study(demo)
+    path = tmp_path / "items.csv"
+    path.write_text(ITEMS_CSV, encoding="utf-8")
+    preview = plain(handler(demo, "on_preview")(study_id, str(path), request=signed_in("ada")))
+    table = v(preview, "gl-import-preview")
+    assert list(table.columns) == ["id", "context", "model_output", "notes"] and len(table) == 5
+    # One picker per field tag, prefilled where a column is the tag in snake_case; the id column guessed.
+    assert (v(preview, "gl-import-map-0"), v(preview, "gl-import-map-1")) == ("context", "model_output")
+    assert preview["gl-import-map-0"]["label"] == "CONTEXT" and preview["gl-import-map-2"]["visible"] is False
+    assert v(preview, "gl-import-id") == "id"
+
+    report = message(import_items(demo, study_id, tmp_path), "gl-import-report")
+    assert report.startswith("5 items added; 1 row refused:") and "row 3:" in report
+
+    ada = user(services, "ada")
+    assert services.studies is not None
+    items = services.studies.list_items(ada, study_id)
+    assert [i.external_id for i in items] == ["c1", "c2", "c4", "c5", "c6"]
+    assert items[0].fields == {"CONTEXT": "Paris is the capital of France.",
+                               "MODEL OUTPUT": "The capital of France is Paris."}
+
+    graded = plain(handler(demo, "on_grade_all")(study_id, request=signed_in("ada")))
+    assert message(graded, "gl-grade-all-message") == "Graded 5 of 5 items."
+    assert all(i.judgment_id is not None for i in services.studies.list_items(ada, study_id))
+    again = plain(handler(demo, "on_grade_all")(study_id, request=signed_in("ada")))
+    assert "already has a judgment" in message(again, "gl-grade-all-message")
+    listed = graded["gl-study-list"]
+    assert listed.iloc[0].tolist()[:5] == [str(study_id), "Capitals", "0\u20131", "5", "0"]
+
+
+@pytest.mark.parametrize(
+    ("name", "criteria", "rubric", "tags", "expected"),
+    [
+        ("", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, TAGS, "needs a name"),
+        ("S", FAITHFULNESS_CRITERIA, "Be fair.", TAGS, "names no scores"),
+        ("S", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, "A<B", "may not contain"),
+    ],
+)
+def test_study_form_errors_are_messages(demo: gr.Blocks, name: str, criteria: str, rubric: str, tags: str,
+                                        expected: str) -> None:
+    view = plain(handler(demo, "on_create_study")(name, "", criteria, rubric, tags, 3, True, request=signed_in("ada")))
+    assert expected in message(view, "gl-study-message") and "gl-message-error" in v(view, "gl-study-message")
+
+
+def test_import_errors_are_messages(demo: gr.Blocks, tmp_path: Path) -> None:
+    study_id = create_study(demo)
+    binary = tmp_path / "items.csv"
+    binary.write_bytes(b"PK\x03\x04 zip")
+    preview = plain(handler(demo, "on_preview")(study_id, str(binary), request=signed_in("ada")))
+    assert "gl-message-error" in v(preview, "gl-import-report")
+    nothing = plain(handler(demo, "on_import")(None, None, None, *[""] * 8, request=signed_in("ada")))
+    assert "Choose the study" in message(nothing, "gl-import-report")
+
+
+def test_add_to_study_from_the_grade_tab_attaches_the_judgment_only_for_the_same_inputs(
+    demo: gr.Blocks, services: Services
+) -> None:
+    study_id = create_study(demo)
+    tags, texts = ["CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"], ["Paris is in France.", "", "Paris.", ""]
+    updates = list(handler(demo, "on_grade")(*tags, *texts, FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 512))
+    graded = next(val for key, val in updates[-1].items() if isinstance(key, gr.State))
+    assert graded["fields"] == {"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris."}
+
+    add = handler(demo, "on_add_to_study")
+    same = message(plain(add(study_id, graded, *tags, *texts, request=signed_in("ada"))), "gl-add-message")
+    assert f"with judgment #{graded['judgment_id']}" in same
+    edited = [texts[0], "", "Paris!", ""]
+    other = message(plain(add(study_id, graded, *tags, *edited, request=signed_in("ada"))), "gl-add-message")
+    assert "Added item" in other and "was not attached" in other
+    ada = user(services, "ada")
+    assert services.studies is not None
+    items = services.studies.list_items(ada, study_id)
+    assert [i.judgment_id for i in items] == [graded["judgment_id"], None]
+    refused = message(plain(add(study_id, graded, *tags, *texts, request=signed_in("ann"))), "gl-add-message")
+    assert "Only an admin" in refused and len(services.studies.list_items(ada, study_id)) == 2
+
+
+# --- Label tab ------------------------------------------------------------------------------------
+
+
+def test_two_annotators_label_a_blind_study_and_the_admin_reads_the_report(
+    demo: gr.Blocks, services: Services, tmp_path: Path
+) -> None:
+    study_id = ready_study(demo, tmp_path)
+    assert services.studies is not None
+    ann = Labeller(demo, "ann")
+
+    view = ann.open(study_id)
+    assert message(view, "gl-label-progress") == "0 / 5 labelled by you \u00b7 0 of 5 items have 2 of 2 labels"
+    assert view["gl-label-score"]["choices"] == ["0", "1"]
+    # Blind: nothing of the model's verdict reaches the page before the human submits.
+    before = text_of(view)
+    assert REASONING_MARK not in before and "gl-card" not in before and "gl-hl" not in before
+    first_item = ann.cursor.item_id
+    fields = services.studies.get_item(user(services, "ann"), first_item).fields
+
+    marked = ann.mark("MODEL OUTPUT", "capital", fields)
+    assert [m for m, attrs in Markup(marked["gl-label-fields"]).marks] == ["capital"]
+    assert "capital" in message(marked, "gl-label-evidence")
+    assert REASONING_MARK not in text_of(marked)
+
+    assert "Choose a score first" in message(ann.submit(None), "gl-label-message")
+    revealed = ann.submit(0, comment="wrong capital?")
+    assert ann.cursor.mode == "reveal"
+    assert REASONING_MARK in text_of(revealed) and "gl-card" in v(revealed, "gl-label-model")
+    reveal_text = message(revealed, "gl-label-reveal-text")
+    assert "You gave 0; the model gave 1" in reveal_text
+    # The model's highlight and the human's evidence are both drawn over the fields.
+    marks = Markup(revealed["gl-label-fields"]).marks
+    assert any("gl-hl-human" in (attrs["class"] or "") for _, attrs in marks)
+    assert any("gl-hl" in (attrs["class"] or "").split() for _, attrs in marks)
+
+    after_change = ann.change(1)
+    assert "Changed your score" in message(after_change, "gl-label-message") and ann.cursor.item_id != first_item
+    stored = services.studies.my_annotations(user(services, "ann"), study_id)
+    assert [(a.score_before_reveal, a.score_after_reveal, a.score) for a in stored] == [(0, 1, 1)]
+    assert stored[0].spans == [{"field": "MODEL OUTPUT", "start": fields["MODEL OUTPUT"].index("capital"),
+                                "end": fields["MODEL OUTPUT"].index("capital") + len("capital")}]
+    assert stored[0].comment == "wrong capital?"
+
+    for _ in range(4):
+        assert REASONING_MARK not in text_of(ann.view)
+        ann.submit(1)
+        ann.keep()
+    done = ann.view
+    assert "labelled every item" in message(done, "gl-label-message") and done["gl-label-work"]["visible"] is False
+    assert message(done, "gl-label-progress") == "5 / 5 labelled by you \u00b7 0 of 5 items have 2 of 2 labels"
+
+    # A reload resumes from the database: a fresh session of ann has nothing left, bob starts at item one.
+    assert Labeller(demo, "ann").open(study_id)["gl-label-work"]["visible"] is False
+    bob = Labeller(demo, "bob")
+    bob.open(study_id)
+    for score in (1, 0, 1, 1, 0):
+        bob.submit(score)
+        if bob.cursor.mode == "reveal":
+            bob.keep()
+    assert message(bob.view, "gl-label-progress") == "5 / 5 labelled by you \u00b7 5 of 5 items have 2 of 2 labels"
+
+    # Previous: bob's own labels, newest first, editable; every change kept in the history.
+    latest = bob.previous()
+    assert bob.cursor.mode == "edit" and latest["gl-label-submit"]["value"] == "Save changes"
+    assert latest["gl-label-score"]["value"] == "0" and REASONING_MARK in text_of(latest)
+    older = bob.previous()
+    assert older["gl-label-score"]["value"] == "1"
+    edited_id = bob.cursor.annotation_id
+    saved = bob.submit(0, comment="changed my mind")
+    assert "Saved your changes" in message(saved, "gl-label-message")
+    bob_user = user(services, "bob")
+    assert services.studies.get_annotation(bob_user, edited_id).score == 0
+    assert [e.changes["score"] for e in services.studies.history(bob_user, edited_id)] == [(1, 0)]
+    assert bob.resume()["gl-label-work"]["visible"] is False
+
+    # Agreement: metrics, the four charts, disagreements, and exports that parse back.
+    report = plain(handler(demo, "on_report")(study_id, request=signed_in("ada")))
+    metrics = message(report, "gl-agree-metrics")
+    assert "Weighted \u03ba (quadratic)" in metrics and "Krippendorff \u03b1 (ordinal)" in metrics
+    assert "5 of 5 items" in metrics and "2 annotators" in metrics
+    assert "halves rounded UP" in message(report, "gl-agree-notes")
+    for chart in ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators"):
+        assert v(report, chart) is not None and report[chart]["visible"] is True, chart
+    assert v(report, "gl-agree-heatmap").layout.title.text == "Human vs model scores (items)"
+    table = v(report, "gl-agree-disagreements")
+    assert list(table.columns)[:4] == ["Item", "Human (mean)", "Model", "|Human \u2212 Model|"]
+    assert [float(g) for g in table.iloc[:, 3]] == sorted((float(g) for g in table.iloc[:, 3]), reverse=True)
+
+    csv_path, jsonl_path, json_path, html_path = (Path(v(report, f"gl-export-{s}"))
+                                                  for s in ("csv", "jsonl", "json", "html"))
+    exported = pd.read_csv(csv_path)
+    assert len(exported) == 10 and set(exported["annotator"]) == {"ann", "bob"}
+    assert {"CONTEXT", "MODEL OUTPUT", "score_before_reveal", "model_reasoning"} <= set(exported.columns)
+    lines = [json.loads(line) for line in jsonl_path.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 10 and lines[0]["study_id"] == study_id
+    assert json.loads(json_path.read_text(encoding="utf-8"))["n_annotators"] == 2
+    assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+    row = table.iloc[0].tolist()
+    picked = plain(handler(demo, "on_disagreement_select")(
+        study_id, gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}), request=signed_in("ada")))
+    item_view = Markup(v(picked, "gl-agree-item"))
+    assert f"Item #{row[0]}" in item_view.all_text and "Human labels" in item_view.all_text
+    assert [m for m, _ in item_view.marks].count("capital") >= 1 and REASONING_MARK in item_view.all_text
+
+
+def test_a_non_blind_study_shows_the_verdict_alongside_and_moves_on(demo: gr.Blocks, tmp_path: Path) -> None:
+    study_id = ready_study(demo, tmp_path, blind=False)
+    ann = Labeller(demo, "ann")
+    view = ann.open(study_id)
+    assert REASONING_MARK in text_of(view) and "gl-hl" in v(view, "gl-label-fields")
+    first = ann.cursor.item_id
+    after = ann.submit(1)
+    assert ann.cursor.mode == "label" and ann.cursor.item_id != first
+    assert f"Saved your score 1 for item #{first}." in message(after, "gl-label-message")
+
+
+def test_skip_passes_over_items_until_only_skipped_ones_are_left(demo: gr.Blocks, tmp_path: Path) -> None:
+    study_id = ready_study(demo, tmp_path)
+    ann = Labeller(demo, "ann")
+    ann.open(study_id)
+    seen = [ann.cursor.item_id]
+    for _ in range(4):
+        view = ann.skip()
+        assert f"Skipped item #{seen[-1]}." in message(view, "gl-label-message")
+        assert ann.cursor.item_id not in seen and REASONING_MARK not in text_of(view)
+        seen.append(ann.cursor.item_id)
+    again = ann.skip()
+    assert "here they are again" in message(again, "gl-label-message")
+    assert ann.cursor.item_id in seen and ann.cursor.skipped == ()
+    ann.submit(1)
+    ann.keep()
+    assert message(ann.view, "gl-label-progress").startswith("1 / 5 labelled by you")
+
+
+def test_a_selection_that_is_not_in_one_field_is_refused(demo: gr.Blocks, tmp_path: Path) -> None:
+    study_id = ready_study(demo, tmp_path)
+    ann = Labeller(demo, "ann")
+    ann.open(study_id)
+    for selection, expected in [
+        (json.dumps({"error": "Select some words in a field first, then press Mark selection."}), "Select some words"),
+        (json.dumps({"field": "NOPE", "start": 0, "end": 3, "text": "abc"}), "inside one field"),
+        (json.dumps({"field": "CONTEXT", "start": 0, "end": 3, "text": "zzz"}), "was not found"),
+        ("", "Select some text"),
+    ]:
+        view = ann._run("on_mark", selection, ann.cursor)
+        assert expected in message(view, "gl-label-message"), selection
+    assert ann.cursor.spans == ()
+
+
+# --- who may do what ----------------------------------------------------------------------------------
+
+
+def test_an_annotator_cannot_read_or_change_another_annotators_labels(
+    demo: gr.Blocks, services: Services, tmp_path: Path
+) -> None:
+    study_id = ready_study(demo, tmp_path)
+    ann = Labeller(demo, "ann")
+    ann.open(study_id)
+    item_id = ann.cursor.item_id
+    ann.submit(0, comment="ann's private comment")
+    annotation_id = ann.cursor.annotation_id
+    assert annotation_id is not None
+    assert services.studies is not None
+
+    # bob replays ann's cursor (as if he could forge the server-side state) on every label handler.
+    bob = signed_in("bob")
+    stolen_edit = Cursor(study_id=study_id, item_id=item_id, mode="edit", annotation_id=annotation_id)
+    stolen_reveal = Cursor(study_id=study_id, item_id=item_id, mode="reveal", annotation_id=annotation_id, submitted=0)
+    attempts = {
+        "edit": handler(demo, "on_submit")("1", "bob was here", stolen_edit, request=bob),
+        "keep": handler(demo, "on_keep")(stolen_reveal, request=bob),
+        "change": handler(demo, "on_change")("1", stolen_reveal, request=bob),
+        "previous": handler(demo, "on_previous")(stolen_edit, request=bob),
+    }
+    for name, raw in attempts.items():
+        view = plain(raw)
+        text = text_of(view)
+        assert "gl-message-error" in (v(view, "gl-label-message") or ""), name
+        assert "ann's private comment" not in text and "wrong" not in text, name
+    assert "may not edit another annotator's label" in message(plain(attempts["edit"]), "gl-label-message")
+    assert "may not confirm another annotator's label" in message(plain(attempts["keep"]), "gl-label-message")
+    stored = services.studies.get_annotation(user(services, "ada"), annotation_id)
+    assert (stored.score, stored.score_after_reveal, stored.comment) == (0, None, "ann's private comment")
+
+    # The admin-only tabs refuse an annotator and show no data.
+    for name, args in [
+        ("on_report", (study_id,)),
+        ("on_disagreement_select", (study_id, gr.SelectData(None, {"index": [0, 0], "value": str(item_id),
+                                                                     "row_value": [str(item_id)]}))),
+        ("on_create_study", ("Mine", "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, TAGS, 1, True)),
+        ("on_import", (study_id, str(tmp_path / "items.csv"), "id", "context", "model_output", *[""] * 6)),
+        ("on_grade_all", (study_id,)),
+        ("on_refresh_studies", ()),
+    ]:
+        view = plain(handler(demo, name)(*args, request=bob))
+        text = text_of(view)
+        assert "Only an admin may" in text or "Only admins" in text, name
+        assert "ann's private comment" not in text and "ann" not in Markup(text).all_text.split(), name
+    session = plain(handler(demo, "on_session")(bob))
+    assert session["gl-studies-body"]["visible"] is False and session["gl-add-to-study"]["visible"] is False
+    assert session["gl-agree-body"]["visible"] is False and "for admins" in message(session, "gl-agree-notice")
+
+
+def test_without_a_signed_in_user_the_study_tabs_explain_how_to_create_an_admin(tmp_path: Path) -> None:
+    services = make_services(tmp_path)
+    services.studies = Studies(services.store)  # no user yet, so main.py leaves sign-in off
+    demo = build(services)
+    session = plain(handler(demo, "on_session")(signed_in(None)))
+    for notice in ("gl-studies-notice", "gl-label-notice", "gl-agree-notice"):
+        assert "python -m core create-admin NAME" in message(session, notice)
+    assert session["gl-logout"]["visible"] is False and session["gl-studies-body"]["visible"] is False
+    assert NEEDS_SIGN_IN in message(plain(handler(demo, "on_label_study")(1, Cursor(), request=signed_in(None))),
+                                    "gl-label-message")
+    report = plain(handler(demo, "on_report")(1, request=signed_in(None)))
+    assert "create-admin" in message(report, "gl-agree-message")
+    # The Grade and History tabs work as before without sign-in.
+    assert "gl-message-error" not in (value(by_id(demo, handler(demo, "on_refresh")())["gl-history-message"]) or "")
+
+
+def test_history_is_for_admins_when_sign_in_is_on(demo: gr.Blocks) -> None:
+    refused = by_id(demo, handler(demo, "on_refresh")(request=signed_in("ann")))
+    assert "History is for admins" in Markup(value(refused["gl-history-message"])).all_text
+    assert "gl-history" not in refused
+    assert "gl-history" in by_id(demo, handler(demo, "on_refresh")(request=signed_in("ada")))
+    opened = by_id(demo, handler(demo, "on_open")(1, request=signed_in("bob")))
+    assert "History is for admins" in Markup(value(opened["gl-history-message"])).all_text
+
+
+def test_every_study_event_is_private_and_grading_a_study_waits_for_the_judge(demo: gr.Blocks) -> None:
+    fns = {fn.name: fn for fn in demo.fns.values()}
+    public = sorted(fn.name for fn in demo.fns.values() if fn.api_visibility != "private")
+    assert public == ["grade_api", "status_api"]
+    assert fns["on_grade_all"].concurrency_id == "judge" and fns["on_grade_all"].concurrency_limit == 1
+    assert fns["on_mark"].js and "getSelection" in fns["on_mark"].js
+
+
+# --- over HTTP, behind sign-in -----------------------------------------------------------------------
+
+
+def call_event(http: httpx.Client, base: str, elem_id: str, trigger: str, data: list[Any],
+               event_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a page event directly through Gradio's queue, as a script holding a session cookie could."""
+    config = http.get(f"{base}/config").json()
+    elem_ids = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    dependency = next(d for d in config["dependencies"]
+                      if any(elem_ids.get(target) == elem_id and kind == trigger for target, kind in d["targets"]))
+    session = f"direct-{elem_id}"
+    joined = http.post(f"{base}/gradio_api/queue/join", json={
+        "data": data, "fn_index": dependency["id"], "session_hash": session, "event_data": event_data,
+        "trigger_id": dependency["targets"][0][0]})
+    assert joined.status_code == 200, joined.text
+    with http.stream("GET", f"{base}/gradio_api/queue/data", params={"session_hash": session}) as events:
+        for line in events.iter_lines():
+            if line.startswith("data:") and (message := json.loads(line[5:])).get("msg") == "process_completed":
+                return dict(message["output"])
+    raise AssertionError("the event never completed")
+
+
+def test_the_http_api_exposes_no_label_handler_and_refuses_anyone_not_signed_in(services: Services,
+                                                                                demo: gr.Blocks,
+                                                                                tmp_path: Path) -> None:
+    study_id = ready_study(demo, tmp_path)  # the launched app shares this database
+    with launched(services) as url:
+        base = url.rstrip("/")
+        with httpx.Client(timeout=10) as anonymous:
+            assert anonymous.get(f"{base}/gradio_api/info").status_code == 401
+            assert anonymous.get(f"{base}/config").status_code == 401
+            call = anonymous.post(f"{base}/gradio_api/call/grade", json={"data": ["", "", "x", "", "c", "0: a\n1: b"]})
+            assert call.status_code == 401
+            wrong = anonymous.post(f"{base}/login", data={"username": "ann", "password": "guess"})
+            assert wrong.status_code == 400
+        client = Client(url, auth=("ann", PASSWORD), verbose=False)
+        try:
+            info = client.view_api(print_info=False, return_format="dict")
+            assert sorted(info["named_endpoints"]) == ["/grade", "/status"]
+            assert info.get("unnamed_endpoints", {}) == {}
+            assert client.predict(api_name="/status")["state"] == "ready"
+            result = client.predict("Paris is the capital of France.", "", "Paris is the capital.", "",
+                                    FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, api_name="/grade")
+            assert result["score"] == 1
+        finally:
+            client.close()
+
+        # Private events are hidden from the API, not unreachable: a signed-in script can still post one to
+        # the queue. Then the request's own username is what core checks, so an annotator gets no data.
+        row = {"index": [0, 0], "value": "1", "row_value": ["1"]}
+        for username, expected in (("bob", "Only an admin may export a study"), ("ada", "Item #1")):
+            with httpx.Client(timeout=10) as http:
+                assert http.post(f"{base}/login", data={"username": username, "password": PASSWORD}).is_success
+                output = call_event(http, base, "gl-agree-disagreements", "select", [study_id], row)
+            shown = Markup(output["data"][0]["value"]).all_text
+            assert expected in shown, (username, shown)
+            assert (REASONING_MARK in shown) is (username == "ada")
+
+
+# --- pure helpers and the entry point ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tag", "columns", "expected"),
+    [
+        ("MODEL OUTPUT", ["id", "model_output"], "model_output"),
+        ("MODEL OUTPUT", ["Model Output"], "Model Output"),
+        ("USER INPUT", ["user-input"], "user-input"),
+        ("GOLD ANSWER", ["gold"], None),
+    ],
+)
+def test_guess_column_matches_the_tag_in_snake_case(tag: str, columns: list[str], expected: str | None) -> None:
+    assert guess_column(tag, columns) == expected
+
+
+def test_parse_tags_and_progress_line() -> None:
+    assert parse_tags("CONTEXT, MODEL OUTPUT\nMODEL OUTPUT, ,GOLD") == ("CONTEXT", "MODEL OUTPUT", "GOLD")
+    assert progress_line(12, 100, 40, 3) == "12 / 100 labelled by you \u00b7 40 of 100 items have 3 of 3 labels"
+
+
+@pytest.mark.parametrize(
+    ("text", "selected", "start_hint", "expected"),
+    [
+        ("🚀🚀 Zürich ist großartig", "großartig", 14, (14, 23)),  # code points, as the page sends them
+        ("line one\r\nline two", "one\nline", 5, (5, 14)),  # the page shows CRLF as LF
+        ("a b a b", "a b", 4, (4, 7)),  # the wrong offset: the nearest occurrence wins
+    ],
+)
+def test_place_selection_checks_the_offsets_against_the_text(
+    text: str, selected: str, start_hint: int, expected: tuple[int, int]
+) -> None:
+    raw = json.dumps({"field": "F", "start": start_hint, "end": start_hint + len(selected), "text": selected})
+    assert place_selection({"F": text}, raw) == {"field": "F", "start": expected[0], "end": expected[1]}
+
+
+@pytest.mark.parametrize("raw", [None, "{", "[]", json.dumps({"field": "F", "text": " "})])
+def test_place_selection_refuses_what_it_cannot_read(raw: str | None) -> None:
+    with pytest.raises(InputError):
+        place_selection({"F": "text"}, raw)
+
+
+def test_sign_in_is_on_with_the_flag_the_environment_or_a_user(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GLIDER_AUTH", raising=False)
+    assert parse_args([]).auth is False and parse_args(["--auth"]).auth is True
+    monkeypatch.setenv("GLIDER_AUTH", "1")
+    assert parse_args([]).auth is True
+    services = make_services(tmp_path)
+    assert users_exist(services.store) is False
+    Studies(services.store).create_user("root", PASSWORD, role="admin")
+    assert users_exist(services.store) is True
+    services.store.close()

@@ -1,0 +1,103 @@
+"""webapp.render for the study tabs: every renderer escapes what people and the model wrote; marks never nest."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+
+import pytest
+
+from core.grading import FieldSpan
+from tests.test_webapp_render import Markup
+from tests.webapp_helpers import XSS_PAYLOADS
+from webapp import render
+
+# The markup the study renderers may produce: the general renderers' set plus tables and the field marker.
+ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "table", "thead", "tbody", "tr", "th",
+                "td"}
+ALLOWED_ATTRS = {"class", "title", "role", "data-field", "scope"}
+
+
+def metric(value: object, **extra: object) -> dict[str, object]:
+    return {"value": value, **extra}
+
+
+RENDERERS: dict[str, Callable[[str], str]] = {
+    "label fields (tag, text, evidence, model phrase)": lambda p: render.render_label_fields(
+        {p: f"a {p} b"}, [{"field": p, "start": 2, "end": 2 + len(p)}], [FieldSpan(p, 0, 1, p)]),
+    "evidence": lambda p: render.render_evidence({p: p}, [{"field": p, "start": 0, "end": len(p)}]),
+    "progress": render.render_progress,
+    "study summary": lambda p: render.render_study_summary(p, p, p, (0, 1), True),
+    "item header": lambda p: render.render_item_header(3, p, p),
+    "import report": lambda p: render.render_import_report(1, [(4, p)]),
+    "signed in": lambda p: render.render_signed_in(p, p),
+    "metric reason": lambda p: render.render_agreement_metrics({"weighted_kappa": metric(None, reason=p)}),
+    "report notes": lambda p: render.render_report_notes([p], {p: 1}),
+    "human labels": lambda p: render.render_human_labels([(p, 1, p)]),
+}
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+@pytest.mark.parametrize("renderer", sorted(RENDERERS))
+def test_every_study_renderer_escapes(renderer: str, payload: str) -> None:
+    fragment = RENDERERS[renderer](payload)
+    parsed = Markup(fragment)
+    for tag, attrs in parsed.tags:
+        assert tag in ALLOWED_TAGS, f"unexpected <{tag}> in {fragment!r}"
+        assert set(attrs) <= ALLOWED_ATTRS, f"unexpected attribute in <{tag} {attrs}>"
+    if any(ch in payload for ch in '<>"'):
+        assert payload not in fragment and html.escape(payload, quote=True) in fragment
+    shown = parsed.all_text + " ".join(str(v) for _, attrs in parsed.tags for v in attrs.values())
+    assert payload in shown
+
+
+def test_label_fields_mark_evidence_and_model_highlights_without_nesting() -> None:
+    text = "The capital of France is Paris."
+    human = [{"field": "OUT", "start": 4, "end": 18}]  # "capital of Fra"
+    model = [FieldSpan("OUT", 15, 31, "France is Paris."), FieldSpan("OTHER", 0, 3, "The")]
+    parsed = Markup(render.render_label_fields({"OUT": text, "EMPTY": ""}, human, model))
+    assert parsed.all_text == "OUT" + text  # the empty field is left out; the text is whole
+    assert parsed.max_mark_depth == 1
+    marks = [(inner, (attrs["class"] or "").split()) for inner, attrs in parsed.marks]
+    assert marks == [("capital of ", ["gl-hl-human"]), ("Fra", ["gl-hl", "gl-hl-human"]),
+                     ("nce is Paris.", ["gl-hl"])]
+    assert ("data-field", "OUT") in [(k, v) for _, attrs in parsed.tags for k, v in attrs.items()]
+
+
+def test_label_fields_with_astral_characters_use_code_point_offsets() -> None:
+    text = "🚀🚀 Zürich ist großartig"
+    start = text.index("großartig")
+    parsed = Markup(render.render_label_fields({"F": text}, [{"field": "F", "start": start, "end": start + 9}]))
+    assert [inner for inner, _ in parsed.marks] == ["großartig"]
+
+
+def test_agreement_metrics_show_value_interval_p_and_the_reason_when_undefined() -> None:
+    report = {
+        "n_items": 40, "n_items_total": 42, "n_annotators": 3,
+        "weighted_kappa": metric(0.61234, ci_low=0.4, ci_high=0.75, n=40),
+        "pearson": metric(0.7, ci_low=0.5, ci_high=0.8, p_value=0.0000002, n=40),
+        "kendall": metric(None, reason="fewer than 2 items (n=1)", n=1),
+        "human_human": {"n_items_multiply_rated": 12, "krippendorff_alpha_ordinal": metric(0.5, n=12)},
+    }
+    text = Markup(render.render_agreement_metrics(report)).all_text
+    for expected in ("Human vs model", "40 of 42 items \u00b7 3 annotators", "Weighted \u03ba (quadratic)", "0.612",
+                     "[0.400, 0.750]", "< 0.001", "fewer than 2 items (n=1)", "Human vs human",
+                     "12 items with 2+ labels", "Krippendorff \u03b1 (ordinal)"):
+        assert expected in text, expected
+    assert "Spearman" not in text  # absent from the report, absent from the table
+    assert "no metrics" in Markup(render.render_agreement_metrics({})).all_text
+
+
+def test_import_report_lists_refused_rows_and_caps_the_list() -> None:
+    assert Markup(render.render_import_report(3, [])).all_text == "3 items added."
+    text = Markup(render.render_import_report(1, [(4, "missing column 'model_output'")])).all_text
+    assert text == "1 item added; 1 row refused:row 4: missing column 'model_output'"
+    many = Markup(render.render_import_report(0, [(i, "bad") for i in range(1, 61)], limit=50)).all_text
+    assert "row 50: bad" in many and "row 51" not in many and "and 10 more refused rows" in many
+
+
+def test_reveal_and_progress_text() -> None:
+    text = Markup(render.render_reveal(2, 4, blind=True)).all_text
+    assert "You gave 2; the model gave 4." in text and "verdict is shown" in text
+    assert "could not be read" in Markup(render.render_reveal(2, None, blind=True)).all_text
+    assert render.render_signed_in(None, None) == ""

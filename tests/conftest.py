@@ -52,3 +52,16 @@ def trained_judge(trained_model_dir: Path):  # noqa: ANN201
     from core.judge import create_backend
 
     return create_backend("transformers", model=str(trained_model_dir), quantization="none")
+
+
+@pytest.fixture(scope="session")
+def browser():  # noqa: ANN201 - a playwright Browser; imported lazily so other tests need no playwright
+    """One headless Debian Chromium for every browser test (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()

@@ -15,7 +15,7 @@ import pytest
 from core.grading import GradeRequest, grade
 from core.studies import StudySpec
 from tests.fakes import ScriptedJudge
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
     FAITHFULNESS_RUBRIC,
@@ -42,7 +42,7 @@ SCORES = {"ann": [1, 0, 1, 0, 1], "bob": [1, 0, 0, 0, 1]}  # keyed by item order
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium"),
+    NEEDS_CHROMIUM,
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
@@ -73,13 +73,6 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[st
         yield url, positions
     services.store.close()
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -19,16 +19,9 @@ from core.judge.base import Generation
 from core.parse import parse_output
 from core.settings import default_data_dir, default_db_url
 from core.store import MIGRATIONS, JudgmentRow, Migration, Store
+from tests.fakes import WELL_FORMED
 
-ANSWER = """<reasoning>
-- The response says "Paris is the capital of France", which the context supports.
-</reasoning>
-<highlight>
-['Paris is the capital of France', 'capital']
-</highlight>
-<score>
-1
-</score>"""
+ANSWER = WELL_FORMED
 
 REPRO = {
     "backend": "transformers",

@@ -95,7 +95,9 @@ def _no_judge_message(services: Services) -> str:
     if services.judge_loading:
         return f"The judge ({services.judge_loading}) is still loading; try again when the banner says it is ready."
     reason = services.judge_error or "No judge back-end was configured."
-    return f"Grading is unavailable: the judge model is not loaded. {reason} To fix it, {render.MODEL_HINT}."
+    # Load errors from core already say how to fix them (they name --model); add the hint only when not.
+    fix = "" if "--model" in reason else f" To fix it, {render.MODEL_HINT}."
+    return f"Grading is unavailable: the judge model is not loaded. {reason}{fix}"
 
 
 def _html(markup: str) -> Any:

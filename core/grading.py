@@ -7,13 +7,14 @@ whichever way it was asked for.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from core import __version__
-from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, Generation, JudgeBackend
+from core.errors import GliderError, InputError
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, Generation, JudgeBackend, generate_many
 from core.parse import Judgment, parse_output
 from core.prompt import build_prompt, infer_scale, prompt_sha256
 from core.spans import locate
@@ -201,3 +202,36 @@ def grade_stream(
     if generation is None:  # a back-end bug, not user error: say so plainly
         raise RuntimeError(f"{type(backend).__name__}.stream ended without a final Generation")
     yield _finish(backend, request, prompt, scale, fields, generation, started, store)
+
+
+def grade_batch(
+    backend: JudgeBackend, requests: Sequence[GradeRequest], store: Store | None = None
+) -> list[GradeResult | GliderError]:
+    """Grade many items with as few model calls as the back-end allows, in the order given.
+
+    A request that cannot be graded (bad input, a prompt too long for the model) yields its typed error
+    in its place; the others are graded. Errors that stop the whole batch (the server is down) are raised.
+    Every request must share one max_new_tokens (a batch decodes to one limit).
+    """
+    if not requests:
+        return []
+    limits = {request.max_new_tokens for request in requests}
+    if len(limits) > 1:
+        raise InputError(f"A batch decodes to one max_new_tokens; got {sorted(limits)}.")
+    started = time.perf_counter()
+    outcomes: list[GradeResult | GliderError | None] = [None] * len(requests)
+    prepared: list[tuple[int, str, tuple[int, int], dict[str, str]]] = []
+    for index, request in enumerate(requests):
+        try:
+            prepared.append((index, *_prepare(request)))
+        except InputError as error:
+            outcomes[index] = error
+    generations = generate_many(
+        backend, [p[1] for p in prepared], scales=[p[2] for p in prepared], max_new_tokens=limits.pop()
+    )
+    for (index, prompt, scale, fields), generation in zip(prepared, generations, strict=True):
+        if isinstance(generation, GliderError):
+            outcomes[index] = generation
+        else:
+            outcomes[index] = _finish(backend, requests[index], prompt, scale, fields, generation, started, store)
+    return [outcome for outcome in outcomes if outcome is not None]

@@ -104,6 +104,11 @@ def teach(model, tokenizer, prompt_text: str, answer: str, steps: int = 400, lr:
 def save(model, tokenizer, directory: Path) -> Path:  # noqa: ANN001
     """save_pretrained both, as a user's local model directory looks."""
     directory.mkdir(parents=True, exist_ok=True)
+    # GLIDER (Phi-3.5-mini) publishes these three stop ids in its generation_config.json; serving
+    # engines that read that file (transformers serve, vLLM) stop where GLIDER does.
+    stops = [tokenizer.convert_tokens_to_ids(t) for t in ("<|end|>", "<|assistant|>", "<|endoftext|>")]
+    model.generation_config.eos_token_id = stops
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory

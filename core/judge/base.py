@@ -7,11 +7,11 @@ prompt, parsing, span location, storage — happens outside, identically for eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from core.errors import UnknownBackendError
+from core.errors import JudgeError, UnknownBackendError
 
 DEFAULT_MAX_NEW_TOKENS = 1024
 # GLIDER was trained at 8,192 tokens; longer prompts may work (Phi-3.5 reads 128k) but are untested.
@@ -85,6 +85,51 @@ class JudgeBackend(Protocol):
     ) -> Iterator[StreamEvent]:
         """Like generate, yielding text deltas as they come and the Generation last."""
         ...
+
+
+# One prompt's outcome in a batch: its Generation, or the JudgeError that stopped that prompt alone
+# (ContextTooLongError for an over-long row). Errors that stop the whole batch are raised instead.
+BatchOutcome = Generation | JudgeError
+
+
+@runtime_checkable
+class BatchingBackend(JudgeBackend, Protocol):
+    """A back-end that grades several prompts at once (one padded `generate`, or concurrent requests).
+
+    Every Generation must be what `generate` would have returned for that prompt alone (greedy decoding
+    is deterministic), and outcomes come back in the order of `prompts`.
+    """
+
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        *,
+        scales: Sequence[tuple[int, int] | None],
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> list[BatchOutcome]:
+        """Greedy generation for each prompt; a failure that concerns one prompt is returned in its place."""
+        ...
+
+
+def generate_many(
+    backend: JudgeBackend,
+    prompts: Sequence[str],
+    *,
+    scales: Sequence[tuple[int, int] | None],
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> list[BatchOutcome]:
+    """Generate for every prompt: in batches when the back-end can, else one prompt at a time."""
+    if len(scales) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(scales)} scales.")
+    if isinstance(backend, BatchingBackend):
+        return backend.generate_batch(prompts, scales=scales, max_new_tokens=max_new_tokens)
+    outcomes: list[BatchOutcome] = []
+    for prompt, scale in zip(prompts, scales, strict=True):
+        try:
+            outcomes.append(backend.generate(prompt, scale=scale, max_new_tokens=max_new_tokens))
+        except JudgeError as error:  # one bad prompt must not cost the others their grade
+            outcomes.append(error)
+    return outcomes
 
 
 BackendFactory = Callable[..., JudgeBackend]

@@ -331,10 +331,56 @@ def _m002_create_studies(connection: Connection) -> None:
         table.create(connection)
 
 
+def _m003_create_batch_jobs(connection: Connection) -> None:
+    """Create the batch-grading tables (jobs and their rows), frozen."""
+    metadata = MetaData()
+    Table("judgments", metadata, Column("id", Integer, primary_key=True))
+    jobs = Table(
+        "batch_jobs",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        # SHA-256 of the data, rubric, mapping and judge: the same command finds (and resumes) its job.
+        Column("key", String(64), nullable=False, unique=True),
+        Column("name", String(200), nullable=False),
+        Column("source", Text, nullable=False),
+        Column("source_sha256", String(64), nullable=False),
+        Column("columns", JSON, nullable=False),  # the input's columns, in file order (for export)
+        Column("settings", JSON, nullable=False),  # pass_criteria, rubric, tags, mapping, max_new_tokens
+        Column("judge", JSON, nullable=False),  # back-end name and options (no secrets)
+        Column("status", String(16), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("total_rows", Integer, nullable=False),
+        # Who is grading it now ("host:pid:token") and when they last wrote: a second runner waits.
+        Column("runner", String(200), nullable=True),
+        Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    rows = Table(
+        "batch_rows",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("job_id", Integer, ForeignKey("batch_jobs.id", ondelete="CASCADE"), nullable=False),
+        Column("position", Integer, nullable=False),  # 0-based order of the row in the input
+        Column("row_number", Integer, nullable=False),  # 1-based data row number in the file, for messages
+        Column("input_values", JSON, nullable=False),  # the row as read, every column
+        Column("fields", JSON, nullable=False),  # [[tag, text], ...] to grade
+        Column("status", String(16), nullable=False),  # pending | done | error
+        Column("error", Text, nullable=True),
+        Column("judgment_id", Integer, ForeignKey("judgments.id", ondelete="SET NULL"), nullable=True),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("job_id", "position", name="uq_batch_rows_job_position"),
+        Index("ix_batch_rows_job_status", "job_id", "status", "position"),
+    )
+    jobs.create(connection)
+    rows.create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
     Migration(2, "create_studies", _m002_create_studies),
+    Migration(3, "create_batch_jobs", _m003_create_batch_jobs),
 ]
 
 
@@ -625,43 +671,7 @@ class Store:
 
     def save_grade(self, result: GradeResult) -> int:
         """Store one finished grade with its reproducibility record; returns the new judgment id."""
-        request, judgment, generation = result.request, result.judgment, result.generation
-        fields = {str(tag): str(text) for tag, text in request.fields.items()}
-        repro = _jsonable(dict(result.backend))
-        distribution = generation.distribution
-        status = judgment.status
-        row = JudgmentRow(
-            created_at=_utc(result.created_at),
-            model_id=str(repro.get("model_id") or ""),
-            backend=str(repro.get("backend") or ""),
-            prompt_sha256=str(repro.get("prompt_sha256") or ""),
-            fields=[[tag, text] for tag, text in fields.items()],
-            preview=_preview(fields),
-            pass_criteria=request.pass_criteria,
-            rubric=request.rubric,
-            scale_min=int(result.scale[0]),
-            scale_max=int(result.scale[1]),
-            raw_output=judgment.raw,
-            reasoning=judgment.reasoning,
-            highlights=list(judgment.highlights),
-            score=judgment.score,
-            status=str(getattr(status, "value", status)),
-            problems=list(judgment.problems),
-            spans=[
-                {"field": span.field, "start": span.start, "end": span.end, "phrase": span.phrase}
-                for span in result.spans
-            ],
-            ungrounded=list(result.ungrounded),
-            distribution={str(k): float(v) for k, v in distribution.items()} if distribution else None,
-            distribution_mass=generation.distribution_mass,
-            expected_score=result.expected_score,
-            confidence=result.confidence,
-            prompt_tokens=generation.prompt_tokens,
-            completion_tokens=generation.completion_tokens,
-            timings=_jsonable(dict(result.timings)),
-            warnings=list(result.warnings),
-            repro=repro,
-        )
+        row = judgment_row(result)
         with self._session("save a judgment to") as session:
             session.add(row)
             session.flush()
@@ -707,6 +717,48 @@ class Store:
                 return False
             session.delete(row)
             return True
+
+
+def judgment_row(result: GradeResult) -> JudgmentRow:
+    """The ORM row of one finished grade (not yet added to a session): for callers that batch writes."""
+    request, judgment, generation = result.request, result.judgment, result.generation
+    fields = {str(tag): str(text) for tag, text in request.fields.items()}
+    repro = _jsonable(dict(result.backend))
+    distribution = generation.distribution
+    status = judgment.status
+    row = JudgmentRow(
+        created_at=_utc(result.created_at),
+        model_id=str(repro.get("model_id") or ""),
+        backend=str(repro.get("backend") or ""),
+        prompt_sha256=str(repro.get("prompt_sha256") or ""),
+        fields=[[tag, text] for tag, text in fields.items()],
+        preview=_preview(fields),
+        pass_criteria=request.pass_criteria,
+        rubric=request.rubric,
+        scale_min=int(result.scale[0]),
+        scale_max=int(result.scale[1]),
+        raw_output=judgment.raw,
+        reasoning=judgment.reasoning,
+        highlights=list(judgment.highlights),
+        score=judgment.score,
+        status=str(getattr(status, "value", status)),
+        problems=list(judgment.problems),
+        spans=[
+            {"field": span.field, "start": span.start, "end": span.end, "phrase": span.phrase}
+            for span in result.spans
+        ],
+        ungrounded=list(result.ungrounded),
+        distribution={str(k): float(v) for k, v in distribution.items()} if distribution else None,
+        distribution_mass=generation.distribution_mass,
+        expected_score=result.expected_score,
+        confidence=result.confidence,
+        prompt_tokens=generation.prompt_tokens,
+        completion_tokens=generation.completion_tokens,
+        timings=_jsonable(dict(result.timings)),
+        warnings=list(result.warnings),
+        repro=repro,
+    )
+    return row
 
 
 def _to_stored(row: JudgmentRow) -> StoredJudgment:

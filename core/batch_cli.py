@@ -141,10 +141,19 @@ def _grade(jobs: Any, job_id: int, backend: Any, args: argparse.Namespace, progr
     """Run the job with a progress bar; an exit code when it did not finish, None when it did."""
     from tqdm import tqdm
 
-    from core.batch import JobBusyError
+    from core.batch import STOPPED, JobBusyError
 
-    # SIGTERM (a scheduler stopping us) stops like Ctrl-C: the current batch is lost, the job is resumable.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # The first Ctrl-C or SIGTERM (a scheduler stopping us) lets the current batch finish and be stored,
+    # then stops; a second one stops at once (that batch is lost, nothing else: the job stays resumable).
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop_requested:
+            raise KeyboardInterrupt
+        stop_requested.append(signum)
+        print("\nStopping after the current batch (press Ctrl-C again to stop now) ...", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     started = time.perf_counter()
     bar = tqdm(total=progress.total, initial=progress.done + progress.errors, unit="row", dynamic_ncols=True,
                disable=args.quiet, file=sys.stderr, desc=f"job {job_id}")
@@ -154,7 +163,8 @@ def _grade(jobs: Any, job_id: int, backend: Any, args: argparse.Namespace, progr
         bar.set_postfix(errors=now.errors, refresh=False)
 
     try:
-        final = jobs.run(job_id, backend, batch_size=args.batch_size, on_progress=on_progress)
+        final = jobs.run(job_id, backend, batch_size=args.batch_size, on_progress=on_progress,
+                         should_stop=lambda: bool(stop_requested))
     except KeyboardInterrupt:
         bar.close()
         return _fail(EXIT_INTERRUPTED, f"Interrupted. Run the same command again to resume job {job_id}.")
@@ -165,17 +175,18 @@ def _grade(jobs: Any, job_id: int, backend: Any, args: argparse.Namespace, progr
         bar.close()
         return _fail(EXIT_FAILED, f"{error}\nRows graded so far are kept; run the same command again to resume.")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if final.status == STOPPED:
+        bar.close()
+        return _fail(EXIT_INTERRUPTED, f"Stopped after {final.done + final.errors} of {final.total} rows. "
+                                       f"Run the same command again to resume job {job_id}.")
     bar.close()
     seconds = time.perf_counter() - started
     graded = final.done + final.errors - (progress.done + progress.errors)
     rate = f" ({graded / seconds:.2f} rows/s)" if seconds > 0 and graded else ""
     print(f"Graded {graded} row(s) in {seconds:.1f} s{rate}.", file=sys.stderr)
     return None
-
-
-def _raise_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _fail(code: int, message: str) -> int:

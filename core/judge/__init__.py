@@ -1,7 +1,11 @@
 """Judge back-ends. Importing this package is cheap: heavy libraries load inside each back-end."""
 
-# Imported for its side effect: registering the back-end under its name.
-from core.judge import transformers_backend  # noqa: F401
+# Imported for their side effect: registering each back-end under its name.
+from core.judge import (
+    llamacpp_backend,  # noqa: F401
+    openai_backend,  # noqa: F401
+    transformers_backend,  # noqa: F401
+)
 from core.judge.base import (
     BACKENDS,
     DEFAULT_MAX_NEW_TOKENS,

@@ -1,0 +1,549 @@
+"""GLIDER from a GGUF file on llama.cpp (llama-cpp-python): the quantized judge without torch on the hot path.
+
+llama-cpp-python is an optional dependency (it compiles llama.cpp when installed from source); it is
+imported inside the constructor, so core imports without it. Decoding is a plain greedy loop over
+llama.cpp's low-level eval and logits, which gives the text, the stop tokens and, at the score step,
+the model's own probabilities — the same contract as the transformers back-end.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import fnmatch
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import ContextTooLongError, JudgeError, ModelLoadError
+from core.judge.base import (
+    DEFAULT_MAX_NEW_TOKENS,
+    TRAINED_CONTEXT,
+    BackendInfo,
+    Generation,
+    StreamEvent,
+    register_backend,
+)
+from core.judge.scores import ScoreLocator
+from core.judge.transformers_backend import MIN_ANSWER_TOKENS, STOP_TOKENS, hub_reachable
+from core.prompt import chat_messages
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "PatronusAI/glider-gguf"
+DEFAULT_FILENAME = "*Q4_K_M.gguf"  # the quantization PatronusAI recommends
+DEFAULT_N_BATCH = 512
+INSTALL_HINT = (
+    "The llamacpp back-end needs llama-cpp-python: pip install llama-cpp-python (it compiles llama.cpp; "
+    "about 15 minutes on 2 cores). For NVIDIA GPUs build it with CMAKE_ARGS=\"-DGGML_CUDA=on\". "
+    "Or use --backend transformers."
+)
+# Used when the GGUF carries no chat template: Phi-3's format for one user turn.
+PHI3_CHAT_FORMAT = "<|user|>\n{prompt}<|end|>\n<|assistant|>\n"
+# Phi-3's tokenizer strips the whitespace after these special tokens (rstrip in tokenizer.json), so
+# '<|user|>\n' is one token. llama.cpp only does so when the GGUF's general.name contains 'phi3' or
+# 'phi-3'; stripping it here tokenizes like transformers (and like GLIDER's training) whatever the name.
+_RSTRIP_SPECIALS = re.compile(
+    r"""
+    ( </s>                                               # Phi-3's end of sequence
+    | <\|(?:user|assistant|system|end|placeholder\d+)\|>  # the chat markers and reserved tokens
+    )
+    \s+                                                  # the whitespace the tokenizer drops after them
+    """,
+    re.VERBOSE,
+)
+# llama.cpp's LLAMA_FTYPE_* numbers (general.file_type) and the names quantized files are known by.
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+}
+
+
+# -- pure helpers ------------------------------------------------------------------------------------
+def drop_whitespace_after_markers(text: str) -> str:
+    """Remove the whitespace Phi-3's tokenizer strips after its chat markers ('<|user|>\\n' → '<|user|>')."""
+    return _RSTRIP_SPECIALS.sub(r"\1", text)
+
+
+def fit_context(prompt_tokens: int, max_new_tokens: int, max_context: int) -> tuple[int, list[str]]:
+    """The context guard: refuse what cannot fit, warn past GLIDER's training length, cap the answer.
+
+    Returns the (possibly lowered) max_new_tokens and the warnings, worded as the transformers back-end's.
+    """
+    if max_new_tokens < 1:
+        raise JudgeError("max_new_tokens must be at least 1.")
+    warnings = []
+    if prompt_tokens + MIN_ANSWER_TOKENS > max_context:
+        raise ContextTooLongError(
+            f"The prompt has {prompt_tokens:,} tokens but the model reads at most {max_context:,} "
+            f"(including at least {MIN_ANSWER_TOKENS} for the answer). Shorten the context or the output; "
+            "nothing is truncated silently."
+        )
+    if prompt_tokens > TRAINED_CONTEXT:
+        warnings.append(
+            f"The prompt has {prompt_tokens:,} tokens, more than the 8,192 GLIDER was trained on; "
+            "scores may be less reliable."
+        )
+    room = max_context - prompt_tokens
+    if max_new_tokens > room:
+        warnings.append(f"max_new_tokens lowered from {max_new_tokens} to {room} to fit the model's context.")
+        max_new_tokens = room
+    return max_new_tokens, warnings
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (llama.cpp decodes fastest with one thread each).
+
+    Decoding is bound by memory bandwidth and SIMD units, which two hyper-threads of one core share, so a
+    second thread per core only adds synchronisation. Linux: distinct (package, core) pairs of the CPUs in
+    the affinity mask (a container's cpuset included); elsewhere the logical count is the best available.
+    llama-cpp-python's own default, cpu_count() // 2, assumes two threads per core and halves machines
+    without SMT.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            cores.add((package, (topology / "core_id").read_text().strip()))
+        except OSError:
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def logical_cpus() -> int:
+    """CPUs this process may run on (prompt processing is compute-bound and can use every one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def resolve_offload(device: str, n_gpu_layers: int | None, gpu_offload_supported: bool) -> tuple[int, int, str]:
+    """(n_gpu_layers, main_gpu, device label) for --device auto/cpu/cuda[:N]; an explicit layer count wins."""
+    main_gpu = 0
+    if device == "cpu":
+        layers, label = 0, "cpu"
+    elif device == "auto":
+        layers, label = (-1, "gpu") if gpu_offload_supported else (0, "cpu")
+    elif device == "cuda" or device.startswith("cuda:"):
+        if not gpu_offload_supported:
+            raise ModelLoadError(
+                f"Device {device!r} was requested but this llama-cpp-python was built without GPU offload. "
+                "Reinstall it with CUDA: CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install --force-reinstall --no-cache-dir "
+                "llama-cpp-python, or use --device cpu."
+            )
+        index = device.partition(":")[2]
+        if index and not index.isdigit():
+            raise ModelLoadError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
+        main_gpu = int(index or 0)
+        layers, label = -1, device
+    else:
+        raise ModelLoadError(f"Unknown device {device!r}; use auto, cpu, cuda or cuda:N.")
+    if n_gpu_layers is not None:
+        layers = n_gpu_layers
+        label = "cpu" if layers == 0 else (label if label != "cpu" else "gpu")
+    return layers, main_gpu, label
+
+
+def download_command(repo: str, filename: str) -> tuple[str, str]:
+    """(the shell command that downloads the GGUF file of `repo` to a folder, that folder)."""
+    folder = "./" + repo.rsplit("/", 1)[-1]
+    return f'hf download {repo} --include "{filename}" --local-dir {folder}', folder
+
+
+def _looks_local(model: str) -> bool:
+    path = Path(model).expanduser()
+    return path.suffix == ".gguf" or path.is_absolute() or model.startswith((".", "~")) or path.exists()
+
+
+def local_model_file(model: str, filename: str) -> Path:
+    """The .gguf file that a local --model names: the file itself, or the one file in a folder matching filename."""
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"The model path {str(path)!r} does not exist. Check --model (a .gguf file or a folder).")
+    if path.is_dir():
+        matches = sorted(p for p in path.rglob("*.gguf") if fnmatch.fnmatch(str(p.relative_to(path)), filename))
+        if len(matches) != 1:
+            found = ", ".join(str(p.relative_to(path)) for p in sorted(path.rglob("*.gguf"))) or "none"
+            raise ModelLoadError(
+                f"{str(path)!r} holds {len(matches)} GGUF files matching {filename!r} (GGUF files there: {found}); "
+                "pass the file itself as --model, or name one with --gguf-file."
+            )
+        return matches[0]
+    return path
+
+
+def hub_model_file(repo: str, filename: str, revision: str | None, local_files_only: bool) -> Path:
+    """Download (or find in the Hugging Face cache) the one file of `repo` matching the glob `filename`.
+
+    llama-cpp-python's Llama.from_pretrained is not used: it lists the repository over the network even
+    when the file is cached, and passes an argument (local_dir_use_symlinks) that huggingface_hub 1.0
+    removed.
+    """
+    command, folder = download_command(repo, filename)
+    advice = (f"Download it on a machine with internet access ({command}), copy the folder here and start "
+              f"with --backend llamacpp --model {folder}.")
+    try:
+        from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    except ImportError as exc:
+        raise ModelLoadError(f"Downloading {repo!r} needs huggingface_hub (pip install huggingface_hub). "
+                             f"Or: {advice}") from exc
+    try:
+        if local_files_only:
+            snapshot = Path(snapshot_download(repo, revision=revision, allow_patterns=[filename],
+                                              local_files_only=True))
+            matches = sorted(str(p.relative_to(snapshot)) for p in snapshot.rglob("*") if p.is_file()
+                             and fnmatch.fnmatch(str(p.relative_to(snapshot)), filename))
+        else:
+            files = HfApi().list_repo_files(repo, revision=revision)
+            matches = fnmatch.filter(files, filename)
+            if len(matches) != 1:
+                available = ", ".join(f for f in files if f.endswith(".gguf")) or "none"
+                raise ModelLoadError(
+                    f"{repo!r} has {len(matches)} files matching {filename!r}; its GGUF files: {available}. "
+                    "Name one with --gguf-file."
+                )
+            return Path(hf_hub_download(repo, matches[0], revision=revision))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # huggingface_hub raises many types (offline, not found, gated): all mean "no file"
+        if local_files_only:
+            raise ModelLoadError(
+                f"The GGUF file {filename!r} of {repo!r} is not in the local Hugging Face cache and the app is "
+                f"offline (HF_HUB_OFFLINE is set or the Hub cannot be reached). {advice}"
+            ) from exc
+        raise ModelLoadError(
+            f"Could not download {filename!r} from {repo!r}: {type(exc).__name__}: {exc}. If this machine cannot "
+            f"reach the Hugging Face Hub: {advice} If the id is misspelt, fix --model."
+        ) from exc
+    if len(matches) != 1:
+        raise ModelLoadError(
+            f"The local Hugging Face cache holds {len(matches)} files of {repo!r} matching {filename!r} and the "
+            f"app is offline. {advice}"
+        )
+    return snapshot / matches[0]
+
+
+def _log_softmax(logits: Any) -> Any:
+    import numpy as np
+
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = values - values.max()
+    return shifted - math.log(float(np.exp(shifted).sum()))
+
+
+class _VocabView:
+    """The slice of a transformers tokenizer that ScoreLocator reads, answered by llama.cpp's vocabulary."""
+
+    def __init__(self, judge: LlamaCppJudge, pieces: dict[str, int], unk_token_id: int | None) -> None:
+        self._judge = judge
+        self._pieces = pieces
+        self.unk_token_id = unk_token_id
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return self._judge.decode(ids)
+
+    def convert_tokens_to_ids(self, piece: str) -> int | None:
+        return self._pieces.get(piece, self.unk_token_id)
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": self._judge.tokenize(text, special=False)}
+
+
+@register_backend("llamacpp")
+class LlamaCppJudge:
+    """A GLIDER judge on llama.cpp, from a local .gguf file or a Hub repo; one generation at a time per instance."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL_ID,
+        *,
+        filename: str = DEFAULT_FILENAME,
+        device: str = "auto",
+        n_ctx: int = TRAINED_CONTEXT,
+        n_threads: int | None = None,
+        n_gpu_layers: int | None = None,
+        n_batch: int = DEFAULT_N_BATCH,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+    ) -> None:
+        notes: list[str] = []
+        local = _looks_local(model)
+        path = local_model_file(model, filename) if local else None  # a wrong path is reported before anything
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise ModelLoadError(INSTALL_HINT) from exc
+
+        self._llama_cpp = llama_cpp
+        layers, main_gpu, device_label = resolve_offload(device, n_gpu_layers, llama_cpp.llama_supports_gpu_offload())
+        if path is None:
+            if local_files_only is None:
+                local_files_only = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+                if not local_files_only and not hub_reachable():
+                    local_files_only = True
+                    notes.append("Hugging Face Hub unreachable: loaded from the local cache only")
+            path = hub_model_file(model, filename, revision, local_files_only)
+        if n_ctx < MIN_ANSWER_TOKENS + 1:
+            raise ModelLoadError(f"n_ctx must be more than {MIN_ANSWER_TOKENS} tokens (got {n_ctx}).")
+        self.n_threads = n_threads or physical_cores()
+        started = time.perf_counter()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_threads=self.n_threads,
+                n_threads_batch=max(self.n_threads, logical_cpus()) if n_threads is None else n_threads,
+                n_gpu_layers=layers,
+                main_gpu=main_gpu,
+                logits_all=False,  # logits are read for the last token only; the score step is re-evaluated
+                verbose=False,
+            )
+        except Exception as exc:  # llama.cpp reports every load failure as ValueError/RuntimeError text
+            text = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, MemoryError) or "context" in text.lower() or "memory" in text.lower():
+                raise ModelLoadError(
+                    f"llama.cpp could not make room for {str(path)!r} with n_ctx={n_ctx} ({text}). Lower n_ctx, "
+                    "use a smaller quantization (Q4_K_M is about 2.4 GB), or offload fewer layers to the GPU."
+                ) from exc
+            raise ModelLoadError(
+                f"llama.cpp could not load {str(path)!r} ({text}). It must be a GGUF model file this "
+                "llama-cpp-python version supports; an old or truncated download fails like this."
+            ) from exc
+        self.load_seconds = time.perf_counter() - started
+        self._lock = threading.Lock()
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.max_context = self.llm.n_ctx()
+        pieces: dict[str, int] = {}  # piece text ('▁the', '1', '<|end|>') → id, the first id when repeated
+        for token_id in range(self.n_vocab):
+            pieces.setdefault(self._token_text(token_id), token_id)
+        self.stop_token_ids = [pieces[t] for t in STOP_TOKENS if t in pieces] or [self.llm.token_eos()]
+        self.chat_template, template_note = self._chat_template()
+        notes.append(template_note)
+        self.scores = ScoreLocator(_VocabView(self, pieces, pieces.get("<unk>")))
+        metadata = self.llm.metadata
+        file_type = metadata.get("general.file_type", "")
+        quantization = FILE_TYPES.get(int(file_type), f"ftype {file_type}") if file_type.isdigit() else "unknown"
+        self.info = BackendInfo(
+            backend="llamacpp",
+            model_id=model,
+            revision=revision,
+            quantization=quantization,
+            dtype="gguf",
+            device=device_label,
+            max_context=self.max_context,
+            notes=(
+                *notes,
+                f"file {path.name}",
+                f"{self.n_threads} threads, {'all' if layers < 0 else layers} layers on the GPU",
+                f"loaded in {self.load_seconds:.1f} s",
+            ),
+        )
+        log.info("Loaded judge %s in %.1f s", self.info.describe(), self.load_seconds)
+
+    # -- prompt handling -------------------------------------------------------------------------
+    def _token_text(self, token_id: int) -> str:
+        return str(self._llama_cpp.llama_vocab_get_text(self._vocab, token_id).decode("utf-8", "replace"))
+
+    def _chat_template(self) -> tuple[Any, str]:
+        """The GGUF's own chat template (tokenizer.chat_template) when it renders a user turn, else Phi-3's."""
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            return None, "chat template: Phi-3 format (the GGUF has none)"
+        eos, bos = (self._token_text(t) if t >= 0 else "" for t in (self.llm.token_eos(), self.llm.token_bos()))
+        try:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+            probe = formatter(messages=chat_messages("PROMPT")).prompt
+        except Exception as exc:  # a template this jinja cannot render: say so and use the known format
+            log.warning("The GGUF's chat template cannot be rendered (%s); using Phi-3's format", exc)
+            return None, "chat template: Phi-3 format (the GGUF's did not render)"
+        if "PROMPT" not in probe:
+            return None, "chat template: Phi-3 format (the GGUF's dropped the user turn)"
+        return formatter, "chat template: the GGUF's"
+
+    def chat_text(self, prompt: str) -> str:
+        """The prompt as one user turn with the generation prompt, whitespace after Phi-3 markers dropped."""
+        if self.chat_template is None:
+            text = PHI3_CHAT_FORMAT.format(prompt=prompt)
+        else:
+            text = self.chat_template(messages=chat_messages(prompt)).prompt
+        return drop_whitespace_after_markers(text)
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        """llama.cpp's token ids for `text`, without BOS (GLIDER's chat format has none), special tokens parsed."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special))
+
+    def chat_ids(self, prompt: str) -> list[int]:
+        """Token ids of the prompt rendered as one user turn with the generation prompt."""
+        return self.tokenize(self.chat_text(prompt))
+
+    def count_tokens(self, prompt: str) -> int:
+        """Number of tokens of the chat-formatted prompt."""
+        return len(self.chat_ids(prompt))
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """The UTF-8 bytes of `ids`, special tokens left out, the SPM leading space removed (as transformers)."""
+        if not ids:
+            return b""
+        llama_cpp = self._llama_cpp
+        tokens = (llama_cpp.llama_token * len(ids))(*ids)
+        size = max(64, 16 * len(ids))
+        for _ in range(2):
+            buffer = ctypes.create_string_buffer(size)
+            written = llama_cpp.llama_detokenize(self._vocab, tokens, len(ids), buffer, size, False, False)
+            if written >= 0:
+                return buffer.raw[:written]
+            size = -written + 1
+        raise JudgeError("llama.cpp could not detokenize the generated tokens.")
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of `ids` (invalid UTF-8 replaced, as transformers' decode does)."""
+        return self.decode_bytes(ids).decode("utf-8", errors="replace")
+
+    # -- generation ------------------------------------------------------------------------------
+    def _eval(self, tokens: Sequence[int]) -> None:
+        try:
+            self.llm.eval(tokens)
+        except Exception as exc:  # llama_decode's failures arrive as RuntimeError with a return code
+            raise JudgeError(f"Generation failed: {type(exc).__name__}: {exc}") from exc
+
+    def _last_logits(self) -> Any:
+        """The logits after the last evaluated token (a view on llama.cpp's buffer: read before the next eval)."""
+        import numpy as np
+
+        pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def generate(
+        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Generation:
+        """Greedy generation until a stop token or max_new_tokens."""
+        final = None
+        for event in self.stream(prompt, scale=scale, max_new_tokens=max_new_tokens):
+            if isinstance(event, Generation):
+                final = event
+        assert final is not None  # stream always ends with a Generation
+        return final
+
+    def stream(
+        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Iterator[StreamEvent]:
+        """Yield decoded text as it is generated, then the Generation with the score distribution."""
+        import numpy as np
+
+        ids = self.chat_ids(prompt)
+        max_new_tokens, warnings = fit_context(len(ids), max_new_tokens, self.max_context)
+        stops = set(self.stop_token_ids)
+        with self._lock:  # a llama.cpp context is not thread-safe: one generation at a time
+            started = time.perf_counter()
+            first_token: float | None = None
+            generated: list[int] = []
+            emitted = ""
+            # Every prompt is evaluated from an empty cache: reusing a previous prompt's prefix would make
+            # the logits (and so, rarely, a grade) depend on what was graded before.
+            self.llm.reset()
+            self._eval(ids)
+            while True:
+                token = int(np.argmax(self._last_logits()))  # greedy; ties go to the lowest id, as in torch
+                generated.append(token)
+                if token in stops:
+                    break
+                # Text decoded so far, holding back an incomplete UTF-8 character at the end.
+                text = codecs.getincrementaldecoder("utf-8")("replace").decode(self.decode_bytes(generated))
+                if len(text) > len(emitted) and text.startswith(emitted):
+                    if first_token is None:
+                        first_token = time.perf_counter() - started
+                    yield text[len(emitted) :]
+                    emitted = text
+                if len(generated) >= max_new_tokens:
+                    break
+                self._eval([token])
+            finish_reason = "stop" if generated[-1] in stops else "length"
+            text = self.decode(generated[:-1] if finish_reason == "stop" else generated)
+            if len(text) > len(emitted) and text.startswith(emitted):
+                yield text[len(emitted) :]
+            elif not text.startswith(emitted):  # not prefix-stable: the final text is still the truth
+                log.warning("Streamed text diverged from the final decode; the final text is kept")
+            distribution = mass = None
+            if scale is not None:
+                read = self._distribution(ids, generated, scale)
+                if read is not None:
+                    distribution, mass = read
+            seconds = time.perf_counter() - started
+        yield Generation(
+            text=text,
+            prompt_tokens=len(ids),
+            completion_tokens=len(generated),
+            finish_reason=finish_reason,
+            distribution=distribution,
+            distribution_mass=mass,
+            seconds=seconds,
+            first_token_seconds=first_token,
+            warnings=tuple(warnings),
+            settings={"do_sample": False, "stop_token_ids": list(self.stop_token_ids), "n_ctx": self.max_context},
+        )
+
+    # -- score distribution ----------------------------------------------------------------------
+    def _distribution(
+        self, ids: list[int], generated: list[int], scale: tuple[int, int]
+    ) -> tuple[dict[int, float], float] | None:
+        """(value → probability renormalized over the scale, mass before renormalizing), or None.
+
+        The logits at the score step are recomputed by evaluating, on the generation's own cache, the one
+        token before the score again (exactly how it was evaluated while decoding), rather than keeping every
+        step's logits (a 32k-wide row per token). Multi-token values (10 is '1','0') extend that cache with
+        their tokens, as the transformers back-end does. Called with the lock held.
+        """
+        import numpy as np
+
+        step = self.scores.score_step(generated)
+        if step is None:
+            return None  # no score tag: nothing to read, nothing invented
+        values = list(range(scale[0], scale[1] + 1))
+        sequences = {value: self.scores.value_tokens(value) for value in values}
+        if sequences[values[0]] and not any(generated[step] == seq[0] for seq in sequences.values()):
+            return None  # the model wrote something else there (e.g. a word)
+        sequence_all = ids + generated
+        position = len(ids) + step  # index in sequence_all of the score's first token
+        continuation = sorted({tid for seq in sequences.values() for tid in seq})
+        contexts: dict[tuple[int, ...], Any] = {}
+
+        def log_probs(context: tuple[int, ...]) -> Any:
+            if context not in contexts:
+                if context:
+                    self.llm.n_tokens = position  # eval drops the cached tokens from here on
+                    self._eval(list(context))
+                else:
+                    self.llm.n_tokens = position - 1
+                    self._eval([sequence_all[position - 1]])
+                contexts[context] = _log_softmax(self._last_logits())
+            return contexts[context]
+
+        probabilities: dict[int, float] = {}
+        for value, sequence in sequences.items():
+            logp = 0.0
+            for index, token in enumerate(sequence):
+                logp += float(log_probs(tuple(sequence[:index]))[token])
+            extends = [s for s in sequences.values() if len(s) > len(sequence) and s[: len(sequence)] == sequence]
+            if extends:  # '1' only counts as the value 1 when no further digit follows
+                p_more = float(np.exp(log_probs(tuple(sequence))[continuation]).sum())
+                logp += math.log(max(1e-12, 1.0 - p_more))
+            probabilities[value] = math.exp(logp)
+        mass = sum(probabilities.values())
+        if mass <= 0.0:
+            return None
+        return {value: p / mass for value, p in probabilities.items()}, mass

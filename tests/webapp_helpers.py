@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from core.batch import BatchJobs  # noqa: E402
 from core.presets import Preset, load_presets  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.studies import ADMIN, ANNOTATOR, Studies  # noqa: E402
@@ -73,6 +74,13 @@ def make_services(
         judge=ScriptedJudge() if judge == "default" else judge,
         judge_error=judge_error,
     )
+
+
+def with_batch(services: Services, identity: dict[str, Any] | None = None) -> Services:
+    """The services with a batch job store on their own database (and, optionally, the judge's identity)."""
+    services.batch = BatchJobs(services.store)
+    services.judge_identity = identity
+    return services
 
 
 PASSWORD = "correct horse battery"

@@ -2,8 +2,8 @@
 
 Callbacks turn widget values into a core call and return `{component: update}` dicts. HTML comes only
 from webapp.render. Grade events from the page and from the HTTP API share one concurrency group so
-two generations never run on one model at the same time. The human-agreement tabs (Studies, Label,
-Agreement) live in webapp.studies_ui.
+two generations never run on one model at the same time. The Batch tab (webapp.batch_ui) runs in its
+own queue. The human-agreement tabs (Studies, Label, Agreement) live in webapp.studies_ui.
 
 No `from __future__ import annotations` here: Gradio reads the API function's type hints at runtime.
 """
@@ -22,6 +22,7 @@ from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.presets import Preset
 from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
 from webapp import render
+from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.services import Services
 from webapp.studies_ui import (
     JUDGE_CONCURRENCY_ID,
@@ -510,6 +511,8 @@ def build_app(services: Services) -> gr.Blocks:
                 grade_tab = GradeTab.create(services.presets)
             with gr.Tab("History", id="history") as history:
                 history_tab = HistoryTab.create(history)
+            with gr.Tab("Batch", id="batch") as batch:
+                batch_tab = BatchTab.create_in(batch, services.presets)
             with gr.Tab("Studies", id="studies") as studies_tab:
                 studies = StudiesTab.create_in(studies_tab, services.presets)
             with gr.Tab("Label", id="label") as label_tab:
@@ -517,6 +520,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Agreement", id="agreement") as agreement_tab:
                 agreement = AgreementTab.create_in(agreement_tab)
         Handlers(services, tabs, grade_tab, history_tab).wire(demo)
+        BatchHandlers(services, batch_tab, no_judge=_no_judge_message).wire(demo)
         ui = StudyTabs(user_line=user_line, logout=logout, studies=studies, label=label,
                        agreement=agreement, add=grade_tab.add, grade_tags=grade_tab.tags, grade_texts=grade_tab.texts,
                        graded=grade_tab.graded)

@@ -12,9 +12,10 @@ import os
 import threading
 from collections.abc import Sequence
 
-from core.errors import JudgeError
+from core.batch import BatchJobs
+from core.errors import GliderError
 from core.judge import JudgeBackend, create_backend
-from core.judge.transformers_backend import DEFAULT_MODEL_ID, QUANTIZATIONS
+from core.judge.options import add_judge_arguments, describe_options, judge_identity, judge_options
 from core.presets import load_presets
 from core.settings import default_db_url
 from core.store import Store
@@ -30,14 +31,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     env = os.environ
     on_spaces = bool(env.get("SPACE_ID"))
     parser = argparse.ArgumentParser(prog="app.py", description="GLIDER Studio: grade LLM outputs with GLIDER.")
-    parser.add_argument("--model", default=env.get("GLIDER_MODEL", DEFAULT_MODEL_ID),
-                        help="Hub id or local directory of the judge (env GLIDER_MODEL; default %(default)s)")
-    parser.add_argument("--quantization", choices=QUANTIZATIONS, default=env.get("GLIDER_QUANTIZATION", "auto"),
-                        help="auto = nf4 (4-bit) on GPU and CPU alike (env GLIDER_QUANTIZATION)")
-    parser.add_argument("--device", default=env.get("GLIDER_DEVICE", "auto"),
-                        help="auto, cpu or cuda[:N] (env GLIDER_DEVICE)")
-    parser.add_argument("--revision", default=env.get("GLIDER_REVISION") or None,
-                        help="Hub revision (branch, tag or commit) to pin (env GLIDER_REVISION)")
+    # The judge flags (--backend, --model, ...) are the CLI's own, so both build the same judge from the same words.
+    add_judge_arguments(parser, env)
     parser.add_argument("--db", default=default_db_url(),
                         help="SQLAlchemy URL (env GLIDER_DB; default a SQLite file in GLIDER_DATA_DIR or ./data)")
     parser.add_argument("--host", default=env.get("GLIDER_HOST", "0.0.0.0" if on_spaces else "127.0.0.1"),
@@ -71,13 +66,11 @@ def load_judge_into(services: Services, args: argparse.Namespace) -> None:
 
 def load_judge(args: argparse.Namespace) -> tuple[JudgeBackend | None, str | None]:
     """The judge, or None and the reason: the app still starts without a model and says why."""
-    log.info("Loading judge %s (quantization %s, device %s) ...", args.model, args.quantization, args.device)
+    backend, options = judge_options(args)
+    log.info("Loading judge %s ...", describe_options(backend, options))
     try:
-        judge = create_backend(
-            "transformers", model=args.model, quantization=args.quantization, device=args.device,
-            revision=args.revision,
-        )
-    except JudgeError as exc:
+        judge = create_backend(backend, **options)
+    except GliderError as exc:  # JudgeError (bad model, missing package), UnknownBackendError
         log.error("The judge could not be loaded: %s", exc)
         return None, str(exc)
     log.info("Judge ready: %s", judge.info.describe())
@@ -92,7 +85,26 @@ def _on_zero_gpu(judge: JudgeBackend) -> JudgeBackend:
 
     judge.generate = spaces.GPU(duration=180)(judge.generate)  # type: ignore[method-assign]
     judge.stream = spaces.GPU(duration=180)(judge.stream)  # type: ignore[method-assign]
+    if hasattr(judge, "generate_batch"):  # batch jobs generate several rows at once
+        judge.generate_batch = spaces.GPU(duration=180)(judge.generate_batch)  # type: ignore[attr-defined]
     return judge
+
+
+def build_services(args: argparse.Namespace, store: Store, auth: bool) -> Services:
+    """The services of a started app: the judge still to load (named by its back-end), batch jobs, studies."""
+    backend, options = judge_options(args)
+    return Services(
+        store=store,
+        presets=load_presets(),
+        judge=None,
+        judge_loading=describe_options(backend, options),
+        studies=Studies(store),
+        auth_enabled=auth,
+        # The identity the CLI computes from the same flags: a batch job started in the app and one
+        # started with `python -m core batch` on the same data and settings are the same job.
+        judge_identity=judge_identity(backend, options),
+        batch=BatchJobs(store),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -101,16 +113,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     store = Store(args.db)
     log.info("Storing judgments in %s", store.url)
-    studies = Studies(store)
     # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
     auth = args.auth or users_exist(store)
     if auth:
         log.info("Sign-in is on: the study tabs know who is labelling")
     else:
         log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
-    services = Services(store=store, presets=load_presets(), judge=None,
-                        judge_loading=f"{args.model} ({args.quantization}, {args.device})", studies=studies,
-                        auth_enabled=auth)
+    services = build_services(args, store, auth)
     # The page is up at once; the model (minutes on a CPU when quantizing) arrives when it is ready.
     threading.Thread(target=load_judge_into, args=(services, args), name="load-judge", daemon=True).start()
     demo = build_app(services)

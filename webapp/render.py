@@ -475,3 +475,51 @@ def render_human_labels(labels: Sequence[tuple[str, int | None, str]]) -> str:
         shown = "\u2014" if score is None else score
         items.append(f"<li><b>{esc(annotator)}</b>: {esc(shown)}{note}</li>")
     return f'<div class="gl-human-labels"><div class="gl-subtitle">Human labels</div><ul>{"".join(items)}</ul></div>'
+
+
+# --- batch jobs ------------------------------------------------------------------------------------
+
+_BATCH_STATES = ("ready", "running", "stopped", "failed", "done")
+
+
+def render_batch_judge(backend: str | None, model: str | None, problem: str | None = None,
+                       loading: bool = False) -> str:
+    """Which judge a batch job grades with (back-end and model), or why there is none yet."""
+    if problem:
+        kind = "gl-message-warning" if loading else "gl-message-error"
+        return f'<div class="gl-message {kind} gl-batch-judge" role="status">{esc(problem)}</div>'
+    chips = [("Judge", model or "unknown"), ("Back-end", backend or "unknown")]
+    body = " ".join(f'<span class="gl-chip"><b>{esc(k)}</b> {esc(v)}</span>' for k, v in chips)
+    return f'<div class="gl-batch-judge">{body}</div>'
+
+
+def render_batch_status(
+    job_id: int,
+    name: str,
+    status: str,
+    total: int,
+    done: int,
+    errors: int,
+    *,
+    rate: str = "",
+    eta: str = "",
+    message: str = "",
+) -> str:
+    """A job's progress: its state, a bar of rows finished, the counts (errors included), speed and ETA."""
+    finished = done + errors
+    share = 100.0 * finished / total if total else 100.0
+    state = status if status in _BATCH_STATES else "unknown"
+    counts = [f"{finished} of {total} rows", f"{done} graded", f"{errors} error{'s' if errors != 1 else ''}",
+              f"{total - finished} pending"]
+    if rate:
+        counts.append(rate)
+    if eta:
+        counts.append(f"ETA {eta}")
+    note = f'<div class="gl-batch-note">{esc(message)}</div>' if message else ""
+    return (
+        f'<div class="gl-batch-status gl-batch-{esc(state)}" role="status">'
+        f'<div class="gl-batch-head"><b>Job {esc(job_id)}</b> <span class="gl-batch-name">{esc(name)}</span> '
+        f'<span class="gl-badge gl-badge-batch-{esc(state)}">{esc(status)}</span></div>'
+        f'<div class="gl-batch-bar" aria-hidden="true"><div style="width: {share:.1f}%"></div></div>'
+        f'<div class="gl-batch-counts">{esc(" · ".join(counts))}</div>{note}</div>'
+    )

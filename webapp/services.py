@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from core.batch import BatchJobs
 from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.store import Store
@@ -21,6 +23,10 @@ class Services:
     `studies` holds users, studies and labels (None: the study tabs say they are unavailable).
     `auth_enabled`: the app is launched behind Gradio's sign-in (see webapp.app.auth_options), so
     every request carries the signed-in username; the study tabs work only then.
+
+    `judge_identity` is what decides a grade's meaning (core.judge.options.judge_identity of the
+    flags the judge was built from), so a batch job started here has the key the CLI gives the same
+    data and settings. `batch` runs and exports batch jobs (None: the Batch tab says it is unavailable).
     """
 
     store: Store
@@ -30,3 +36,5 @@ class Services:
     judge_loading: str | None = None
     studies: Studies | None = None
     auth_enabled: bool = False
+    judge_identity: dict[str, Any] | None = None
+    batch: BatchJobs | None = None

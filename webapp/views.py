@@ -185,6 +185,20 @@ def format_time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def format_duration(seconds: float | None) -> str:
+    """A duration for progress lines: "45 s", "3 min 20 s", "2 h 5 min"; "" when unknown."""
+    if seconds is None or seconds != seconds or seconds < 0:  # None, NaN or negative: nothing to say
+        return ""
+    whole = int(round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
 # --- studies: plain helpers for the Studies, Label and Agreement tabs ----------------------------
 
 

@@ -6,6 +6,7 @@ request of the user it acts for; the last tests launch the app behind sign-in an
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,7 @@ from tests.webapp_helpers import (
     make_study_services,
     signed_in,
     value,
+    with_batch,
 )
 from webapp import Services
 from webapp.main import parse_args, users_exist
@@ -177,8 +179,8 @@ def import_items(demo: gr.Blocks, study_id: int, tmp_path: Path, text: str = ITE
     path.write_text(text, encoding="utf-8")
     preview = plain(handler(demo, "on_preview")(study_id, str(path), request=signed_in("ada")))
     mapping = [v(preview, f"gl-import-map-{i}") for i in range(8)]
-    return plain(handler(demo, "on_import")(study_id, str(path), v(preview, "gl-import-id"), *mapping,
-                                            request=signed_in("ada")))
+    return plain(handler(demo, "on_import")(signed_in("ada"), study_id, str(path), v(preview, "gl-import-id"),
+                                            *mapping))
 
 
 def ready_study(demo: gr.Blocks, tmp_path: Path, *, blind: bool = True) -> int:
@@ -247,7 +249,7 @@ def test_import_errors_are_messages(demo: gr.Blocks, tmp_path: Path) -> None:
     binary.write_bytes(b"PK\x03\x04 zip")
     preview = plain(handler(demo, "on_preview")(study_id, str(binary), request=signed_in("ada")))
     assert "gl-message-error" in v(preview, "gl-import-report")
-    nothing = plain(handler(demo, "on_import")(None, None, None, *[""] * 8, request=signed_in("ada")))
+    nothing = plain(handler(demo, "on_import")(signed_in("ada"), None, None, None, *[""] * 8))
     assert "Choose the study" in message(nothing, "gl-import-report")
 
 
@@ -261,16 +263,16 @@ def test_add_to_study_from_the_grade_tab_attaches_the_judgment_only_for_the_same
     assert graded["fields"] == {"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris."}
 
     add = handler(demo, "on_add_to_study")
-    same = message(plain(add(study_id, graded, *tags, *texts, request=signed_in("ada"))), "gl-add-message")
+    same = message(plain(add(signed_in("ada"), study_id, graded, *tags, *texts)), "gl-add-message")
     assert f"with judgment #{graded['judgment_id']}" in same
     edited = [texts[0], "", "Paris!", ""]
-    other = message(plain(add(study_id, graded, *tags, *edited, request=signed_in("ada"))), "gl-add-message")
+    other = message(plain(add(signed_in("ada"), study_id, graded, *tags, *edited)), "gl-add-message")
     assert "Added item" in other and "was not attached" in other
     ada = user(services, "ada")
     assert services.studies is not None
     items = services.studies.list_items(ada, study_id)
     assert [i.judgment_id for i in items] == [graded["judgment_id"], None]
-    refused = message(plain(add(study_id, graded, *tags, *texts, request=signed_in("ann"))), "gl-add-message")
+    refused = message(plain(add(signed_in("ann"), study_id, graded, *tags, *texts)), "gl-add-message")
     assert "Only an admin" in refused and len(services.studies.list_items(ada, study_id)) == 2
 
 
@@ -465,11 +467,11 @@ def test_an_annotator_cannot_read_or_change_another_annotators_labels(
         ("on_disagreement_select", (study_id, gr.SelectData(None, {"index": [0, 0], "value": str(item_id),
                                                                      "row_value": [str(item_id)]}))),
         ("on_create_study", ("Mine", "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, TAGS, 1, True)),
-        ("on_import", (study_id, str(tmp_path / "items.csv"), "id", "context", "model_output", *[""] * 6)),
+        ("on_import", (bob, study_id, str(tmp_path / "items.csv"), "id", "context", "model_output", *[""] * 6)),
         ("on_grade_all", (study_id,)),
         ("on_refresh_studies", ()),
     ]:
-        view = plain(handler(demo, name)(*args, request=bob))
+        view = plain(handler(demo, name)(*args) if args and args[0] is bob else handler(demo, name)(*args, request=bob))
         text = text_of(view)
         assert "Only an admin may" in text or "Only admins" in text, name
         assert "ann's private comment" not in text and "ann" not in Markup(text).all_text.split(), name
@@ -509,6 +511,22 @@ def test_every_study_event_is_private_and_grading_a_study_waits_for_the_judge(de
     assert public == ["grade_api", "status_api"]
     assert fns["on_grade_all"].concurrency_id == "judge" and fns["on_grade_all"].concurrency_limit == 1
     assert fns["on_mark"].js and "getSelection" in fns["on_mark"].js
+
+
+def test_every_handler_that_asks_who_is_calling_gets_the_request_from_gradio(tmp_path: Path) -> None:
+    # Gradio fills a gr.Request only into positional parameters; one declared after *args stays unfilled and the
+    # event fails on a real server, although a direct call with request=... works.
+    whole_app = build(with_batch(make_study_services(tmp_path)))
+    asking = 0
+    for block_fn in whole_app.fns.values():
+        parameters = inspect.signature(block_fn.fn).parameters.values() if block_fn.fn else ()
+        for parameter in parameters:
+            if parameter.annotation in (gr.Request, "gr.Request", "gr.Request | None"):
+                asking += 1
+                assert parameter.kind is parameter.POSITIONAL_OR_KEYWORD, (block_fn.name, parameter.kind)
+                assert all(p.kind is not p.VAR_POSITIONAL for p in parameters
+                           if list(parameters).index(p) < list(parameters).index(parameter)), block_fn.name
+    assert asking >= 10
 
 
 # --- over HTTP, behind sign-in -----------------------------------------------------------------------

@@ -593,8 +593,9 @@ class StudyHandlers:
         updates[s.import_report] = _notice(note) if note else _html("")
         return updates
 
-    def on_import(self, study_id: Any, path: str | None, id_column: str | None, *columns: str | None,
-                  request: gr.Request) -> dict[Any, Any]:
+    # `request` comes first: Gradio injects a gr.Request only into a positional parameter, never after *columns.
+    def on_import(self, request: gr.Request, study_id: Any, path: str | None, id_column: str | None,
+                  *columns: str | None) -> dict[Any, Any]:
         s = self.ui.studies
         try:
             actor = self.actor(request)
@@ -652,8 +653,8 @@ class StudyHandlers:
 
     # --- Grade tab: add to study ------------------------------------------------------------------------
 
-    def on_add_to_study(self, study_id: Any, graded: Mapping[str, Any] | None, *values: str,
-                        request: gr.Request) -> dict[Any, Any]:
+    def on_add_to_study(self, request: gr.Request, study_id: Any, graded: Mapping[str, Any] | None,
+                        *values: str) -> dict[Any, Any]:
         """Add the form's fields as an item; attach the last judgment when it graded exactly these inputs."""
         a = self.ui.add
         half = len(values) // 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Quantized copies saved by the judge go to a throwaway folder, never the user's ~/.cache.
+os.environ.setdefault("GLIDER_CACHE_DIR", tempfile.mkdtemp(prefix="glider-test-cache-"))
 
 from core.prompt import build_prompt  # noqa: E402
 from tests import tiny_model  # noqa: E402

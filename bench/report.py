@@ -1,0 +1,344 @@
+"""BENCHMARKS.md from the suite's JSON results: every number comes from a measurement file, none is typed.
+
+Each section's results are one file, `<results-dir>/<shape>-<section>.json`, holding the run that measured
+it (date, command, machine, versions). Rendering reads whatever files exist, so sections measured on
+different days merge into one page, each labelled with its run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+# Section order on the page; suite.py runs them in this order too.
+SECTIONS = (
+    "memory",
+    "transformers-bf16",
+    "transformers-nf4",
+    "transformers-nf4-quantize",
+    "llamacpp-q4km",
+    "batch",
+    "app",
+    "agreement",
+    "page",
+)
+BACKEND_SECTIONS = SECTIONS[1:5]
+
+
+def result_path(results_dir: Path, shape: str, section: str) -> Path:
+    return Path(results_dir) / f"{shape}-{section}.json"
+
+
+def load_results(results_dir: Path, shape: str) -> dict[str, dict[str, Any]]:
+    """Every section's stored result for `shape` (a section never measured is absent)."""
+    found = {}
+    for section in SECTIONS:
+        path = result_path(results_dir, shape, section)
+        if path.is_file():
+            found[section] = json.loads(path.read_text(encoding="utf-8"))
+    return found
+
+
+# -- formatting ---------------------------------------------------------------------------------------------
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 100 and digits <= 1:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def _rate(value: float | None) -> str:
+    """Tokens/s with two significant decimals below 10 (CPU decode is 0.5-4 tok/s)."""
+    if value is None:
+        return "–"
+    return _num(value, 2 if value < 10 else 1)
+
+
+def _gb(size: float | None) -> str:
+    if size is None:
+        return "–"
+    return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:,.1f} s"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+# -- runs ---------------------------------------------------------------------------------------------------
+def _run_labels(results: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Run id → a short label (A, B, ...) in the order of the runs' dates."""
+    runs = sorted({(r["run"]["date"], r["run"]["id"]) for r in results.values()})
+    return {run_id: chr(ord("A") + i) if i < 26 else str(i + 1) for i, (_, run_id) in enumerate(runs)}
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    memory = machine.get("memory_bytes")
+    parts = [machine.get("cpu", "unknown CPU"),
+             f"{machine.get('logical_cpus', '?')} logical CPUs / {machine.get('physical_cores', '?')} cores"]
+    if machine.get("simd"):
+        parts.append(machine["simd"])
+    if memory:
+        parts.append(f"{memory / 2**30:.1f} GiB RAM")
+    if machine.get("gpu"):
+        parts.append(machine["gpu"])
+    return ", ".join(parts)
+
+
+def _versions_line(versions: dict[str, str | None]) -> str:
+    return ", ".join(f"{name} {version or 'not installed'}" for name, version in versions.items())
+
+
+def _runs_section(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    seen: dict[str, dict[str, Any]] = {}
+    sections: dict[str, list[str]] = {}
+    for section, record in results.items():
+        seen[record["run"]["id"]] = record["run"]
+        sections.setdefault(record["run"]["id"], []).append(section)
+    rows = []
+    for run_id, run in sorted(seen.items(), key=lambda item: item[1]["date"]):
+        rows.append([
+            labels[run_id], run["date"].replace("T", " ").removesuffix("+00:00") + " UTC",
+            f"`{run['command']}`", ", ".join(sections[run_id]), _machine_line(run["machine"]),
+            _versions_line(run["versions"]), _num((run.get("load_average") or {}).get("before"), 2),
+        ])
+    return ["## Runs", "", *_table(["run", "date", "command", "sections", "machine", "versions",
+                                    "load average at start"], rows), ""]
+
+
+def _measured(record: dict[str, Any], labels: dict[str, str]) -> str:
+    run, load = record["run"], record.get("load_average") or {}
+    return (f"*Run {labels[run['id']]}, {run['date'][:10]}; load average {_num(load.get('start'), 2)} → "
+            f"{_num(load.get('end'), 2)} during this section.*")
+
+
+# -- sections -----------------------------------------------------------------------------------------------
+def _memory(record: dict[str, Any]) -> list[str]:
+    rows = []
+    for moment, values in record["results"].items():
+        rows.append([moment, f"{values['megabytes']:,} MiB float32", values["threads"],
+                     _num(values["read_gb_s"]), _num(values["copy_gb_s"])])
+    return [
+        *_table(["measured", "array", "torch threads", "read GB/s (sum)", "copy GB/s (read + write)"], rows), "",
+        "Best of several passes over an array far larger than the last-level cache. Each back-end's row below "
+        "also has the read bandwidth measured in its own process right after it, which its roofline ratio uses.",
+    ]
+
+
+def _backends(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    lengths = sorted({p["target"] for s in BACKEND_SECTIONS if s in results
+                      for p in (results[s].get("results", {}).get("prefill") or [])})
+    header = ["back-end", "run", "weights read per token", "first load in process", "second load",
+              *[f"prefill {n:,} tok/s" for n in lengths], "decode tok/s", "peak RSS", "read GB/s",
+              "roofline"]
+    rows, skipped = [], []
+    for section in BACKEND_SECTIONS:
+        record = results.get(section)
+        if record is None:
+            continue
+        if record.get("skipped"):
+            skipped.append(f"- {section}: not measured — {record['skipped']}.")
+            continue
+        r = record["results"]
+        prefill = {p["target"]: p for p in r.get("prefill") or []}
+        decode = r.get("decode")
+        rows.append([
+            r["label"], labels[record["run"]["id"]], _gb(r.get("weight_bytes")), _seconds(r.get("load_first_s")),
+            _seconds(r.get("load_second_s")),
+            *[(f"{_rate(prefill[n]['tok_s'])} ({prefill[n]['tokens']:,} tok)" if n in prefill else "–")
+              for n in lengths],
+            f"{_rate(decode['tok_s'])} ({decode['tokens']} tok)" if decode else "–",
+            _gb(r.get("peak_rss_bytes")), _num(r["bandwidth"]["read_gb_s"]),
+            _ratio(r.get("roofline")),
+        ])
+    lines = _table(header, rows) if rows else ["No back-end measured yet."]
+    # What each back-end reported about how it runs (threads, flash attention, caches), load times left out.
+    settings = [f"- *{results[s]['results']['label']}*: "
+                + "; ".join([n for n in results[s]["results"].get("backend_info", {}).get("notes", [])
+                             if not n.startswith("loaded in")]
+                            + (["main thread warmed (--warm-main-thread)"]
+                               if results[s]["results"].get("warm_main_thread") else [])) + "."
+                for s in BACKEND_SECTIONS if s in results and not results[s].get("skipped")
+                and results[s]["results"].get("backend_info", {}).get("notes")]
+    loads = [f"{results[s]['results']['label']} {_num(results[s]['load_average'].get('start'), 2)} → "
+             f"{_num(results[s]['load_average'].get('end'), 2)}"
+             for s in BACKEND_SECTIONS if s in results and not results[s].get("skipped")]
+    notes = [
+        "",
+        "- *Weights read per token*: every weight a decoding step reads (4-bit blocks with their scales; the "
+        "input embedding table, of which a step reads one row, left out).",
+        "- *First load in process*: `create_backend(...)` in a fresh process (Python's imports done before); "
+        "the operating system's file cache is not dropped, so files read before may come from memory. "
+        "*Second load*: the same again in that process after the first judge was freed.",
+        "- *Prefill*: prompt tokens ÷ the model's evaluation of the prompt (its own call, timed by a hook), "
+        "prefix reuse off. *Decode*: the steps after a prompt of the first length, stop tokens off so the "
+        "count is exact, including the per-token work of the back-end's loop.",
+        "- *Peak RSS*: the back-end process's peak resident memory after one load, prefill and decode.",
+        "- *Roofline*: decode tok/s × weights read per token ÷ read bandwidth measured in the same process; 1.0 "
+        "would mean every step streams the weights at the measured bandwidth.",
+        *([f"- *Load average* (start → end of each measurement): {'; '.join(loads)}."] if loads else []),
+        *settings,
+    ]
+    return [*lines, *notes, *([""] + skipped if skipped else [])]
+
+
+def _ttft(results: dict[str, dict[str, Any]], labels: dict[str, str]) -> list[str]:
+    rows = []
+    for section in BACKEND_SECTIONS:
+        record = results.get(section)
+        ttft = (record or {}).get("results", {}).get("ttft")
+        if not ttft:
+            continue
+        without, with_ = ttft["without_reuse"], ttft.get("with_reuse")
+        rows.append([
+            record["results"]["label"], labels[record["run"]["id"]], f"{ttft['prompt_tokens']:,}",
+            _seconds(without["median_s"]), _seconds(with_["median_s"]) if with_ else "back-end has no prefix reuse",
+            f"{with_['prefix_cached_tokens']:,}" if with_ else "–",
+            f"{without['median_s'] / with_['median_s']:.2f}x" if with_ else "–",
+        ])
+    if not rows:
+        return ["Not measured yet."]
+    return [*_table(["back-end", "run", "prompt tokens", "without prefix reuse", "with prefix reuse",
+                     "tokens reused", "speed-up"], rows), "",
+            "Seconds until the first new token (`generate(..., max_new_tokens=1)`), median over distinct GLIDER "
+            "prompts that share only the constant head (chat prefix and instructions). With reuse, one "
+            "earlier grade has filled the prefix cache."]
+
+
+def _batch(record: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    rows = []
+    notes = []
+    for label, batch in record["results"].items():
+        if batch.get("skipped"):
+            notes.append(f"- {label}: {batch['skipped']}.")
+            continue
+        for row in batch["rows"]:
+            rows.append([label, row["batch"], _num(row["rows_s"], 3), _rate(row["generated_tok_s"]),
+                         f"{row['vs_batch_1']:.2f}x", _seconds(row["seconds"]), f"{row['padding_waste']:.0%}"])
+        low, high = batch["prompt_tokens"]
+        notes.append(f"- {label}: {batch['prompts']} distinct GLIDER prompts of {low}–{high} tokens, "
+                     f"{batch['new_tokens']} new tokens each (stop tokens off).")
+    return [*_table(["back-end", "batch", "rows/s", "generated tok/s", "vs batch 1", "total", "pad waste"], rows),
+            "", "`generate_batch` on the prompts in chunks of the batch size (bench/batch_bench.py's prompts and "
+            "loop).", *notes]
+
+
+def _app(record: dict[str, Any]) -> list[str]:
+    r = record["results"]
+    ratio = r["ratio"]
+    verdict = "met" if ratio <= r["target"] else "**not met**"
+    rows = [["`gradio_client` → `/grade` on the running app", _seconds(r["app"]["median_s"]),
+             _seconds(r["app"]["min_s"]), _seconds(r["app"]["max_s"])]]
+    if r.get("server"):
+        rows.append(["… of which `core.grading.grade` inside the server (its `timings.total_s`)",
+                     _seconds(r["server"]["median_s"]), _seconds(r["server"]["min_s"]), _seconds(r["server"]["max_s"])])
+    rows.append(["`core.grading.grade` on the back-end directly (this process)", _seconds(r["direct"]["median_s"]),
+                 _seconds(r["direct"]["min_s"]), _seconds(r["direct"]["max_s"])])
+    web = r.get("web_layer_ratio")
+    web_line = (f" Round trip ÷ the server's own grade time (the web layer alone, per call): **{web:.3f}**."
+                if web is not None else "")
+    return [*_table(["path", "median per grade", "min", "max"], rows), "",
+            f"Ratio app ÷ direct: **{ratio:.3f}** (target ≤ {r['target']}: {verdict}).{web_line} {r['runs']} grades "
+            f"each, alternating, after {r.get('warmups', 1)} untimed ones each; the same item and options, "
+            f"{r['completion_tokens']} generated tokens per grade, `{r['model']}` ({r['parameters'] / 1e6:.1f}M "
+            f"parameters) started with `{r['app_command']}`."]
+
+
+def _agreement(record: dict[str, Any]) -> list[str]:
+    r = record["results"]
+    verdict = "met" if r["median_s"] < 1.0 else "**not met**"
+    rows = [[f"{r['items']:,} × {r['annotators']}", f"{r['resamples']:,}", _seconds(r["median_s"]),
+             _seconds(r["min_s"]), _seconds(r["max_s"]), verdict]]
+    return [*_table(["items × annotators", "bootstrap resamples", "median", "min", "max", "target < 1 s"], rows), "",
+            f"`core.agreement.agreement_report` on bench/agreement_bench.py's seeded synthetic ratings, median of "
+            f"{r['runs']} calls after a warm-up."]
+
+
+def _page(record: dict[str, Any]) -> list[str]:
+    r = record["results"]
+    rows = [[name, _seconds(v["median_s"]), _seconds(v["min_s"]), _seconds(v["max_s"])]
+            for name, v in r["measures"].items()]
+    return [*_table(["measure", "median", "min", "max"], rows), "",
+            f"Headless Chromium ({r['browser']}), a new browser context (empty cache) per load, {r['runs']} loads "
+            "after one warm-up, the app on 127.0.0.1 with the tiny model. *DOM content loaded* and *load event* "
+            "come from the Navigation Timing API; *app ready* is when the Grade button is visible."]
+
+
+TITLES = {
+    "memory": "Memory bandwidth",
+    "backends": "Judge back-ends",
+    "ttft": "Time to first token: prefix reuse",
+    "batch": "Batch throughput",
+    "app": "App overhead",
+    "agreement": "Agreement report",
+    "page": "Page load in Chromium",
+}
+
+
+def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text: str,
+           results_hint: str, command_hint: str) -> str:
+    """The whole BENCHMARKS.md for one shape from its section results."""
+    labels = _run_labels(results)
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `bench/suite.py` from the JSON results in `{results_hint}`: every number on this page was "
+        "measured by it, none was typed. Sections can be measured separately (`--sections`) and are merged here, "
+        "each marked with the run that measured it.",
+        "",
+        f"> **Random weights.** The models have the shape `{shape['name']}` ({shape_text}) but random weights: "
+        "they show the real speed and memory of that shape, never real answers. What they write is noise and "
+        "no score in it means anything.",
+        "",
+    ]
+    if not results:
+        return "\n".join([*lines, f"Nothing measured yet: run `{command_hint}`.", ""])
+    lines += _runs_section(results, labels)
+
+    def heading(key: str, section: str | None = None) -> None:
+        lines.extend([f"## {TITLES[key]}", ""])
+        if section and section in results and not results[section].get("skipped"):
+            lines.extend([_measured(results[section], labels), ""])
+
+    def missing(section: str) -> list[str]:
+        record = results.get(section)
+        if record is None:
+            return [f"Not measured yet: `{command_hint} --sections {section}`."]
+        return [f"Not measured: {record['skipped']}."]
+
+    heading("memory", "memory")
+    lines += _memory(results["memory"]) if "memory" in results and not results["memory"].get("skipped") \
+        else missing("memory")
+    lines.append("")
+    heading("backends")
+    lines += _backends(results, labels)
+    lines.append("")
+    heading("ttft")
+    lines += _ttft(results, labels)
+    lines.append("")
+    for key, render_one in (("batch", lambda r: _batch(r, labels)), ("app", _app), ("agreement", _agreement),
+                            ("page", _page)):
+        heading(key, key)
+        record = results.get(key)
+        lines += render_one(record) if record and not record.get("skipped") else missing(key)
+        lines.append("")
+    return "\n".join(lines)

@@ -1,7 +1,9 @@
 """The llamacpp back-end: what works without llama-cpp-python, and a tiny GGUF judge graded for real.
 
 Tests marked `llamacpp` need llama-cpp-python (an optional extra that CI does not build) and skip
-without it; they convert the tiny trained Phi-3 judge to GGUF and compare it with the transformers one.
+without it; they convert the tiny trained Phi-3 judge to GGUF and compare it with the transformers one,
+check that the prefix cache changes no result, and that the back-end's greedy loop decodes as fast as
+llama-cpp-python's own.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from core.errors import ContextTooLongError, JudgeError, ModelLoadError
-from core.judge import BACKENDS, Generation, JudgeBackend, create_backend
+from core.judge import BACKENDS, Generation, JudgeBackend, create_backend, hardware
 from core.judge.llamacpp_backend import (
     DEFAULT_FILENAME,
     LlamaCppJudge,
@@ -24,12 +28,13 @@ from core.judge.llamacpp_backend import (
     fit_context,
     hub_model_file,
     logical_cpus,
+    model_params_set,
     physical_cores,
     resolve_offload,
 )
 from core.parse import parse_output
-from core.prompt import build_prompt
-from tests import tiny_gguf
+from core.prompt import GLIDER_TEMPLATE, build_prompt
+from tests import tiny_gguf, tiny_model
 from tests.fakes import WELL_FORMED
 from tests.tiny_model import has_real_tokenizer
 
@@ -161,6 +166,25 @@ def test_impossible_devices_are_explained(device: str, message: str) -> None:
 
 def test_thread_count_is_physical_cores() -> None:
     assert 1 <= physical_cores() <= logical_cpus()
+    # Moved to core.judge.hardware; still importable from here.
+    assert (physical_cores, logical_cpus) == (hardware.physical_cores, hardware.logical_cpus)
+
+
+def test_model_params_are_set_for_one_load_only() -> None:
+    """Fields Llama() has no keyword for (use_extra_bufts) are set while it loads, and only then."""
+    made: list[SimpleNamespace] = []
+
+    def defaults() -> SimpleNamespace:
+        made.append(SimpleNamespace(use_extra_bufts=True, n_gpu_layers=0))
+        return made[-1]
+
+    fake = SimpleNamespace(llama_cpp=SimpleNamespace(llama_model_default_params=defaults))
+    with model_params_set(fake, use_extra_bufts=False):
+        assert fake.llama_cpp.llama_model_default_params().use_extra_bufts is False
+    assert fake.llama_cpp.llama_model_default_params is defaults and defaults().use_extra_bufts is True
+    with pytest.raises(RuntimeError), model_params_set(fake, use_extra_bufts=False):
+        raise RuntimeError("load failed")
+    assert fake.llama_cpp.llama_model_default_params is defaults
 
 
 # -- with llama-cpp-python: a tiny GGUF judge --------------------------------------------------------
@@ -208,6 +232,13 @@ class TestTinyGguf:
         for prompt in (taught_prompt, WELL_FORMED, "  naïve café — 😀\n\ttabs<|end|>\n after", "10/10 <score>\n7"):
             assert llama_judge.chat_ids(prompt) == trained_judge.chat_ids(prompt), prompt
             assert llama_judge.count_tokens(prompt) == trained_judge.count_tokens(prompt)
+
+    def test_streamed_pieces_join_to_the_decoded_text(self, llama_judge: LlamaCppJudge) -> None:
+        """stream decodes one token at a time; joined, the pieces are decode's bytes (multi-byte characters too)."""
+        for text in ("  naïve café — 😀\n\ttabs<|end|>\n after", "<reasoning>\n- 10/10 \"quoted\"", "日本語 ✓ ∑"):
+            ids = llama_judge.tokenize(text)
+            joined = llama_judge.decode_bytes(ids[:1]) + b"".join(llama_judge._piece_bytes(t) for t in ids[1:])
+            assert joined == llama_judge.decode_bytes(ids), text
 
     def test_grades_the_taught_prompt_like_transformers(
         self, llama_judge: LlamaCppJudge, trained_judge, taught_prompt: str  # noqa: ANN001
@@ -312,3 +343,221 @@ class TestTinyGguf:
         for thread in threads:
             thread.join(timeout=120)
         assert not errors and results == [WELL_FORMED] * 3
+
+
+# -- speed: the prefix cache, flash attention, weight repacking, the greedy loop's own cost -----------
+HEAD = GLIDER_TEMPLATE.split("{data}", 1)[0]
+
+
+def _prompts(taught_prompt: str) -> dict[str, str]:
+    # Cut mid-word inside the instructions, so the prompt's ids leave the stored prefix's before its end.
+    cut = HEAD.index("carefully") + len("caref")
+    return {
+        "taught": taught_prompt,
+        "other data": build_prompt(
+            {"CONTEXT": "Berlin is the capital of Germany.", "USER INPUT": "Capital?", "MODEL OUTPUT": "Munich."},
+            "Is the MODEL OUTPUT faithful to the CONTEXT?",
+            "1: Unfaithful.\n2: Partly faithful.\n3: Faithful.",
+        ),
+        "long data": build_prompt({"MODEL OUTPUT": "It repeats. " * 200}, "Is it concise?", "0: No\n1: Yes"),
+        "diverges inside the head": HEAD[:cut] + "ully, then stop.",
+        "no common head": "Say hello.",
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny_q4_k_m(trained_gguf: Path, gguf_dir: Path) -> Path:
+    """The trained tiny judge as Q4_K_M (its 64-wide rows get llama.cpp's q5_0/q8_0 fallbacks)."""
+    path = tiny_gguf.quantize(trained_gguf, gguf_dir / "glider-tiny-Q4_K_M.gguf", "Q4_K_M")
+    if _quantized_kernels_crash(path):
+        pytest.skip("this llama-cpp-python's quantized kernels die with SIGILL on this CPU; rebuild it with "
+                    "CMAKE_ARGS=-DGGML_NATIVE=OFF")
+    return path
+
+
+@pytest.fixture(scope="module")
+def wide_q4_k_m(tiny_tokenizer, gguf_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: ANN001
+    """Random weights 256 wide, so that Q4_K_M really holds Q4_K and Q6_K tensors (the kernels GLIDER runs on)."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    config = Phi3Config(
+        vocab_size=32064, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, max_position_embeddings=4096, pad_token_id=tiny_tokenizer.pad_token_id,
+        bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        tie_word_embeddings=False,
+    )
+    model_dir = tiny_model.save(Phi3ForCausalLM(config), tiny_tokenizer, tmp_path_factory.mktemp("wide"))
+    f32 = tiny_gguf.convert(model_dir, gguf_dir / "wide-F32.gguf")
+    path = tiny_gguf.quantize(f32, gguf_dir / "wide-Q4_K_M.gguf", "Q4_K_M")
+    if _quantized_kernels_crash(path):
+        pytest.skip("this llama-cpp-python's quantized kernels die with SIGILL on this CPU; rebuild it with "
+                    "CMAKE_ARGS=-DGGML_NATIVE=OFF")
+    return path
+
+
+def _identical(first: Generation, second: Generation) -> None:
+    """Token for token and bit for bit: the same text, counts and distribution."""
+    assert (first.text, first.prompt_tokens, first.completion_tokens, first.finish_reason) == (
+        second.text, second.prompt_tokens, second.completion_tokens, second.finish_reason
+    )
+    assert (first.distribution, first.distribution_mass) == (second.distribution, second.distribution_mass)
+
+
+class TestPrefixCache:
+    pytestmark = needs_llama_cpp
+
+    def test_the_prefix_is_the_chat_opening_and_the_instructions(
+        self, llama_judge: LlamaCppJudge, taught_prompt: str
+    ) -> None:
+        prefix = llama_judge.prefix_ids
+        assert len(prefix) == 204  # the figure the CPU notes measured with GLIDER's tokenizer
+        # The chat markers are special tokens (decode leaves them out); the text starts with SPM's space.
+        assert llama_judge.decode(list(prefix)).lstrip() == HEAD
+        assert tuple(llama_judge.chat_ids(taught_prompt)[: len(prefix)]) == prefix
+        assert "prefix cache: 204 tokens" in llama_judge.info.notes
+
+    def test_reusable_prefix_counts_only_matching_ids(self, llama_judge: LlamaCppJudge, taught_prompt: str) -> None:
+        prompts = _prompts(taught_prompt)
+        assert llama_judge.reusable_prefix(llama_judge.chat_ids(prompts["taught"])) == 204
+        assert 0 < llama_judge.reusable_prefix(llama_judge.chat_ids(prompts["diverges inside the head"])) < 204
+        assert llama_judge.reusable_prefix(llama_judge.chat_ids(prompts["no common head"])) < 5
+        assert llama_judge.reusable_prefix(list(llama_judge.prefix_ids)) == 203  # one id is left to evaluate
+
+    @pytest.mark.parametrize("kind", ["F32", "Q4_K_M"])
+    def test_grades_are_identical_to_a_cold_run(
+        self, kind: str, trained_gguf: Path, tiny_q4_k_m: Path, taught_prompt: str
+    ) -> None:
+        """Grade A, B, ... then A again on one judge; each equals a cold run of a fresh judge, bit for bit."""
+        path = {"F32": trained_gguf, "Q4_K_M": tiny_q4_k_m}[kind]
+        prompts = _prompts(taught_prompt)
+        warm = create_backend("llamacpp", model=str(path), device="cpu")
+        order = ["taught", "other data", "long data", "taught", "diverges inside the head", "taught",
+                 "no common head", "other data"]
+        previous_full = False
+        for name in order:
+            scale = (0, 10) if name == "taught" else (0, 1)
+            actual = warm.generate(prompts[name], scale=scale, max_new_tokens=120)
+            fresh = create_backend("llamacpp", model=str(path), device="cpu")
+            _identical(actual, fresh.generate(prompts[name], scale=scale, max_new_tokens=120))
+            # Reused when the previous grade left this prompt's first segment (the whole head) in the cache.
+            full = warm.reusable_prefix(warm.chat_ids(prompts[name])) == 204
+            assert actual.settings["prefix_cached_tokens"] == (204 if full and previous_full else 0), name
+            previous_full = full
+            if name == "taught":
+                assert actual.text == WELL_FORMED and actual.distribution is not None
+        # Without the cache the prompt is evaluated in one piece: the same grade, to rounding.
+        plain = create_backend("llamacpp", model=str(path), device="cpu", prefix_cache=False)
+        assert plain.prefix_ids == () and "prefix cache off" in plain.info.notes
+        reference = warm.generate(prompts["taught"], scale=(0, 10))
+        unsplit = plain.generate(prompts["taught"], scale=(0, 10))
+        assert unsplit.text == reference.text and unsplit.settings["prefix_cached_tokens"] == 0
+        for value, probability in reference.distribution.items():
+            assert unsplit.distribution[value] == pytest.approx(probability, abs=1e-6)
+
+    def test_logits_are_bitwise_equal_with_q4_k_kernels(self, wide_q4_k_m: Path, taught_prompt: str) -> None:
+        import numpy as np
+
+        prompts = _prompts(taught_prompt)
+        warm = create_backend("llamacpp", model=str(wide_q4_k_m), device="cpu")
+        for name in ("taught", "long data", "other data", "taught"):
+            ids = warm.chat_ids(prompts[name])
+            with warm._lock:
+                warm._prefill(ids)
+                logits = warm._last_logits().copy()
+            fresh = create_backend("llamacpp", model=str(wide_q4_k_m), device="cpu")
+            with fresh._lock:
+                assert fresh._prefill(ids) == 0
+                assert np.array_equal(logits, fresh._last_logits()), name
+        generation = warm.generate(prompts["long data"], max_new_tokens=16)
+        assert generation.settings["prefix_cached_tokens"] == 204
+        cold = create_backend("llamacpp", model=str(wide_q4_k_m), device="cpu").generate(prompts["long data"],
+                                                                                      max_new_tokens=16)
+        _identical(generation, cold)
+
+    def test_a_stream_left_early_does_not_spoil_the_next(self, trained_gguf: Path, taught_prompt: str) -> None:
+        judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu")
+        stream = judge.stream(taught_prompt, scale=(0, 1))
+        next(stream)
+        stream.close()
+        generation = judge.generate(taught_prompt, scale=(0, 1))
+        assert generation.text == WELL_FORMED and generation.settings["prefix_cached_tokens"] == 204
+
+    def test_the_cache_shortens_the_time_to_the_first_token(self, trained_gguf: Path, taught_prompt: str) -> None:
+        """Measured, not asserted (the machine is shared): the reused prompt head costs nothing to evaluate."""
+        judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu")
+        prompt = _prompts(taught_prompt)["long data"]
+        cold = judge.generate(prompt, max_new_tokens=1)
+        warm = judge.generate(prompt, max_new_tokens=1)
+        assert (cold.settings["prefix_cached_tokens"], warm.settings["prefix_cached_tokens"]) == (0, 204)
+        print(f"time to first token: {cold.seconds * 1000:.1f} ms cold, {warm.seconds * 1000:.1f} ms with the "
+              f"prefix cached ({warm.prompt_tokens} prompt tokens)")
+
+
+class TestSpeedSwitches:
+    pytestmark = needs_llama_cpp
+
+    def test_defaults_are_the_measured_faster_ones(self, llama_judge: LlamaCppJudge) -> None:
+        import llama_cpp
+
+        assert llama_judge.llm.model_params.use_extra_bufts is False  # no CPU_REPACK copy of the weights
+        assert llama_judge.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        assert "flash attention on, weight repacking off" in llama_judge.info.notes
+        # The switch lasts for the load only: llama-cpp-python's own defaults are untouched.
+        assert llama_cpp.llama_model_default_params().use_extra_bufts is True
+
+    def test_the_other_settings_grade_the_same(self, tiny_q4_k_m: Path, taught_prompt: str) -> None:
+        import llama_cpp
+
+        judge = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", flash_attn=False,
+                               weight_repacking=True)
+        assert judge.llm.model_params.use_extra_bufts is True
+        assert judge.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        assert "flash attention off, weight repacking on" in judge.info.notes
+        generation = judge.generate(taught_prompt, scale=(0, 1))
+        assert generation.text == WELL_FORMED and generation.distribution[1] > 0.99
+
+    def test_q4_k_m_grades(self, tiny_q4_k_m: Path, taught_prompt: str) -> None:
+        judge = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu")
+        assert judge.info.quantization == "Q4_K_M"
+        generation = judge.generate(taught_prompt, scale=(0, 1))
+        assert generation.text == WELL_FORMED and parse_output(generation.text, (0, 1)).score == 1
+
+    def test_the_greedy_loop_adds_no_time_to_the_engines(self, trained_gguf: Path, taught_prompt: str) -> None:
+        """Per generated token, the time spent outside llama.cpp's eval: ours against llama-cpp-python's own loop.
+
+        Both loops call the same Llama.eval, timed here; what is left is each loop's own work (reading the
+        logits, the stop check, detokenizing). One thread and the best of three, as the machine is shared.
+        """
+        judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu", n_threads=1)
+        llm = judge.llm
+        inner = llm.eval
+        in_eval = [0.0]
+
+        def timed_eval(tokens: list[int]) -> None:
+            started = time.perf_counter()
+            inner(tokens)
+            in_eval[0] += time.perf_counter() - started
+
+        llm.eval = timed_eval
+        ids = judge.chat_ids(taught_prompt)
+        ours, theirs = [], []
+        for _ in range(3):
+            events = judge.stream(taught_prompt, max_new_tokens=200)
+            next(events)  # the prompt is evaluated and the first token out: decoding starts here
+            in_eval[0], started = 0.0, time.perf_counter()
+            final = list(events)[-1]
+            assert isinstance(final, Generation) and final.text == WELL_FORMED
+            ours.append((time.perf_counter() - started - in_eval[0]) / (final.completion_tokens - 1))
+            tokens = []
+            for token in llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True):
+                tokens.append(token)
+                if len(tokens) == 1:
+                    in_eval[0], started = 0.0, time.perf_counter()
+                if len(tokens) == final.completion_tokens:
+                    break
+            theirs.append((time.perf_counter() - started - in_eval[0]) / (len(tokens) - 1))
+            assert judge.decode(tokens[:-1]) == final.text  # the same greedy tokens
+            judge._cached_prefix = ()  # llm.generate used the cache its own way
+        print(f"time outside llama.cpp per token: ours {min(ours) * 1e6:.0f} µs, "
+              f"llama-cpp-python's generate {min(theirs) * 1e6:.0f} µs")
+        assert min(ours) <= max(1.5 * min(theirs), min(theirs) + 300e-6)

@@ -30,8 +30,9 @@ def convert(model_dir: Path, out: Path, *, file_type: str = "f32", name: str = "
     """Write `model_dir` (a saved tiny Phi-3 with an SPM-style tokenizer.json) to the GGUF file `out`.
 
     `file_type` is f32 (what the tests compare against transformers), f16 or q8_0 (2-D weights only;
-    norms stay f32, as llama.cpp's converter does). The name deliberately does not contain 'phi3': the
-    back-end must tokenize like transformers without llama.cpp's name-based Phi-3 special cases.
+    norms stay f32, as llama.cpp's converter does); `quantize` makes other kinds from these. The name
+    deliberately does not contain 'phi3': the back-end must tokenize like transformers without llama.cpp's
+    name-based Phi-3 special cases.
     """
     import gguf
     import numpy as np
@@ -58,6 +59,22 @@ def convert(model_dir: Path, out: Path, *, file_type: str = "f32", name: str = "
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return out
+
+
+def quantize(source: Path, out: Path, kind: str = "Q4_K_M") -> Path:
+    """Quantize the f32/f16 GGUF `source` to `kind` (Q4_K_M, Q8_0, ...) with llama.cpp's own quantizer.
+
+    Needs llama-cpp-python. Tensors whose rows are not a multiple of the kind's block (256 for K-quants,
+    so every tensor of the 64-wide tiny judge) get llama.cpp's fallback type, as in any quantized GGUF.
+    """
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind}")
+    code = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), params)
+    if code != 0:
+        raise RuntimeError(f"llama_model_quantize({source.name} → {kind}) returned {code}")
     return out
 
 

@@ -4,11 +4,17 @@ llama-cpp-python is an optional dependency (it compiles llama.cpp when installed
 imported inside the constructor, so core imports without it. Decoding is a plain greedy loop over
 llama.cpp's low-level eval and logits, which gives the text, the stop tokens and, at the score step,
 the model's own probabilities — the same contract as the transformers back-end.
+
+Speed on a CPU (measured on 2 AVX-512 cores, shared/notes/cpu-speed.md): the Q4_K weights are used as
+stored (llama.cpp's CPU weight repacking lengthened loading, took ~1.5 GB more memory and slowed prompt
+processing there), flash attention is on, and the prompt's constant head (the chat opening and GLIDER's
+instructions, ~204 tokens) stays in the key/value cache from one grade to the next.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import fnmatch
 import logging
@@ -30,9 +36,10 @@ from core.judge.base import (
     StreamEvent,
     register_backend,
 )
+from core.judge.hardware import logical_cpus, physical_cores
 from core.judge.scores import ScoreLocator
-from core.judge.transformers_backend import MIN_ANSWER_TOKENS, STOP_TOKENS, hub_reachable
-from core.prompt import chat_messages
+from core.judge.transformers_backend import MIN_ANSWER_TOKENS, STOP_TOKENS, common_prefix_length, hub_reachable
+from core.prompt import GLIDER_TEMPLATE, chat_messages
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +51,11 @@ INSTALL_HINT = (
     "about 15 minutes on 2 cores). For NVIDIA GPUs build it with CMAKE_ARGS=\"-DGGML_CUDA=on\". "
     "Or use --backend transformers."
 )
+# Stands where the data would start, to cut the constant head out of the chat-formatted template.
+_DATA_MARKER = "\ue000GLIDER-DATA\ue000"
+# llama-cpp-python reads its model parameters from llama_model_default_params() inside Llama(); a few have
+# no keyword, so that function is swapped for the duration of a load (under this lock).
+_MODEL_PARAMS_LOCK = threading.Lock()
 # Used when the GGUF carries no chat template: Phi-3's format for one user turn.
 PHI3_CHAT_FORMAT = "<|user|>\n{prompt}<|end|>\n<|assistant|>\n"
 # Phi-3's tokenizer strips the whitespace after these special tokens (rstrip in tokenizer.json), so
@@ -97,34 +109,6 @@ def fit_context(prompt_tokens: int, max_new_tokens: int, max_context: int) -> tu
         warnings.append(f"max_new_tokens lowered from {max_new_tokens} to {room} to fit the model's context.")
         max_new_tokens = room
     return max_new_tokens, warnings
-
-
-def physical_cores() -> int:
-    """Physical cores among the CPUs this process may run on (llama.cpp decodes fastest with one thread each).
-
-    Decoding is bound by memory bandwidth and SIMD units, which two hyper-threads of one core share, so a
-    second thread per core only adds synchronisation. Linux: distinct (package, core) pairs of the CPUs in
-    the affinity mask (a container's cpuset included); elsewhere the logical count is the best available.
-    llama-cpp-python's own default, cpu_count() // 2, assumes two threads per core and halves machines
-    without SMT.
-    """
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in cpus:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            package = (topology / "physical_package_id").read_text().strip()
-            cores.add((package, (topology / "core_id").read_text().strip()))
-        except OSError:
-            return max(1, len(cpus))
-    return max(1, len(cores))
-
-
-def logical_cpus() -> int:
-    """CPUs this process may run on (prompt processing is compute-bound and can use every one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def resolve_offload(device: str, n_gpu_layers: int | None, gpu_offload_supported: bool) -> tuple[int, int, str]:
@@ -233,6 +217,30 @@ def hub_model_file(repo: str, filename: str, revision: str | None, local_files_o
     return snapshot / matches[0]
 
 
+@contextlib.contextmanager
+def model_params_set(llama_cpp: Any, **fields: Any) -> Iterator[None]:
+    """Within the block, llama-cpp-python's Llama() loads with these llama_model_params fields set.
+
+    Llama() builds its struct from llama_cpp.llama_model_default_params() and has no keyword for fields
+    such as use_extra_bufts (weight repacking); the function is wrapped for the duration of the load.
+    """
+    module = llama_cpp.llama_cpp
+    original = module.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        for name, value in fields.items():
+            setattr(params, name, value)
+        return params
+
+    with _MODEL_PARAMS_LOCK:
+        module.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            module.llama_model_default_params = original
+
+
 def _log_softmax(logits: Any) -> Any:
     import numpy as np
 
@@ -275,7 +283,17 @@ class LlamaCppJudge:
         n_batch: int = DEFAULT_N_BATCH,
         revision: str | None = None,
         local_files_only: bool | None = None,
+        flash_attn: bool = True,
+        weight_repacking: bool = False,
+        prefix_cache: bool = True,
     ) -> None:
+        """Load the GGUF `model` (a file, a folder, or a Hub repo with the file matching `filename`).
+
+        `flash_attn`: llama.cpp's flash attention (on a CPU ~20 % faster prompt processing, a few % slower
+        decoding). `weight_repacking`: llama.cpp's CPU repacking of quantized weights into its interleaved
+        layouts (off: faster loading, less memory and, measured here, faster prompts). `prefix_cache`: keep
+        the prompt's constant head in the key/value cache between grades (results identical either way).
+        """
         notes: list[str] = []
         local = _looks_local(model)
         path = local_model_file(model, filename) if local else None  # a wrong path is reported before anything
@@ -296,20 +314,27 @@ class LlamaCppJudge:
         if n_ctx < MIN_ANSWER_TOKENS + 1:
             raise ModelLoadError(f"n_ctx must be more than {MIN_ANSWER_TOKENS} tokens (got {n_ctx}).")
         self.n_threads = n_threads or physical_cores()
+        params: dict[str, Any] = {}
+        if "use_extra_bufts" in dict(llama_cpp.llama_model_params._fields_):
+            params["use_extra_bufts"] = weight_repacking
+        elif not weight_repacking:
+            notes.append("weight repacking: llama.cpp's default (this llama-cpp-python cannot turn it off)")
         started = time.perf_counter()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_batch=n_batch,
-                n_ubatch=n_batch,
-                n_threads=self.n_threads,
-                n_threads_batch=max(self.n_threads, logical_cpus()) if n_threads is None else n_threads,
-                n_gpu_layers=layers,
-                main_gpu=main_gpu,
-                logits_all=False,  # logits are read for the last token only; the score step is re-evaluated
-                verbose=False,
-            )
+            with model_params_set(llama_cpp, **params):
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_batch=n_batch,
+                    n_ubatch=n_batch,
+                    n_threads=self.n_threads,
+                    n_threads_batch=max(self.n_threads, logical_cpus()) if n_threads is None else n_threads,
+                    n_gpu_layers=layers,
+                    main_gpu=main_gpu,
+                    flash_attn=flash_attn,
+                    logits_all=False,  # logits are read for the last token only; the score step is re-evaluated
+                    verbose=False,
+                )
         except Exception as exc:  # llama.cpp reports every load failure as ValueError/RuntimeError text
             text = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, MemoryError) or "context" in text.lower() or "memory" in text.lower():
@@ -323,6 +348,7 @@ class LlamaCppJudge:
             ) from exc
         self.load_seconds = time.perf_counter() - started
         self._lock = threading.Lock()
+        self._piece_buffer = ctypes.create_string_buffer(64)
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self.max_context = self.llm.n_ctx()
@@ -332,6 +358,11 @@ class LlamaCppJudge:
         self.stop_token_ids = [pieces[t] for t in STOP_TOKENS if t in pieces] or [self.llm.token_eos()]
         self.chat_template, template_note = self._chat_template()
         notes.append(template_note)
+        self.flash_attn = flash_attn
+        self.weight_repacking = bool(getattr(self.llm.model_params, "use_extra_bufts", True))
+        self.prefix_ids: tuple[int, ...] = self._prefix_ids() if prefix_cache else ()
+        # The ids whose keys and values are in llama.cpp's cache as a first segment of their own ((): none).
+        self._cached_prefix: tuple[int, ...] = ()
         self.scores = ScoreLocator(_VocabView(self, pieces, pieces.get("<unk>")))
         metadata = self.llm.metadata
         file_type = metadata.get("general.file_type", "")
@@ -348,6 +379,9 @@ class LlamaCppJudge:
                 *notes,
                 f"file {path.name}",
                 f"{self.n_threads} threads, {'all' if layers < 0 else layers} layers on the GPU",
+                f"flash attention {'on' if flash_attn else 'off'}, weight repacking "
+                f"{'on' if self.weight_repacking else 'off'}",
+                f"prefix cache: {len(self.prefix_ids)} tokens" if self.prefix_ids else "prefix cache off",
                 f"loaded in {self.load_seconds:.1f} s",
             ),
         )
@@ -395,6 +429,48 @@ class LlamaCppJudge:
         """Number of tokens of the chat-formatted prompt."""
         return len(self.chat_ids(prompt))
 
+    # -- the constant prompt prefix --------------------------------------------------------------
+    def _prefix_ids(self) -> tuple[int, ...]:
+        """Token ids of the chat-formatted text every GLIDER prompt starts with (the turn's opening and the
+        instructions up to the data); () when the chat template hides where the prompt starts."""
+        head = GLIDER_TEMPLATE.split("{data}", 1)[0]
+        text = self.chat_text(head + _DATA_MARKER)
+        cut = text.find(_DATA_MARKER)
+        return tuple(self.tokenize(text[:cut])) if cut > 0 else ()
+
+    def reusable_prefix(self, ids: Sequence[int]) -> int:
+        """How many leading ids are evaluated as a first segment of their own, kept in the cache between grades.
+
+        Those of the stored prefix that the prompt's ids match (tokenization may merge across the boundary),
+        leaving at least one id for the second segment. Every prompt is evaluated in the same two segments
+        whether or not the first is already cached, so a grade never depends on what was graded before.
+        """
+        if not self.prefix_ids:
+            return 0
+        return min(common_prefix_length(ids, self.prefix_ids), len(ids) - 1)
+
+    def _prefill(self, ids: Sequence[int]) -> int:
+        """Evaluate the prompt, reusing the cached prefix segment when it is this prompt's; returns the ids reused.
+
+        Called with the lock held. The cached segment is evaluated from an empty cache, exactly as a cold run
+        evaluates it, and llama.cpp keeps its cells untouched while later tokens come and go (the cache is
+        cut back to its end before the rest is evaluated), so both paths compute the same logits.
+        """
+        split = self.reusable_prefix(ids)
+        segment = tuple(ids[:split])
+        if split and segment == self._cached_prefix and self.llm.n_tokens >= split:
+            self.llm.n_tokens = split  # eval drops the cached tokens from here on
+            reused = split
+        else:
+            self._cached_prefix = ()
+            self.llm.reset()
+            if split:
+                self._eval(segment)
+                self._cached_prefix = segment
+            reused = 0
+        self._eval(ids[split:])
+        return reused
+
     def decode_bytes(self, ids: Sequence[int]) -> bytes:
         """The UTF-8 bytes of `ids`, special tokens left out, the SPM leading space removed (as transformers)."""
         if not ids:
@@ -409,6 +485,15 @@ class LlamaCppJudge:
                 return buffer.raw[:written]
             size = -written + 1
         raise JudgeError("llama.cpp could not detokenize the generated tokens.")
+
+    def _piece_bytes(self, token: int) -> bytes:
+        """The bytes one token adds after others (its SPM space kept, special tokens empty), as decode joins them."""
+        buffer = self._piece_buffer
+        written = self._llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if written < 0:
+            self._piece_buffer = buffer = ctypes.create_string_buffer(-written)
+            written = self._llama_cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[:written]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of `ids` (invalid UTF-8 replaced, as transformers' decode does)."""
@@ -453,22 +538,21 @@ class LlamaCppJudge:
             first_token: float | None = None
             generated: list[int] = []
             emitted = ""
-            # Every prompt is evaluated from an empty cache: reusing a previous prompt's prefix would make
-            # the logits (and so, rarely, a grade) depend on what was graded before.
-            self.llm.reset()
-            self._eval(ids)
+            utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+            reused = self._prefill(ids)
             while True:
                 token = int(np.argmax(self._last_logits()))  # greedy; ties go to the lowest id, as in torch
                 generated.append(token)
                 if token in stops:
                     break
-                # Text decoded so far, holding back an incomplete UTF-8 character at the end.
-                text = codecs.getincrementaldecoder("utf-8")("replace").decode(self.decode_bytes(generated))
-                if len(text) > len(emitted) and text.startswith(emitted):
+                # The new token's bytes (the first's SPM space dropped, as decode does); the UTF-8 decoder
+                # holds back an incomplete character until its last byte arrives.
+                delta = utf8.decode(self.decode_bytes([token]) if len(generated) == 1 else self._piece_bytes(token))
+                if delta:
                     if first_token is None:
                         first_token = time.perf_counter() - started
-                    yield text[len(emitted) :]
-                    emitted = text
+                    yield delta
+                    emitted += delta
                 if len(generated) >= max_new_tokens:
                     break
                 self._eval([token])
@@ -494,7 +578,8 @@ class LlamaCppJudge:
             seconds=seconds,
             first_token_seconds=first_token,
             warnings=tuple(warnings),
-            settings={"do_sample": False, "stop_token_ids": list(self.stop_token_ids), "n_ctx": self.max_context},
+            settings={"do_sample": False, "stop_token_ids": list(self.stop_token_ids), "n_ctx": self.max_context,
+                      "prefix_cached_tokens": reused},
         )
 
     # -- score distribution ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from core.store import Store
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
+from tests.net import SLOW_MACHINE
 from webapp.main import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,7 @@ def test_app_py_grades_with_a_local_model_and_stores(trained_model_dir: Path, tm
     process, port = _start(["--model", str(trained_model_dir), "--quantization", "none", "--db", f"sqlite:///{db}"],
                            tmp_path)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, httpx_kwargs=SLOW_MACHINE)
         status = _wait_for_judge(client)
         assert status["state"] == "ready" and status["judge"]["quantization"] == "none", status
         result = client.predict(
@@ -95,7 +96,7 @@ def test_app_py_starts_without_a_model_and_explains(tmp_path: Path) -> None:
 
     process, port = _start(["--model", str(tmp_path / "missing-model")], tmp_path)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, httpx_kwargs=SLOW_MACHINE)
         status = _wait_for_judge(client)
         assert status["state"] == "failed" and "does not exist" in status["error"]
         with pytest.raises(Exception, match="does not exist"):

@@ -19,6 +19,7 @@ from gradio_client import Client
 
 from core.judge.base import Generation
 from tests.fakes import ScriptedJudge
+from tests.net import SLOW_MACHINE
 from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
 from tests.webapp_helpers import (
     BRIDGE_ANSWER,
@@ -190,7 +191,7 @@ def test_cancel_then_resume_while_a_single_grade_slips_in(
     sync_api.expect(meter).to_contain_text(re.compile(r"rows/s · ETA \d+ s"))
 
     # A single grade runs now, between two batches, instead of waiting for the whole job.
-    client = Client(url, verbose=False)
+    client = Client(url, verbose=False, httpx_kwargs=SLOW_MACHINE)
     try:
         result = client.predict(CONTEXT, "", SINGLE_OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC,
                                 api_name="/grade")

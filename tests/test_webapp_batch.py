@@ -485,6 +485,8 @@ def test_the_app_builds_the_judge_from_the_shared_flags(tmp_path: Path) -> None:
     assert services.judge_loading is not None and services.judge_loading.startswith("openai: glider")
     assert isinstance(services.batch, BatchJobs) and services.batch.store is store
     default = build_services(parse_args([]), store, auth=True)
-    assert default.judge_identity is not None and default.judge_identity["backend"] == "transformers"
+    # The default back-end is auto, resolved for this machine before the identity is taken.
+    assert default.judge_identity is not None and default.judge_identity["backend"] == judge_options(parse_args([]))[0]
+    assert default.judge_identity["backend"] != "auto" and default.judge_reason
     assert default.auth_enabled and default.studies is not None
     store.close()

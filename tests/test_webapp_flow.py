@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import pytest
 
 from core.errors import JudgeError, StorageError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, Generation
+from core.judge.options import judge_choice
 from core.prompt import DEFAULT_TAGS
+from core.store import Store
 from tests.fakes import WELL_FORMED, ScriptedJudge
 from tests.test_webapp_render import Markup
 from tests.webapp_helpers import (
@@ -22,11 +25,13 @@ from tests.webapp_helpers import (
     build,
     by_id,
     component,
+    grade_in_form,
     handler,
     make_services,
     value,
 )
-from webapp import Services
+from webapp import Services, main
+from webapp import app as app_module
 
 CONTEXT = "France's capital city is Paris, on the Seine."
 OUTPUT = "Paris is the capital of France."
@@ -42,8 +47,8 @@ def grade_inputs(
 
 
 def run_grade(demo: gr.Blocks, *inputs: Any) -> list[dict[str, Any]]:
-    """Every update the Grade button's generator yields, keyed by elem_id."""
-    return [by_id(demo, update) for update in handler(demo, "on_grade")(*inputs)]
+    """Every update the Grade button's events make, keyed by elem_id."""
+    return [by_id(demo, update) for update in grade_in_form(demo, *inputs)]
 
 
 def final_view(updates: list[dict[str, Any]]) -> dict[str, Any]:
@@ -68,7 +73,10 @@ def demo(services: Services) -> gr.Blocks:
 # --- grading ---------------------------------------------------------------------------------
 
 
-def test_grading_streams_then_renders_and_stores_the_judgment(demo: gr.Blocks, services: Services) -> None:
+def test_grading_streams_then_renders_and_stores_the_judgment(
+    demo: gr.Blocks, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "STREAM_EVERY_S", 0.0)  # every piece is drawn
     updates = run_grade(demo, *grade_inputs())
     streamed = [value(u["gl-stream"]) for u in updates if "gl-stream" in u]
     assert len(streamed) > 3, "the raw answer should arrive in several pieces"
@@ -91,6 +99,41 @@ def test_grading_streams_then_renders_and_stores_the_judgment(demo: gr.Blocks, s
     judgment = services.store.get_judgment(stored[0].id)
     assert judgment is not None and judgment.score == 1
     assert judgment.fields["CONTEXT"] == CONTEXT and judgment.fields["MODEL OUTPUT"] == OUTPUT
+
+
+class Clock:
+    """A monotonic clock that a judge moves forward by `step` seconds per streamed piece."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 1000.0, step
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class PacedJudge(ScriptedJudge):
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(chunk_size=8)
+        self.clock = clock
+
+    def stream(self, prompt: str, **kwargs: Any) -> Iterator[str | Generation]:
+        for event in super().stream(prompt, **kwargs):
+            if isinstance(event, str):
+                self.clock.now += self.clock.step
+            yield event
+
+
+def test_the_live_box_is_redrawn_at_most_every_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = Clock(step=0.03)
+    monkeypatch.setattr(app_module, "time", clock)
+    services = make_services(tmp_path, judge=PacedJudge(clock))
+    updates = run_grade(build(services), *grade_inputs())
+    drawn = [value(u["gl-stream"]) for u in updates if "gl-stream" in u and value(u["gl-stream"])]
+    pieces = -(-len(WELL_FORMED) // 8)
+    # The first piece at once, then one redraw per 0.1 s of (fake) time: every 4th piece at 0.03 s a piece.
+    assert [len(text) for text in drawn] == [min(8 * n, len(WELL_FORMED)) for n in range(1, pieces + 1, 4)]
+    assert all(WELL_FORMED.startswith(text) for text in drawn)
+    assert value(final_view(updates)["gl-result-raw"]) == WELL_FORMED  # the finished answer is shown whole
 
 
 def test_renamed_tags_reach_the_prompt_and_the_highlights(demo: gr.Blocks, services: Services) -> None:
@@ -212,6 +255,48 @@ def test_banner_describes_the_loaded_judge(demo: gr.Blocks) -> None:
     assert "tests/scripted-judge" in banner and "scripted" in banner and "cpu" in banner
 
 
+# --- why this back-end (core.judge.options.judge_choice, e.g. --backend auto) ---------------------
+
+
+REASON = "no CUDA GPU and llama-cpp-python is installed: GGUF Q4_K_M through llama.cpp, the fastest CPU path"
+
+
+@pytest.mark.parametrize("loaded", [True, False])
+def test_the_back_end_choice_reaches_the_banner_escaped(tmp_path: Path, loaded: bool) -> None:
+    payload = '<img src=x onerror="window.__xss=1">'
+    services = make_services(tmp_path, judge=ScriptedJudge() if loaded else None)
+    services.judge_loading = None if loaded else "llamacpp: PatronusAI/glider-gguf"
+    services.judge_reason = f"{REASON} {payload}"
+    demo = build(services)
+    banner = component(demo, "gl-banner").value
+    assert "<img" not in banner and html.escape(payload, quote=True) in banner
+    assert f"Why this back-end: {REASON} {payload}" in Markup(banner).all_text
+    assert handler(demo, "status_api")()["reason"] == services.judge_reason
+
+
+def test_the_app_takes_core_s_back_end_choice_and_its_reason(tmp_path: Path) -> None:
+    gguf = tmp_path / "glider-Q4_K_M.gguf"
+    gguf.write_bytes(b"GGUF")  # auto reads the name only; nothing is loaded here
+    args = main.parse_args(["--model", str(gguf), "--device", "cpu", "--db", f"sqlite:///{tmp_path / 'app.db'}"])
+    choice = judge_choice(args)
+    assert choice.backend == "llamacpp" and "GGUF" in choice.reason
+    store = Store(args.db)
+    services = main.build_services(args, store, auth=False, choice=choice)
+    assert services.judge_reason == choice.reason
+    assert services.judge_loading == f"llamacpp: {gguf} (device=cpu)"
+    assert services.judge_identity == {"backend": "llamacpp", "model": str(gguf)}
+    assert choice.reason in Markup(component(build(services), "gl-banner").value).all_text
+    store.close()
+
+
+def test_a_named_back_end_is_kept_and_said_so(tmp_path: Path) -> None:
+    args = main.parse_args(["--backend", "openai", "--base-url", "http://127.0.0.1:9/v1", "--model", "glider"])
+    services = main.build_services(args, Store(f"sqlite:///{tmp_path / 'app.db'}"), auth=False)
+    assert services.judge_loading.startswith("openai: glider")
+    assert services.judge_reason == "openai: chosen with --backend (or GLIDER_BACKEND)"
+    services.store.close()
+
+
 # --- the form --------------------------------------------------------------------------------
 
 
@@ -299,10 +384,12 @@ def test_api_function_returns_the_result_json(demo: gr.Blocks, services: Service
         handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, "")
 
 
-def test_grade_events_share_one_judge_queue_and_only_grade_and_status_are_public(demo: gr.Blocks) -> None:
+def test_grade_events_queue_apart_and_only_grade_and_status_are_public(demo: gr.Blocks) -> None:
     fns = {fn.name: fn for fn in demo.fns.values()}
-    for name in ("on_grade", "grade_api"):
-        assert fns[name].concurrency_id == "judge" and fns[name].concurrency_limit == 1
+    assert fns["on_grade"].concurrency_id == "judge" and fns["on_grade"].concurrency_limit == 1
+    # Several /grade calls wait in the batcher at once (two batches' worth); the judge's gate keeps them
+    # apart from the streamed grade (tests/test_webapp_grade_queue.py).
+    assert fns["grade_api"].concurrency_id == "grade-api" and fns["grade_api"].concurrency_limit == 16
     assert fns["grade_api"].api_name == "grade" and fns["grade_api"].api_visibility == "public"
     public = [fn.name for fn in demo.fns.values() if fn.api_visibility == "public"]
     assert sorted(public) == ["grade_api", "status_api"]

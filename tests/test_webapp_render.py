@@ -110,6 +110,9 @@ RENDERERS = {
         BackendInfo(backend=p, model_id=p, quantization=p, dtype=p, device=p, notes=(p,))
     ),
     "load error": lambda p: render.render_backend_banner(None, p),
+    "back-end choice, ready": lambda p: render.render_backend_banner(BackendInfo("llamacpp", "m"), reason=p),
+    "back-end choice, loading": lambda p: render.render_backend_banner(None, loading=p, reason=p),
+    "back-end choice, failed": lambda p: render.render_backend_banner(None, "no file", reason=p),
     "error message": render.render_error,
     "warnings": lambda p: render.render_warnings([p]),
     "notice": render.render_notice,
@@ -245,6 +248,16 @@ def test_backend_banner_names_the_model_and_the_fix_when_it_failed() -> None:
         assert expected in ok
     failed = Markup(render.render_backend_banner(None, "No such directory: /models/glider")).all_text
     assert "No such directory: /models/glider" in failed and "--model /path/to/local/model" in failed
+    assert "Why this back-end" not in ok + failed  # nothing chose it: nothing to explain
+
+
+def test_backend_banner_says_why_the_back_end_was_chosen_in_every_state() -> None:
+    reason = "no CUDA GPU and llama-cpp-python is installed: GGUF Q4_K_M through llama.cpp, the fastest CPU path"
+    banners = [render.render_backend_banner(BackendInfo("llamacpp", "PatronusAI/glider-gguf"), reason=reason),
+               render.render_backend_banner(None, loading="llamacpp: PatronusAI/glider-gguf", reason=reason),
+               render.render_backend_banner(None, "The GGUF file is missing.", reason=reason)]
+    for banner in banners:
+        assert f"Why this back-end: {reason}" in Markup(banner).all_text
 
 
 # --- distribution chart ------------------------------------------------------------------------

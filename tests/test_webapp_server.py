@@ -15,6 +15,7 @@ from gradio_client import Client
 from core.judge.base import Generation
 from core.store import Store
 from tests.fakes import ScriptedJudge
+from tests.net import SLOW_MACHINE
 from tests.webapp_helpers import FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, answer, launched, make_services
 
 # Gradio's queue analytics use a pandas option that pandas 3 deprecates (raised in the server thread).
@@ -51,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Clie
     judge = CountingJudge(answer("- It adds \"passes Vienna\", which the context never says.", HIGHLIGHTS, 0))
     services = make_services(tmp_path_factory.mktemp("server"), judge=judge)
     with launched(services) as url:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs=SLOW_MACHINE)
         yield url, client, services.store, judge
         client.close()
     services.store.close()
@@ -128,7 +129,7 @@ def test_page_serves_the_stylesheet(server: tuple[str, Client, Store, CountingJu
 def test_missing_judge_is_reported_by_the_api(tmp_path: Path) -> None:
     services = make_services(tmp_path, judge=None, judge_error="No model at /models/glider.")
     with launched(services) as url:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, httpx_kwargs=SLOW_MACHINE)
         with pytest.raises(Exception, match="No model at /models/glider"):
             client.predict(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, api_name="/grade")
         client.close()

@@ -21,6 +21,7 @@ from gradio_client import Client
 from core.errors import InputError
 from core.studies import Studies, User
 from tests.fakes import ScriptedJudge
+from tests.net import SLOW_MACHINE
 from tests.test_webapp_render import Markup
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
@@ -29,6 +30,7 @@ from tests.webapp_helpers import (
     answer,
     build,
     by_id,
+    grade_in_form,
     handler,
     launched,
     make_services,
@@ -258,7 +260,7 @@ def test_add_to_study_from_the_grade_tab_attaches_the_judgment_only_for_the_same
 ) -> None:
     study_id = create_study(demo)
     tags, texts = ["CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"], ["Paris is in France.", "", "Paris.", ""]
-    updates = list(handler(demo, "on_grade")(*tags, *texts, FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 512))
+    updates = grade_in_form(demo, *tags, *texts, FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 512)
     graded = next(val for key, val in updates[-1].items() if isinstance(key, gr.State))
     assert graded["fields"] == {"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris."}
 
@@ -557,14 +559,14 @@ def test_the_http_api_exposes_no_label_handler_and_refuses_anyone_not_signed_in(
     study_id = ready_study(demo, tmp_path)  # the launched app shares this database
     with launched(services) as url:
         base = url.rstrip("/")
-        with httpx.Client(timeout=10) as anonymous:
+        with httpx.Client(timeout=60) as anonymous:
             assert anonymous.get(f"{base}/gradio_api/info").status_code == 401
             assert anonymous.get(f"{base}/config").status_code == 401
             call = anonymous.post(f"{base}/gradio_api/call/grade", json={"data": ["", "", "x", "", "c", "0: a\n1: b"]})
             assert call.status_code == 401
             wrong = anonymous.post(f"{base}/login", data={"username": "ann", "password": "guess"})
             assert wrong.status_code == 400
-        client = Client(url, auth=("ann", PASSWORD), verbose=False)
+        client = Client(url, auth=("ann", PASSWORD), verbose=False, httpx_kwargs=SLOW_MACHINE)
         try:
             info = client.view_api(print_info=False, return_format="dict")
             assert sorted(info["named_endpoints"]) == ["/grade", "/status"]
@@ -580,7 +582,7 @@ def test_the_http_api_exposes_no_label_handler_and_refuses_anyone_not_signed_in(
         # the queue. Then the request's own username is what core checks, so an annotator gets no data.
         row = {"index": [0, 0], "value": "1", "row_value": ["1"]}
         for username, expected in (("bob", "Only an admin may export a study"), ("ada", "Item #1")):
-            with httpx.Client(timeout=10) as http:
+            with httpx.Client(timeout=60) as http:
                 assert http.post(f"{base}/login", data={"username": username, "password": PASSWORD}).is_success
                 output = call_event(http, base, "gl-agree-disagreements", "select", [study_id], row)
             shown = Markup(output["data"][0]["value"]).all_text

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,14 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from core.batch import BatchJobs  # noqa: E402
+from core.errors import JudgeError  # noqa: E402
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS, BatchOutcome, Generation  # noqa: E402
 from core.presets import Preset, load_presets  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.studies import ADMIN, ANNOTATOR, Studies  # noqa: E402
 from tests.fakes import ScriptedJudge  # noqa: E402
 from webapp import Services, build_app, launch_options  # noqa: E402
-from webapp.app import auth_options  # noqa: E402
+from webapp.app import auth_options, enable_queue  # noqa: E402
 
 XSS_PAYLOADS = (
     "<script>window.__xss=1</script>",
@@ -58,6 +63,62 @@ BRIDGE_ANSWER = answer(
     0,
 )
 BRIDGE_DISTRIBUTION = {0: 0.83, 1: 0.17}
+
+
+def quoted_output(prompt: str) -> str:
+    """The MODEL OUTPUT a GLIDER prompt carries (what BatchingJudge quotes back)."""
+    return prompt.split("<MODEL OUTPUT>\n", 1)[1].split("\n</MODEL OUTPUT>", 1)[0]
+
+
+class BatchingJudge(ScriptedJudge):
+    """A scripted judge with `generate_batch`: answers each prompt by highlighting its own MODEL OUTPUT.
+
+    It records the size of every batch and counts generations running at once (a stream counts too);
+    each batch and each streamed piece takes `delay` seconds, so concurrent callers queue up behind it.
+    """
+
+    def __init__(self, delay: float = 0.2) -> None:
+        super().__init__()
+        self.delay = delay
+        self.batches: list[int] = []
+        self.active = 0
+        self.most_at_once = 0
+        self.guard = threading.Lock()
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        with self.guard:
+            self.active += 1
+            self.most_at_once = max(self.most_at_once, self.active)
+        try:
+            yield
+        finally:
+            with self.guard:
+                self.active -= 1
+
+    def generate_batch(self, prompts: Sequence[str], *, scales: Sequence[tuple[int, int] | None],
+                       max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[BatchOutcome]:
+        with self._running():
+            with self.guard:
+                self.batches.append(len(prompts))
+            time.sleep(self.delay)
+            outcomes: list[BatchOutcome] = []
+            for prompt, scale in zip(prompts, scales, strict=True):
+                try:
+                    self._check(prompt)
+                except JudgeError as error:  # this prompt alone
+                    outcomes.append(error)
+                    continue
+                text = answer("- It says what it says.", [quoted_output(prompt)], 1)
+                outcomes.append(replace(self._generation(prompt, scale), text=text))
+            return outcomes
+
+    def stream(self, prompt: str, **kwargs: object) -> Iterator[str | Generation]:
+        with self._running():
+            for event in super().stream(prompt, **kwargs):  # type: ignore[arg-type]
+                if isinstance(event, str):
+                    time.sleep(self.delay / 4)
+                yield event
 
 
 def make_services(
@@ -108,6 +169,21 @@ def handler(demo: gr.Blocks, name: str) -> Callable[..., Any]:
         if block_fn.name == name and block_fn.fn is not None:
             return block_fn.fn
     raise LookupError(f"no event handler named {name!r}")
+
+
+def grade_in_form(demo: gr.Blocks, *inputs: Any) -> list[dict[Any, Any]]:
+    """Every update the Grade button's three events make, in order, as the page would run them.
+
+    on_grade_start opens the live box, on_grade streams (in the judge's queue) and leaves the outcome in a
+    State, on_grade_done renders it.
+    """
+    updates: list[dict[Any, Any]] = [handler(demo, "on_grade_start")()]
+    outcome = None
+    for update in handler(demo, "on_grade")(*inputs):
+        updates.append(update)
+        outcome = next((val for key, val in update.items() if isinstance(key, gr.State)), outcome)
+    updates.append(handler(demo, "on_grade_done")(outcome))
+    return updates
 
 
 def component(demo: gr.Blocks, elem_id: str) -> Any:
@@ -173,7 +249,7 @@ def build(services: Services) -> gr.Blocks:
 def launched(services: Services) -> Iterator[str]:
     """Build and launch the app on a free local port (behind sign-in when services.auth_enabled); yield its URL."""
     with _closing_stray_event_loops():
-        demo = build_app(services)
+        demo = enable_queue(build_app(services))  # as webapp.main serves it
         _, url, _ = demo.launch(
             prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
             **launch_options(), **auth_options(services),

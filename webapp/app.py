@@ -1,15 +1,18 @@
 """The Gradio interface: `build_app(services)` builds the Blocks; every callback is a thin adapter.
 
 Callbacks turn widget values into a core call and return `{component: update}` dicts. HTML comes only
-from webapp.render. Grade events from the page and from the HTTP API share one concurrency group so
-two generations never run on one model at the same time. The Batch tab (webapp.batch_ui) runs in its
-own queue. The human-agreement tabs (Studies, Label, Agreement) live in webapp.studies_ui.
+from webapp.render. Two generations never run on one model at the same time: the streamed Grade button
+(and a study's grading) queue in the judge's concurrency group, and every generation the page or the API
+starts holds the judge's gate (Services.judge_gate). Concurrent `/grade` API calls are batched into one
+generation (webapp.grade_queue). The Batch tab (webapp.batch_ui) runs in its own queue. The
+human-agreement tabs (Studies, Label, Agreement) live in webapp.studies_ui.
 
 No `from __future__ import annotations` here: Gradio reads the API function's type hints at runtime.
 """
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +20,14 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.grading import GradeRequest, GradeResult, grade, grade_stream
+from core.errors import GliderError, JudgeError
+from core.grading import GradeRequest, GradeResult, grade_batch, grade_stream
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.presets import Preset
 from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
 from webapp import render
 from webapp.batch_ui import BatchHandlers, BatchTab
+from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
 from webapp.studies_ui import (
     JUDGE_CONCURRENCY_ID,
@@ -50,6 +55,21 @@ log = logging.getLogger(__name__)
 CSS_PATH = Path(__file__).resolve().parent.parent / "assets" / "style.css"
 HISTORY_HEADERS = ["ID", "Time", "Score", "Status", "Model", "Preview"]
 HISTORY_LIMIT = 200
+# `/grade` calls queue in their own group so that several can wait in the batcher at once (see
+# webapp.grade_queue); the judge's gate, not this group, keeps them apart from other generations.
+API_CONCURRENCY_ID = "grade-api"
+# The live reasoning box is redrawn at most this often: every redraw is a queue message the page renders,
+# and a fast judge makes tokens much faster than anyone reads them.
+STREAM_EVERY_S = 0.1
+# Gradio 6 looks for new events every millisecond while its queue is idle, which is also while a grade
+# generates: about 6 % of a CPU core taken from the model on a CPU machine. Every 5 ms costs about 2 %
+# and starts an event at most 5 ms later.
+QUEUE_POLL_S = 0.005
+# Gradio keeps the state of this many sessions (oldest dropped first). Every plain HTTP call of /grade is
+# a session of its own, about 0.4 MB here (a copy of the whole page's configuration); Gradio's default of
+# 10,000 would let API traffic hold about 4 GB.
+STATE_SESSIONS = 1000
+WAITING = "Waiting for the judge (it grades one item at a time; another grade may be running) \u2026"
 AUTH_MESSAGE = "Sign in to GLIDER Studio. An admin creates accounts with `python -m core create-user NAME`."
 
 _PLACEHOLDERS = {
@@ -60,9 +80,19 @@ _PLACEHOLDERS = {
 }
 
 
+def enable_queue(demo: gr.Blocks) -> gr.Blocks:
+    """Turn on Gradio's queue (one event at a time per group unless set) and make it poll every QUEUE_POLL_S."""
+    demo.queue(default_concurrency_limit=1)
+    queue = getattr(demo, "_queue", None)  # no public setting for the poll interval in Gradio 6.31
+    if queue is not None and isinstance(getattr(queue, "sleep_when_free", None), float):
+        queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_POLL_S)
+    return demo
+
+
 def launch_options() -> dict[str, Any]:
     """Keyword arguments for `Blocks.launch`: since Gradio 6, CSS, theme and page JS are launch settings."""
     return {
+        "state_session_capacity": STATE_SESSIONS,
         "css_paths": [CSS_PATH],
         "js": LABEL_KEYS_JS,
         "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate").set(
@@ -176,6 +206,7 @@ class GradeTab:
     panel: ResultPanel
     add: AddToStudy
     graded: gr.State  # the last finished grade's inputs and judgment id, for "Add to study"
+    outcome: gr.State  # the running grade's GradeResult, or the message saying why there is none
 
     @classmethod
     def create(cls, presets: list[Preset]) -> "GradeTab":
@@ -218,12 +249,13 @@ class GradeTab:
                     "Fill in the fields (or pick a preset and load its example) and press Grade."
                 ), elem_id="gl-message")
                 stream = gr.Textbox(label="Reasoning (streaming)", lines=10, max_lines=20, interactive=False,
-                                    visible=False, autoscroll=True, elem_id="gl-stream")
+                                    visible=False, autoscroll=True, placeholder=WAITING, elem_id="gl-stream")
                 panel = ResultPanel.create("gl-result")
                 add = AddToStudy.create()
         graded = gr.State(None)
+        outcome = gr.State(None)
         return cls(preset, load_example, preset_info, texts, tags, pass_criteria, rubric, scale, max_tokens,
-                   grade_button, message, stream, panel, add, graded)
+                   grade_button, message, stream, panel, add, graded, outcome)
 
     def fill(self, fields: dict[str, str], pass_criteria: str, rubric: str) -> dict[Any, Any]:
         """Updates that put a tag → text mapping, pass criteria and rubric into the form."""
@@ -274,6 +306,9 @@ class Handlers:
         self.tabs = tabs
         self.grade = grade
         self.history = history
+        self.batcher: GradeBatcher[GradeResult] = GradeBatcher(
+            self._grade_many, gate=services.judge_gate, max_batch_size=services.api_batch_size
+        )
 
     # --- Grade tab ------------------------------------------------------------------------------
 
@@ -300,15 +335,25 @@ class Handlers:
     def on_rubric(self, rubric: str) -> dict[Any, Any]:
         return {self.grade.scale: describe_scale(rubric or "")}
 
+    # Grade is three events: open the live box, stream the answer in the judge's queue, render it. The
+    # streaming event has only the live box and a State as outputs because Gradio 6 rebuilds every other
+    # output component of an event (gr.skip()) on each streamed update: with the whole result panel as
+    # outputs, that cost more CPU per redraw than a small judge spends on a token.
+
+    def on_grade_start(self) -> dict[Any, Any]:
+        """Hide the previous answer and open the live box (the grade itself waits in the judge's queue)."""
+        g = self.grade
+        return {g.message: _html(""), g.stream: gr.update(value="", visible=True), **g.panel.hide(),
+                g.outcome: None}
+
     def on_grade(self, *values: Any) -> Iterator[dict[Any, Any]]:
-        """Stream the raw answer into the live box, then show the rendered, stored judgment."""
+        """Stream the raw answer into the live box; the stored GradeResult (or why there is none) goes to `outcome`."""
         g = self.grade
         tags, texts = values[:SLOTS], values[SLOTS : 2 * SLOTS]
         pass_criteria, rubric, max_tokens = values[2 * SLOTS :]
-        cleared = {g.message: _html(""), g.stream: gr.update(value="", visible=False), **g.panel.hide()}
         judge = self.services.judge
         if judge is None:
-            yield {**cleared, g.message: _html(render.render_error(_no_judge_message(self.services)))}
+            yield {g.outcome: _no_judge_message(self.services)}
             return
         streamed = ""
         result: GradeResult | None = None
@@ -319,33 +364,43 @@ class Handlers:
                 rubric=rubric or "",
                 max_new_tokens=int(max_tokens or DEFAULT_MAX_NEW_TOKENS),
             )
-            yield {**cleared, g.stream: gr.update(value="", visible=True)}
-            for event in grade_stream(judge, request, self.services.store):
-                if isinstance(event, str):
-                    streamed += event
-                    yield {g.stream: streamed}
-                else:
-                    result = event
+            shown_at = 0.0
+            with self.services.judge_gate:  # no /grade batch runs on the model meanwhile
+                for event in grade_stream(judge, request, self.services.store):
+                    if isinstance(event, str):
+                        streamed += event
+                        if time.monotonic() - shown_at >= STREAM_EVERY_S:  # the first piece shows at once
+                            shown_at = time.monotonic()
+                            yield {g.stream: streamed}
+                    else:
+                        result = event
         except Exception as error:  # core's errors and anything else: a message, never a traceback
-            yield {**cleared, g.message: _html(render.render_error(_failure(error)))}
+            yield {g.outcome: _failure(error)}
             return
-        if result is None:
-            yield {**cleared, g.message: _html(render.render_error("The judge returned no result."))}
-            return
-        graded = {"judgment_id": result.judgment_id, "pass_criteria": result.request.pass_criteria,
-                  "rubric": result.request.rubric,
-                  "fields": {tag: text for tag, text in result.request.fields.items() if text and text.strip()}}
-        yield {**cleared, **g.panel.show(JudgmentView.from_result(result)), g.graded: graded}
+        yield {g.outcome: result if result is not None else "The judge returned no result."}
+
+    def on_grade_done(self, outcome: GradeResult | str | None) -> dict[Any, Any]:
+        """Replace the live box with the rendered, stored judgment, or with the message saying why there is none."""
+        g = self.grade
+        cleared = {g.message: _html(""), g.stream: gr.update(value="", visible=False), **g.panel.hide()}
+        if not isinstance(outcome, GradeResult):
+            message = outcome or "The grade was stopped before it finished."
+            return {**cleared, g.message: _html(render.render_error(message))}
+        graded = {"judgment_id": outcome.judgment_id, "pass_criteria": outcome.request.pass_criteria,
+                  "rubric": outcome.request.rubric,
+                  "fields": {tag: text for tag, text in outcome.request.fields.items() if text and text.strip()}}
+        return {**cleared, **g.panel.show(JudgmentView.from_result(outcome)), g.graded: graded}
 
     def status_api(self) -> dict[str, Any]:
         """Whether the judge is ready: state is "loading", "ready" or "failed", with the judge or the reason."""
         services = self.services
         judge = services.judge
         if judge is not None:
-            return {"state": "ready", "judge": asdict(judge.info), "error": None}
+            return {"state": "ready", "judge": asdict(judge.info), "error": None, "reason": services.judge_reason}
         if services.judge_loading:
-            return {"state": "loading", "judge": None, "error": None, "loading": services.judge_loading}
-        return {"state": "failed", "judge": None, "error": _no_judge_message(services)}
+            return {"state": "loading", "judge": None, "error": None, "loading": services.judge_loading,
+                    "reason": services.judge_reason}
+        return {"state": "failed", "judge": None, "error": _no_judge_message(services), "reason": services.judge_reason}
 
     def grade_api(
         self,
@@ -362,17 +417,24 @@ class Handlers:
         Returns score, status, problems, reasoning, highlights, spans (field/start/end/phrase, offsets
         in characters of that field), ungrounded, distribution and the stored judgment_id.
         """
-        judge = self.services.judge
-        if judge is None:
+        if self.services.judge is None:
             raise gr.Error(_no_judge_message(self.services), print_exception=False)
-        fields = {CONTEXT: context or "", USER_INPUT: user_input or "", MODEL_OUTPUT: model_output or "",
-                  GOLD_ANSWER: gold_answer or ""}
-        request = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
-                               max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
         try:
-            return grade(judge, request, self.services.store).to_dict()
+            fields = {CONTEXT: context or "", USER_INPUT: user_input or "", MODEL_OUTPUT: model_output or "",
+                      GOLD_ANSWER: gold_answer or ""}
+            request = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
+                                   max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
+            # Graded together with the /grade calls that arrive meanwhile; this call's own error comes back here.
+            return self.batcher.submit(request).to_dict()
         except Exception as error:  # gradio_client raises with this message
             raise gr.Error(_failure(error), print_exception=False) from error
+
+    def _grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult | GliderError]:
+        """One batch of /grade calls: one batched generation where the back-end has one (core.grading.grade_batch)."""
+        judge = self.services.judge
+        if judge is None:
+            raise JudgeError(_no_judge_message(self.services))
+        return grade_batch(judge, requests, self.services.store)
 
     # --- History tab ----------------------------------------------------------------------------
 
@@ -451,7 +513,7 @@ class Handlers:
     # --- wiring ---------------------------------------------------------------------------------
 
     def wire(self, demo: gr.Blocks) -> None:
-        """Attach every event. Only `grade` is an API endpoint; both grade events share the judge's queue."""
+        """Attach every event. Only `grade` and `status` are API endpoints; see the module doc for the queues."""
         g, h = self.grade, self.history
         g.preset.change(self.on_preset, g.preset, [g.pass_criteria, g.rubric, g.preset_info], api_visibility=PRIVATE)
         g.load_example.click(self.on_load_example, g.preset,
@@ -460,15 +522,25 @@ class Handlers:
         gr.on([tag.change for tag in g.tags], self.on_tags, g.tags, g.texts, api_visibility=PRIVATE, queue=False)
         g.rubric.change(self.on_rubric, g.rubric, g.scale, api_visibility=PRIVATE, queue=False)
         g.grade_button.click(
+            self.on_grade_start, None, [g.message, g.stream, g.panel.column, g.outcome], api_visibility=PRIVATE,
+            queue=False, show_progress="hidden",
+        ).then(
             self.on_grade,
             [*g.tags, *g.texts, g.pass_criteria, g.rubric, g.max_tokens],
-            [g.message, g.stream, *g.panel.outputs, g.graded],
+            [g.stream, g.outcome],
             api_visibility=PRIVATE,
             concurrency_id=JUDGE_CONCURRENCY_ID,
             concurrency_limit=1,
-            show_progress="minimal",
+            # No progress timer: Gradio redraws it every animation frame, which took a quarter of the speed of
+            # a judge on the same CPU as the browser. The live box says it is waiting, then shows the answer.
+            show_progress="hidden",
+        ).then(
+            self.on_grade_done, g.outcome, [g.message, g.stream, *g.panel.outputs, g.graded], api_visibility=PRIVATE,
+            queue=False, show_progress="hidden",
         )
-        gr.api(self.grade_api, api_name="grade", concurrency_id=JUDGE_CONCURRENCY_ID, concurrency_limit=1)
+        # Room for one batch waiting while another runs; more callers wait in Gradio's queue.
+        gr.api(self.grade_api, api_name="grade", concurrency_id=API_CONCURRENCY_ID,
+               concurrency_limit=2 * self.batcher.max_batch_size)
         gr.api(self.status_api, api_name="status", queue=False)
 
         opened = [h.message, h.selected, h.open_id, h.edit_button, *h.panel.outputs]
@@ -485,7 +557,7 @@ class Handlers:
 
 def _banner(services: Services) -> str:
     info = services.judge.info if services.judge is not None else None
-    return render.render_backend_banner(info, services.judge_error, services.judge_loading)
+    return render.render_backend_banner(info, services.judge_error, services.judge_loading, services.judge_reason)
 
 
 def build_app(services: Services) -> gr.Blocks:

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from core.batch import BatchJobs
 from core.errors import GliderError
 from core.judge import JudgeBackend, create_backend
-from core.judge.options import add_judge_arguments, describe_options, judge_identity, judge_options
+from core.judge.options import JudgeChoice, add_judge_arguments, describe_options, judge_choice, judge_identity
+from core.judge.transformers_backend import warm_parallel_runtime
 from core.presets import load_presets
 from core.settings import default_db_url
 from core.store import Store
 from core.studies import Studies, UserRow
-from webapp.app import auth_options, build_app, launch_options
+from webapp.app import auth_options, build_app, enable_queue, launch_options
 from webapp.services import Services
 
 log = logging.getLogger("glider_studio")
@@ -58,15 +59,16 @@ def users_exist(store: Store) -> bool:
         return bool(session.scalar(select(func.count()).select_from(UserRow)))
 
 
-def load_judge_into(services: Services, args: argparse.Namespace) -> None:
+def load_judge_into(services: Services, args: argparse.Namespace, choice: JudgeChoice | None = None) -> None:
     """Load the judge and publish it (or the reason it failed) on `services`; runs in a background thread."""
-    services.judge, services.judge_error = load_judge(args)
+    services.judge, services.judge_error = load_judge(args, choice)
     services.judge_loading = None
 
 
-def load_judge(args: argparse.Namespace) -> tuple[JudgeBackend | None, str | None]:
+def load_judge(args: argparse.Namespace, choice: JudgeChoice | None = None) -> tuple[JudgeBackend | None, str | None]:
     """The judge, or None and the reason: the app still starts without a model and says why."""
-    backend, options = judge_options(args)
+    chosen = choice or judge_choice(args)
+    backend, options = chosen.backend, chosen.options
     log.info("Loading judge %s ...", describe_options(backend, options))
     try:
         judge = create_backend(backend, **options)
@@ -90,14 +92,16 @@ def _on_zero_gpu(judge: JudgeBackend) -> JudgeBackend:
     return judge
 
 
-def build_services(args: argparse.Namespace, store: Store, auth: bool) -> Services:
+def build_services(args: argparse.Namespace, store: Store, auth: bool, choice: JudgeChoice | None = None) -> Services:
     """The services of a started app: the judge still to load (named by its back-end), batch jobs, studies."""
-    backend, options = judge_options(args)
+    chosen = choice or judge_choice(args)
+    backend, options, reason = chosen.backend, chosen.options, chosen.reason
     return Services(
         store=store,
         presets=load_presets(),
         judge=None,
         judge_loading=describe_options(backend, options),
+        judge_reason=reason,
         studies=Studies(store),
         auth_enabled=auth,
         # The identity the CLI computes from the same flags: a batch job started in the app and one
@@ -119,10 +123,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.info("Sign-in is on: the study tabs know who is labelling")
     else:
         log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
-    services = build_services(args, store, auth)
+    choice = judge_choice(args)
+    log.info("Judge back-end %s: %s", choice.backend, choice.reason)
+    services = build_services(args, store, auth, choice)
+    if choice.backend == "transformers":
+        # PyTorch's OpenMP pool must have run on the main thread before the judge (loaded on a thread, run on
+        # Gradio's worker threads) generates; otherwise every grade ran about 25x slower (measured on 2 cores).
+        warm_parallel_runtime()
     # The page is up at once; the model (minutes on a CPU when quantizing) arrives when it is ready.
-    threading.Thread(target=load_judge_into, args=(services, args), name="load-judge", daemon=True).start()
+    threading.Thread(target=load_judge_into, args=(services, args, choice), name="load-judge", daemon=True).start()
     demo = build_app(services)
-    demo.queue(default_concurrency_limit=1).launch(
+    enable_queue(demo).launch(
         server_name=args.host, server_port=args.port, share=args.share, **launch_options(), **auth_options(services)
     )

@@ -163,22 +163,26 @@ def render_score_card(view: JudgmentView) -> str:
     )
 
 
-def render_backend_banner(info: BackendInfo | None, error: str | None = None, loading: str | None = None) -> str:
-    """What judge is loaded, which one is loading, or why none is and how to fix it."""
+def render_backend_banner(
+    info: BackendInfo | None, error: str | None = None, loading: str | None = None, reason: str | None = None
+) -> str:
+    """What judge is loaded, which one is loading, or why none is and how to fix it; `reason` says why
+    this back-end was chosen (e.g. by `--backend auto`) and is shown in every state."""
+    why = f'<div class="gl-banner-note gl-banner-choice">Why this back-end: {esc(reason)}</div>' if reason else ""
     if info is None and loading:
         return (
             '<div class="gl-banner gl-banner-loading" role="status">'
             f"<strong>Loading the judge: {esc(loading)} …</strong>"
             "<div>Grading starts working as soon as it is ready (quantizing GLIDER to 4 bits on a CPU takes "
-            "several minutes). History works now.</div></div>"
+            f"several minutes). History works now.</div>{why}</div>"
         )
     if info is None:
-        reason = error or "No judge back-end was configured."
+        reason_text = error or "No judge back-end was configured."
         return (
             '<div class="gl-banner gl-banner-error" role="alert">'
             "<strong>The judge model is not loaded, so grading is unavailable.</strong>"
-            f'<div class="gl-banner-reason">{esc(reason)}</div>'
-            f"<div>To fix it, {esc(MODEL_HINT)}, then restart. History still works.</div></div>"
+            f'<div class="gl-banner-reason">{esc(reason_text)}</div>'
+            f"<div>To fix it, {esc(MODEL_HINT)}, then restart. History still works.</div>{why}</div>"
         )
     notes = "".join(f'<div class="gl-banner-note">{esc(note)}</div>' for note in info.notes)
     parts = [
@@ -188,7 +192,7 @@ def render_backend_banner(info: BackendInfo | None, error: str | None = None, lo
         ("Device", info.device),
     ]
     body = " ".join(f'<span class="gl-chip"><b>{esc(k)}</b> {esc(v)}</span>' for k, v in parts)
-    return f'<div class="gl-banner gl-banner-ok">{body}{notes}</div>'
+    return f'<div class="gl-banner gl-banner-ok">{body}{why}{notes}</div>'
 
 
 def render_error(message: str) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
-from core.batch import BatchJobs
+from core.batch import DEFAULT_BATCH_SIZE, BatchJobs
 from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.store import Store
@@ -27,6 +28,12 @@ class Services:
     `judge_identity` is what decides a grade's meaning (core.judge.options.judge_identity of the
     flags the judge was built from), so a batch job started here has the key the CLI gives the same
     data and settings. `batch` runs and exports batch jobs (None: the Batch tab says it is unavailable).
+
+    `judge_reason` says why this back-end was chosen (core.judge.options.judge_choice, e.g. for
+    `--backend auto`), shown in the banner; None when nothing chose it. `judge_gate` is held by every
+    generation the page and the API start (the streamed Grade button, `/grade` batches, a study's
+    grading), so two of them never run on the model at once. `api_batch_size`: the most `/grade` calls
+    that share one batched generation.
     """
 
     store: Store
@@ -38,3 +45,6 @@ class Services:
     auth_enabled: bool = False
     judge_identity: dict[str, Any] | None = None
     batch: BatchJobs | None = None
+    judge_reason: str | None = None
+    judge_gate: threading.Lock = field(default_factory=threading.Lock)
+    api_batch_size: int = DEFAULT_BATCH_SIZE

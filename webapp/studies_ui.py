@@ -637,9 +637,10 @@ class StudyHandlers:
         graded, problems = 0, []
         for item in progress.tqdm(todo, desc="Grading items"):
             try:
-                result = grade(judge, GradeRequest(fields=item.fields, pass_criteria=study.pass_criteria,
-                                                   rubric=study.rubric, max_new_tokens=max_tokens),
-                               self.services.store)
+                with self.services.judge_gate:  # /grade batches slip in between two items, never during one
+                    result = grade(judge, GradeRequest(fields=item.fields, pass_criteria=study.pass_criteria,
+                                                       rubric=study.rubric, max_new_tokens=max_tokens),
+                                   self.services.store)
                 if result.judgment_id is not None:
                     self._studies.attach_judgment(actor, item.id, result.judgment_id)
                 graded += 1

@@ -1,0 +1,189 @@
+"""Concurrent /grade calls share one batched generation (webapp.grade_queue), each with its own outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from core.errors import InputError, JudgeError
+from core.grading import GradeRequest
+from tests.net import SLOW_MACHINE
+from tests.webapp_helpers import (
+    FAITHFULNESS_CRITERIA,
+    FAITHFULNESS_RUBRIC,
+    BatchingJudge,
+    build,
+    handler,
+    launched,
+    make_services,
+)
+from webapp import Services
+from webapp.grade_queue import GradeBatcher
+
+# Gradio's queue analytics use a pandas option that pandas 3 deprecates (raised in the server thread).
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+
+def request(text: str, max_new_tokens: int = 64) -> GradeRequest:
+    return GradeRequest({"MODEL OUTPUT": text}, "Is it fine?", "0: no\n1: yes", max_new_tokens=max_new_tokens)
+
+
+class Recorder:
+    """A grade_many that answers each request with its text (or the error a test planted for it)."""
+
+    def __init__(self, gate: threading.Lock, errors: dict[str, Exception] | None = None,
+                 fail: Exception | None = None) -> None:
+        self.gate, self.errors, self.fail = gate, errors or {}, fail
+        self.batches: list[list[str]] = []
+
+    def __call__(self, requests: Sequence[GradeRequest]) -> list[str | Exception]:
+        assert self.gate.locked(), "a batch generates while holding the judge's gate"
+        texts = [r.fields["MODEL OUTPUT"] for r in requests]
+        self.batches.append(texts)
+        if self.fail is not None:
+            raise self.fail
+        return [self.errors.get(text, f"graded {text}") for text in texts]
+
+
+def submit_all(batcher: GradeBatcher[str], requests: Sequence[GradeRequest]) -> list[str | Exception]:
+    """Submit every request from its own thread at once; each thread's result or the error it raised."""
+
+    def one(req: GradeRequest) -> str | Exception:
+        try:
+            return batcher.submit(req)
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(one, requests))
+
+
+def test_concurrent_requests_share_one_batch_and_each_gets_its_own_result() -> None:
+    gate = threading.Lock()
+    grade_many = Recorder(gate)
+    # A long timeout: the first caller waits until the batch is full, so the test does not race.
+    batcher = GradeBatcher(grade_many, gate=gate, max_batch_size=5, batch_timeout=30)
+    texts = [f"answer {i}" for i in range(5)]
+    assert submit_all(batcher, [request(t) for t in texts]) == [f"graded {t}" for t in texts]
+    assert len(grade_many.batches) == 1 and sorted(grade_many.batches[0]) == texts
+
+
+def test_one_requests_error_reaches_that_caller_only() -> None:
+    gate = threading.Lock()
+    bad = InputError("The rubric names no scores.")
+    grade_many = Recorder(gate, errors={"b": bad})
+    batcher = GradeBatcher(grade_many, gate=gate, max_batch_size=3, batch_timeout=30)
+    assert submit_all(batcher, [request("a"), request("b"), request("c")]) == ["graded a", bad, "graded c"]
+    assert len(grade_many.batches) == 1
+
+
+def test_an_error_that_stops_the_batch_reaches_every_caller_in_it() -> None:
+    gate = threading.Lock()
+    down = JudgeError("Could not reach the judge server.")
+    batcher = GradeBatcher(Recorder(gate, fail=down), gate=gate, max_batch_size=2, batch_timeout=30)
+    assert submit_all(batcher, [request("a"), request("b")]) == [down, down]
+    assert not gate.locked()
+
+
+def test_batches_are_capped_and_split_by_token_limit() -> None:
+    gate = threading.Lock()
+    grade_many = Recorder(gate)
+    batcher = GradeBatcher(grade_many, gate=gate, max_batch_size=2, batch_timeout=0.05)
+    requests = [request(f"x{i}") for i in range(5)] + [request("long", max_new_tokens=128)]
+    outcomes = submit_all(batcher, requests)
+    assert outcomes == [f"graded {r.fields['MODEL OUTPUT']}" for r in requests]
+    assert all(len(batch) <= 2 for batch in grade_many.batches)
+    graded = sorted(text for batch in grade_many.batches for text in batch)
+    assert graded == sorted(r.fields["MODEL OUTPUT"] for r in requests)
+    assert ["long"] in grade_many.batches  # a batch decodes to one max_new_tokens
+
+
+def test_a_lone_request_is_graded_without_company() -> None:
+    gate = threading.Lock()
+    grade_many = Recorder(gate)
+    batcher = GradeBatcher(grade_many, gate=gate, max_batch_size=8, batch_timeout=0.01)
+    assert batcher.submit(request("alone")) == "graded alone"
+    assert grade_many.batches == [["alone"]]
+    with pytest.raises(ValueError, match="at least 1"):
+        GradeBatcher(grade_many, gate=gate, max_batch_size=0)
+
+
+def test_a_batch_waits_for_the_gate() -> None:
+    gate = threading.Lock()
+    grade_many = Recorder(gate)
+    batcher = GradeBatcher(grade_many, gate=gate, max_batch_size=8, batch_timeout=0)
+    gate.acquire()  # a streamed grade is generating
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(batcher.submit, request("later"))
+        time.sleep(0.1)
+        assert not pending.done() and grade_many.batches == []
+        gate.release()
+        assert pending.result(timeout=10) == "graded later"
+
+
+# --- in the app ----------------------------------------------------------------------------------------
+
+
+def api_args(output: str, rubric: str = FAITHFULNESS_RUBRIC) -> tuple[str, ...]:
+    return ("The context.", "", output, "", FAITHFULNESS_CRITERIA, rubric)
+
+
+@pytest.fixture
+def batching(tmp_path: Path) -> Iterator[tuple[Services, BatchingJudge]]:
+    judge = BatchingJudge(delay=0.3)
+    services = make_services(tmp_path, judge=judge)
+    yield services, judge
+    services.store.close()
+
+
+def test_the_streamed_grade_and_api_batches_never_generate_at_once(
+    batching: tuple[Services, BatchingJudge],
+) -> None:
+    services, judge = batching
+    demo = build(services)
+    on_grade, grade_api = handler(demo, "on_grade"), handler(demo, "grade_api")
+    form = [*("CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"), "The context.", "", "It is fine.", "",
+            FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 256]
+    calls: list[Callable[[], Any]] = [lambda: list(on_grade(*form))]
+    calls += [lambda i=i: grade_api(*api_args(f"output {i}")) for i in range(4)]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        results = [future.result(timeout=60) for future in [pool.submit(call) for call in calls]]
+    assert judge.most_at_once == 1
+    assert [r["highlights"] for r in results[1:]] == [[f"output {i}"] for i in range(4)]
+
+
+def test_concurrent_api_callers_share_batched_generations(batching: tuple[Services, BatchingJudge]) -> None:
+    services, judge = batching
+    outputs = [f"Answer number {i}." for i in range(7)]
+    with launched(services) as url:
+        client = Client(url, verbose=False, httpx_kwargs=SLOW_MACHINE)
+        jobs = [client.submit(*api_args(output), api_name="/grade") for output in outputs]
+        # One more caller over plain HTTP, and one whose rubric has no scores: its error is its own.
+        base = url.rstrip("/") + "/gradio_api/call/grade"
+        plain = httpx.post(base, json={"data": [*api_args("Sent over HTTP."), 256]}, timeout=10).json()["event_id"]
+        bad = client.submit(*api_args("Bad one.", rubric="Grade it sensibly."), api_name="/grade")
+        results = [job.result(timeout=60) for job in jobs]
+        with pytest.raises(Exception, match="names no scores") as caught:
+            bad.result(timeout=60)
+        assert "Traceback" not in str(caught.value)
+        stream = httpx.get(f"{base}/{plain}", timeout=60).text
+        client.close()
+    assert [r["highlights"] for r in results] == [[output] for output in outputs]
+    assert [r["spans"][0]["phrase"] for r in results] == outputs
+    assert len({r["judgment_id"] for r in results}) == len(outputs)
+    assert "event: complete" in stream and "Sent over HTTP." in stream
+    sizes = [size for size in judge.batches if size]  # the bad call alone makes an empty batch: nothing generated
+    assert sum(sizes) == len(outputs) + 1, "every valid call is generated once; the bad one never"
+    assert len(sizes) < len(outputs) + 1, f"calls should share generations: {sizes}"
+    assert max(sizes) <= services.api_batch_size and judge.most_at_once == 1
+    stored = services.store.list_judgments(limit=50)
+    assert len(stored) == len(outputs) + 1

@@ -244,6 +244,35 @@ def _speed(judge: Any, spec: dict[str, Any], log: Callable[[str], None]) -> dict
     return {"prefill": prefill, "decode": decode or None}
 
 
+def _engine_decode(judge: Any, spec: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any] | None:
+    """Decode tok/s of llama-cpp-python's own loop (`Llama.generate`, greedy) on the loaded model, timed as ours.
+
+    The same prompt (the first prefill length), the same number of tokens and the same eval timestamps as
+    `_speed`, so the ratio to our decode is what our greedy loop (logits, score bookkeeping, detokenizing)
+    costs on top of the engine.
+    """
+    llm = getattr(judge, "llm", None)
+    if llm is None or not hasattr(llm, "generate"):
+        return None
+    prompt, tokens = prompt_of_length(judge.count_tokens, spec["prefill_lengths"][0], seed=0)
+    ids = judge.chat_ids(prompt)
+    clock = StepClock(judge)
+    best: dict[str, Any] = {}
+    for _ in range(spec["repeats"]):
+        with clock.running():
+            for count, _token in enumerate(llm.generate(ids, temp=0.0, top_k=1, repeat_penalty=1.0, reset=True), 1):
+                if count >= spec["decode_tokens"]:
+                    break
+        if hasattr(judge, "_cached_prefix"):
+            judge._cached_prefix = ()  # llama-cpp-python reused or replaced the cache its own way
+        steps = clock.decode()
+        if steps is not None and steps[0] / steps[1] > best.get("tok_s", 0.0):
+            best = {"tokens": steps[0] + 1, "context": tokens, "seconds": steps[1], "tok_s": steps[0] / steps[1]}
+    if best:
+        log(f"llama-cpp-python's own generate: decode {best['tok_s']:.2f} tok/s")
+    return best or None
+
+
 def _first_token(judge: Any, prompts: list[str], repeats: int) -> dict[str, Any]:
     """Seconds to the first token (generate with max_new_tokens=1) for each prompt: the best, and the median."""
     times, cached = [], []
@@ -315,6 +344,8 @@ def run_worker(spec: dict[str, Any], log: Callable[[str], None] = print) -> dict
 
     if spec.get("speed", True):
         result.update(_speed(judge, spec, log))
+    if spec.get("engine_decode"):
+        result["engine_decode"] = _engine_decode(judge, spec, log)
     if spec.get("batch"):
         result["batch"] = _batch(judge, spec, log)
     result["peak_rss_bytes"] = peak_rss_bytes()  # one judge loaded and used; the warm loads come after
@@ -339,6 +370,14 @@ def run_worker(spec: dict[str, Any], log: Callable[[str], None] = print) -> dict
             judge.generate(ttft_prompts[0], max_new_tokens=1)  # computes and keeps the constant head's cache
             result["ttft"]["with_reuse"] = _first_token(judge, timed, spec["repeats"])
         log(f"time to first token: {json.dumps(result['ttft'])}")
+    if spec.get("engine_defaults"):
+        # The engine as its Python binding loads it by default: the "before" of our load settings.
+        del judge
+        judge, seconds = _load(spec, **off, **spec["engine_defaults"])
+        before = {"options": spec["engine_defaults"], "load_s": seconds, "notes": list(judge.info.notes)}
+        before.update(_speed(judge, {**spec, "prefill_lengths": spec["prefill_lengths"][:1]}, log))
+        result["engine_defaults"] = before
+        log(f"with the engine's default settings: load {seconds:.1f} s")
     del judge
     gc.collect()
     result["bandwidth"] = memory_bandwidth(spec["bandwidth_mb"])

@@ -283,7 +283,85 @@ def _page(record: dict[str, Any]) -> list[str]:
             "come from the Navigation Timing API; *app ready* is when the Grade button is visible."]
 
 
+def _get(results: dict[str, dict[str, Any]], section: str) -> dict[str, Any] | None:
+    record = results.get(section)
+    return None if record is None or record.get("skipped") else record.get("results")
+
+
+def _prefill_at(record: dict[str, Any] | None, index: int = 0) -> dict[str, Any] | None:
+    prefill = (record or {}).get("prefill") or []
+    return prefill[index] if len(prefill) > index else None
+
+
+def _change(before: float | None, after: float | None, *, faster_is_higher: bool) -> str:
+    if not before or not after:
+        return "–"
+    return f"{after / before:.2f}x" if faster_is_higher else f"{before / after:.2f}x"
+
+
+def _optimizations(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per optimization, both figures from the sections above (same shape; runs as labelled there)."""
+    rows: list[list[Any]] = []
+    quantize, cached = _get(results, "transformers-nf4-quantize"), _get(results, "transformers-nf4")
+    if quantize and cached:
+        rows.append(["Quantize once (nf4 saved to a local cache, loaded directly later)", "first load in a process",
+                     _seconds(quantize.get("load_first_s")), _seconds(cached.get("load_first_s")),
+                     _change(quantize.get("load_first_s"), cached.get("load_first_s"), faster_is_higher=False)])
+    llama = _get(results, "llamacpp-q4km")
+    if cached and llama:
+        for name, before, after in (
+            ("prefill tok/s", (_prefill_at(cached) or {}).get("tok_s"), (_prefill_at(llama) or {}).get("tok_s")),
+            ("decode tok/s", (cached.get("decode") or {}).get("tok_s"), (llama.get("decode") or {}).get("tok_s")),
+            ("peak RSS", cached.get("peak_rss_bytes"), llama.get("peak_rss_bytes")),
+        ):
+            shown = _gb if name == "peak RSS" else _rate
+            rows.append(["Default CPU back-end: transformers nf4 → llama.cpp Q4_K_M", name, shown(before),
+                         shown(after), _change(before, after, faster_is_higher=name != "peak RSS")])
+    defaults = (llama or {}).get("engine_defaults")
+    if llama and defaults:
+        for name, before, after in (
+            ("load", defaults.get("load_s"), llama.get("load_second_s")),
+            ("prefill tok/s", (_prefill_at(defaults) or {}).get("tok_s"), (_prefill_at(llama) or {}).get("tok_s")),
+            ("decode tok/s", (defaults.get("decode") or {}).get("tok_s"), (llama.get("decode") or {}).get("tok_s")),
+        ):
+            shown = _seconds if name == "load" else _rate
+            rows.append(["llama.cpp: weight repacking off, flash attention on (vs llama-cpp-python's defaults)",
+                         name, shown(before), shown(after), _change(before, after, faster_is_higher=name != "load")])
+    engine = (llama or {}).get("engine_decode")
+    if llama and engine and llama.get("decode"):
+        ours = llama["decode"]["tok_s"]
+        rows.append(["Our greedy loop vs llama-cpp-python's own `generate` (same model, prompt, tokens)",
+                     "decode tok/s", _rate(engine["tok_s"]), _rate(ours),
+                     _change(engine["tok_s"], ours, faster_is_higher=True)])
+    for section in ("transformers-nf4", "llamacpp-q4km", "transformers-bf16"):
+        ttft = (_get(results, section) or {}).get("ttft") or {}
+        if ttft.get("with_reuse"):
+            before, after = ttft["without_reuse"]["median_s"], ttft["with_reuse"]["median_s"]
+            rows.append([f"Prefix reuse ({results[section]['results']['label']})",
+                         f"time to first token, {ttft['prompt_tokens']:,}-token prompt", _seconds(before),
+                         _seconds(after), _change(before, after, faster_is_higher=False)])
+    batch = results.get("batch")
+    for label, measured in ((batch or {}).get("results") or {}).items():
+        table = {row["batch"]: row for row in measured.get("rows") or []}
+        if 1 in table and max(table) > 1:
+            top = table[max(table)]
+            rows.append([f"Batched generation ({label})", f"rows/s, batch 1 → {max(table)}",
+                         _num(table[1]["rows_s"], 3), _num(top["rows_s"], 3), f"{top['vs_batch_1']:.2f}x"])
+    app = _get(results, "app")
+    if app:
+        rows.append(["The app around the back-end (target ≤ 1.05)", "seconds per grade, direct → through the app",
+                     _seconds(app["direct"]["median_s"]), _seconds(app["app"]["median_s"]),
+                     f"{app['ratio']:.3f} (ratio)"])
+    if not rows:
+        return ["Nothing to compare yet."]
+    return [*_table(["optimization", "measure", "before", "after", "change"], rows), "",
+            "Each row compares two measurements of this page (the sections below hold them with their runs). "
+            "*change* > 1 is better (faster, or less memory). Threads are one per physical core; on this machine "
+            "that equals its logical CPUs, so there is no before/after for it here."]
+
+
 TITLES = {
+    "optimizations": "Optimizations: before and after",
     "memory": "Memory bandwidth",
     "backends": "Judge back-ends",
     "ttft": "Time to first token: prefix reuse",
@@ -325,6 +403,9 @@ def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text
             return [f"Not measured yet: `{command_hint} --sections {section}`."]
         return [f"Not measured: {record['skipped']}."]
 
+    heading("optimizations")
+    lines += _optimizations(results)
+    lines.append("")
     heading("memory", "memory")
     lines += _memory(results["memory"]) if "memory" in results and not results["memory"].get("skipped") \
         else missing("memory")

@@ -160,7 +160,10 @@ def backend_spec(section: str, args: argparse.Namespace) -> tuple[dict[str, Any]
         prefix = shapes.backend_accepts("llamacpp", "prefix_cache")
         spec = {**common, "label": "llama.cpp Q4_K_M", "backend": "llamacpp",
                 "options": {"model": str(shapes.artifact_path(cache, shape, "gguf")), "device": "cpu"},
-                "prefix_cache_supported": prefix}
+                "prefix_cache_supported": prefix, "engine_decode": True,
+                # llama-cpp-python's own defaults, to show what our load settings change (when it takes them)
+                "engine_defaults": ({"flash_attn": False, "weight_repacking": True}
+                                    if shapes.backend_accepts("llamacpp", "weight_repacking") else None)}
         return spec, ["gguf"], shapes.unavailable("gguf")
     raise ValueError(f"not a back-end section: {section}")
 

@@ -399,6 +399,7 @@ class TransformersJudge:
             if tid is not None and tid != self.tokenizer.unk_token_id
         ]
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", TRAINED_CONTEXT))
+        self._longest_token_chars: int | None = None
         self.scores = ScoreLocator(self.tokenizer)
         self.prefix_ids: tuple[int, ...] = self._prefix_ids() if prefix_cache else ()
         self._prefix_state: Any = None  # the prefix's key/value cache, computed by the first generation
@@ -497,7 +498,24 @@ class TransformersJudge:
     def chat_ids(self, prompt: str) -> list[int]:
         """Token ids of the prompt rendered as one user turn with the generation prompt."""
         text = self.tokenizer.apply_chat_template(chat_messages(prompt), tokenize=False, add_generation_prompt=True)
+        self._refuse_beyond_any_tokenization(text)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _refuse_beyond_any_tokenization(self, text: str) -> None:
+        """Refuse a prompt that cannot fit however it tokenizes, before paying for tokenizing it.
+
+        No token covers more characters than its vocabulary string is long, so len(text) / that length is
+        a floor on the token count (halved once more in case a normalizer merges characters). Tokenizing a
+        pasted megabyte takes about a second on a laptop core; this check takes microseconds.
+        """
+        if self._longest_token_chars is None:
+            self._longest_token_chars = max((len(token) for token in self.tokenizer.get_vocab()), default=1)
+        fewest_tokens = len(text) // (2 * max(self._longest_token_chars, 1))
+        if fewest_tokens + MIN_ANSWER_TOKENS > self.max_context:
+            raise ContextTooLongError(
+                f"The prompt has {len(text):,} characters, at least {fewest_tokens:,} tokens, but the model reads "
+                f"at most {self.max_context:,}. Shorten the context or the output; nothing is truncated silently."
+            )
 
     def count_tokens(self, prompt: str) -> int:
         """Number of tokens of the chat-formatted prompt."""

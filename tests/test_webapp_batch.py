@@ -490,3 +490,9 @@ def test_the_app_builds_the_judge_from_the_shared_flags(tmp_path: Path) -> None:
     assert default.judge_identity["backend"] != "auto" and default.judge_reason
     assert default.auth_enabled and default.studies is not None
     store.close()
+
+
+def test_clearing_the_rubric_file_changes_nothing(demo: gr.Blocks) -> None:
+    """Removing the uploaded rubric fires a change with no file: the form keeps what it has (an empty dict
+    was read by Gradio as one value for five outputs and failed; found by tests/test_access.py)."""
+    assert handler(demo, "on_batch_rubric_file")(None, gr.Request()) == gr.skip()

@@ -11,6 +11,7 @@ No `from __future__ import annotations` here: Gradio reads the API function's ty
 """
 
 import logging
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -69,6 +70,7 @@ QUEUE_POLL_S = 0.005
 # a session of its own, about 0.4 MB here (a copy of the whole page's configuration); Gradio's default of
 # 10,000 would let API traffic hold about 4 GB.
 STATE_SESSIONS = 1000
+DEFAULT_MAX_UPLOAD_MB = 200
 WAITING = "Waiting for the judge (it grades one item at a time; another grade may be running) \u2026"
 AUTH_MESSAGE = "Sign in to GLIDER Studio. An admin creates accounts with `python -m core create-user NAME`."
 
@@ -89,9 +91,23 @@ def enable_queue(demo: gr.Blocks) -> gr.Blocks:
     return demo
 
 
+def max_upload_bytes() -> int:
+    """The largest file the server accepts (GLIDER_MAX_UPLOAD_MB, default 200): bigger uploads are refused
+    before they reach the disk. Dataset files for the Batch tab are the largest thing users send."""
+    text = os.environ.get("GLIDER_MAX_UPLOAD_MB", "").strip() or str(DEFAULT_MAX_UPLOAD_MB)
+    try:
+        megabytes = float(text)
+    except ValueError:
+        raise ValueError(f"GLIDER_MAX_UPLOAD_MB must be a number of megabytes (got {text!r}).") from None
+    if megabytes <= 0:
+        raise ValueError(f"GLIDER_MAX_UPLOAD_MB must be positive (got {text!r}).")
+    return int(megabytes * 1024 * 1024)
+
+
 def launch_options() -> dict[str, Any]:
     """Keyword arguments for `Blocks.launch`: since Gradio 6, CSS, theme and page JS are launch settings."""
     return {
+        "max_file_size": max_upload_bytes(),
         "state_session_capacity": STATE_SESSIONS,
         "css_paths": [CSS_PATH],
         "js": LABEL_KEYS_JS,

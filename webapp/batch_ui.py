@@ -420,7 +420,7 @@ class BatchHandlers:
         b = self.ui
         chosen = next((p for p in self.services.presets if p.key == key), None)
         if chosen is None:
-            return {}
+            return gr.skip()  # nothing to change ({} would be read as a value)
         return {b.pass_criteria: chosen.pass_criteria, b.rubric: chosen.rubric, b.tags: ", ".join(DEFAULT_TAGS)}
 
     def on_batch_rubric(self, rubric: str) -> dict[Any, Any]:
@@ -430,7 +430,7 @@ class BatchHandlers:
         """Fill the pass criteria, rubric and tags from a YAML/JSON/TOML rubric file."""
         b = self.ui
         if not path:
-            return {}
+            return gr.skip()  # nothing to change ({} would be read as a value)
         try:
             self._check(request)
             loaded = load_rubric_file(path)

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 PRIVATE = "private"  # Gradio 6: hidden from the API page and not callable by gradio_client
 JUDGE_CONCURRENCY_ID = "judge"
+# Labelling events share one group that runs several at once: each is a few short database calls, and with
+# Gradio's default of one at a time per event, 50 annotators waited ~4 s per submit (tests/test_load.py).
+LABEL_CONCURRENCY_ID = "label"
+LABEL_CONCURRENCY_LIMIT = 8
 MAX_MAPPED_TAGS = 8  # mapping dropdowns built in advance; a study with more tags is imported via the CLI
 NO_COLUMN = ""
 STUDY_HEADERS = ["ID", "Name", "Scale", "Items", "Complete", "Overlap", "Blind", "Created by"]
@@ -531,7 +535,7 @@ class StudyHandlers:
         s = self.ui.studies
         chosen = next((p for p in self.services.presets if p.key == key), None)
         if chosen is None:
-            return {}
+            return gr.skip()  # nothing to change ({} would be read as a value)
         return {s.pass_criteria: chosen.pass_criteria, s.rubric: chosen.rubric, s.scale: describe_scale(chosen.rubric)}
 
     def on_study_rubric(self, rubric: str) -> dict[Any, Any]:
@@ -866,7 +870,7 @@ class StudyHandlers:
         """While revealing, the score buttons choose what "Change to …" changes the label to."""
         lt = self.ui.label
         if cursor.mode != "reveal" or score in (None, ""):
-            return {}
+            return gr.skip()  # nothing to change ({} would be read as a value)
         changed = str(score) != str(cursor.submitted)
         return {lt.change: gr.update(value=f"Change to {score}" if changed else "Change to \u2026",
                                      interactive=changed)}
@@ -1016,7 +1020,7 @@ class StudyHandlers:
         row = event.row_value or []
         item_id = _as_id(row[0] if row else None)
         if item_id is None:
-            return {}
+            return gr.skip()  # nothing to change ({} would be read as a value)
         try:
             actor = self.actor(request)
             item = self._studies.get_item(actor, item_id)
@@ -1063,19 +1067,21 @@ class StudyHandlers:
         on(a.button.click, self.on_add_to_study, [a.study, ui.graded, *ui.grade_tags, *ui.grade_texts], a.message)
 
         label_outputs = lt.outputs
-        on(lt.study.change, self.on_label_study, [lt.study, lt.cursor], label_outputs)
+        labelling = {"concurrency_id": LABEL_CONCURRENCY_ID, "concurrency_limit": LABEL_CONCURRENCY_LIMIT}
+        on(lt.study.change, self.on_label_study, [lt.study, lt.cursor], label_outputs, **labelling)
         on(lt.refresh.click, self.on_label_refresh, None, [*pickers, lt.notice])
         lt.mark.click(self.on_mark, [lt.selection, lt.cursor], [lt.cursor, lt.fields, lt.evidence, lt.message],
                       js=MARK_SELECTION_JS, api_visibility=PRIVATE)
-        on(lt.clear.click, self.on_clear_marks, lt.cursor, [lt.cursor, lt.fields, lt.evidence, lt.message])
-        on(lt.submit.click, self.on_submit, [lt.score, lt.comment, lt.cursor], label_outputs)
+        on(lt.clear.click, self.on_clear_marks, lt.cursor, [lt.cursor, lt.fields, lt.evidence, lt.message],
+           **labelling)
+        on(lt.submit.click, self.on_submit, [lt.score, lt.comment, lt.cursor], label_outputs, **labelling)
         on(lt.score.change, self.on_score_change, [lt.score, lt.cursor], lt.change, queue=False,
            show_progress="hidden")
-        on(lt.keep.click, self.on_keep, lt.cursor, label_outputs)
-        on(lt.change.click, self.on_change, [lt.score, lt.cursor], label_outputs)
-        on(lt.skip.click, self.on_skip, lt.cursor, label_outputs)
-        on(lt.previous.click, self.on_previous, lt.cursor, label_outputs)
-        on(lt.resume.click, self.on_resume, lt.cursor, label_outputs)
+        on(lt.keep.click, self.on_keep, lt.cursor, label_outputs, **labelling)
+        on(lt.change.click, self.on_change, [lt.score, lt.cursor], label_outputs, **labelling)
+        on(lt.skip.click, self.on_skip, lt.cursor, label_outputs, **labelling)
+        on(lt.previous.click, self.on_previous, lt.cursor, label_outputs, **labelling)
+        on(lt.resume.click, self.on_resume, lt.cursor, label_outputs, **labelling)
 
         on(ag.run.click, self.on_report, ag.study, ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)

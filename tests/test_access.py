@@ -1,0 +1,281 @@
+"""Access control, attacked through the running app's own endpoints (enumerated from its /config and API
+info, never hand-listed): nothing answers a visitor who is not signed in; annotator bob, signed in, calls
+every event of the page with the ids of ann's label, of a blind item and of the admin's batch job and gets
+none of their data and changes none of it; passwords never reach the database or the logs in clear text;
+uploads are bounded in size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from core.batch import JobSpec
+from core.grading import GradeRequest, grade
+from core.studies import StudySpec
+from tests.fakes import ScriptedJudge
+from tests.test_load import dependency_index
+from tests.webapp_helpers import (
+    FAITHFULNESS_CRITERIA,
+    FAITHFULNESS_RUBRIC,
+    PASSWORD,
+    answer,
+    free_port,
+    launched,
+    make_study_services,
+    with_batch,
+)
+from webapp import Services
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_COMMENT = "ann-private-comment-7f3a"
+SECRET_VERDICT = "blind-model-verdict-91c2"
+SECRET_BATCH = "admin-batch-row-5d80"
+SECRETS = (SECRET_COMMENT, SECRET_VERDICT, SECRET_BATCH)
+
+
+@dataclass
+class Secured:
+    base: str
+    services: Services
+    study_id: int
+    item_id: int
+    annotation_id: int
+    judgment_id: int
+    job_id: int
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secured]:
+    folder = tmp_path_factory.mktemp("access")
+    judge = ScriptedJudge()
+    services = with_batch(make_study_services(folder, judge=judge))
+    studies = services.studies
+    assert studies is not None
+    ada, ann = studies.get_user("ada"), studies.get_user("ann")
+    assert ada is not None and ann is not None
+    # overlap 1: once ann labelled the first item nobody else is offered it, so its verdict stays hers.
+    study = studies.create_study(ada, StudySpec(name="Private", pass_criteria=FAITHFULNESS_CRITERIA,
+                                                rubric=FAITHFULNESS_RUBRIC, tags=("CONTEXT", "MODEL OUTPUT"),
+                                                overlap_target=1, blind=True))
+    items = [studies.add_item(ada, study.id, {"CONTEXT": f"Context {n}.", "MODEL OUTPUT": f"Output {n}."})
+             for n in range(3)]
+    judge.answer = answer(f"- {SECRET_VERDICT}", ["Output 0."], 1)
+    secret = grade(judge, GradeRequest(dict(items[0].fields), FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC),
+                   services.store)
+    assert secret.judgment_id is not None
+    studies.attach_judgment(ada, items[0].id, secret.judgment_id)
+    judge.answer = answer("- An ordinary verdict.", ["Output"], 1)
+    for item in items[1:]:
+        result = grade(judge, GradeRequest(dict(item.fields), FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC),
+                       services.store)
+        assert result.judgment_id is not None
+        studies.attach_judgment(ada, item.id, result.judgment_id)
+    claimed = studies.next_item(ann, study.id)
+    assert claimed is not None and claimed.id == items[0].id
+    label = studies.submit(ann, items[0].id, 0, comment=SECRET_COMMENT)
+    data = folder / "admin.jsonl"
+    data.write_text(json.dumps({"model_output": SECRET_BATCH}) + "\n", encoding="utf-8")
+    assert services.batch is not None
+    job = services.batch.open(data, JobSpec(mapping={"MODEL OUTPUT": "model_output"},
+                                            pass_criteria=FAITHFULNESS_CRITERIA, rubric=FAITHFULNESS_RUBRIC),
+                              services.judge_identity or {"backend": "scripted"})
+    services.batch.run(job.job.id, judge)
+    with launched(services) as url:
+        yield Secured(url.rstrip("/"), services, study.id, items[0].id, label.id, secret.judgment_id, job.job.id)
+    services.store.close()
+
+
+def named_endpoints(base: str) -> list[str]:
+    with httpx.Client(timeout=60) as http:
+        assert http.post(f"{base}/login", data={"username": "ada", "password": PASSWORD}).is_success
+        info = http.get(f"{base}/gradio_api/info").json()
+    return sorted(info["named_endpoints"])
+
+
+def test_nothing_answers_a_visitor_who_is_not_signed_in(secured: Secured) -> None:
+    base = secured.base
+    dependencies = {d["id"]: d for found in dependency_index(base, "ada").values()
+                    for d in (found if isinstance(found, list) else [found])}
+    endpoints = named_endpoints(base)
+    assert endpoints == ["/grade", "/status"] and len(dependencies) > 40
+    refused: list[str] = []
+    with httpx.Client(timeout=60) as anonymous:
+        for path in ("/config", "/gradio_api/info", "/gradio_api/queue/status"):
+            response = anonymous.get(base + path)
+            assert response.status_code in (401, 403), (path, response.status_code)
+            refused.append(path)
+        for name in endpoints:
+            response = anonymous.post(f"{base}/gradio_api/call{name}", json={"data": []})
+            assert response.status_code in (401, 403), (name, response.status_code)
+            refused.append(name)
+        for dependency in dependencies.values():
+            response = anonymous.post(f"{base}/gradio_api/queue/join", json={
+                "data": [None] * len(dependency["inputs"]), "fn_index": dependency["id"],
+                "session_hash": "anonymous", "trigger_id": dependency["targets"][0][0]})
+            assert response.status_code in (401, 403), (dependency["id"], response.status_code)
+            refused.append(f"event {dependency['id']}")
+        upload = anonymous.post(f"{base}/gradio_api/upload", files={"files": ("x.csv", b"a,b\n1,2\n")})
+        assert upload.status_code in (401, 403), upload.status_code
+        stream = anonymous.get(f"{base}/gradio_api/queue/data", params={"session_hash": "anonymous"})
+        assert stream.status_code in (401, 403), stream.status_code
+    print(f"refused {len(refused)} endpoints and events to a visitor who is not signed in")
+
+
+def _value_for(component: dict[str, Any], ident: int) -> Any:
+    """What a hostile client sends for one input: the target id wherever a component could carry one."""
+    kind = component.get("type")
+    if kind in ("dropdown", "number", "slider"):
+        return ident
+    if kind in ("textbox", "textarea"):
+        return str(ident)
+    if kind == "radio":
+        return str(ident)
+    if kind == "checkbox":
+        return True
+    return None
+
+
+def call(http: httpx.Client, base: str, dependency: dict[str, Any], data: list[Any],
+         event_data: dict[str, Any] | None, session: str) -> str:
+    """Run one event as a page would; the raw text of everything the server sent back."""
+    if dependency.get("queue") is False:  # the page posts these directly, outside the queue
+        direct = http.post(f"{base}/gradio_api/run/predict", json={
+            "data": data, "fn_index": dependency["id"], "session_hash": session, "event_data": event_data,
+            "trigger_id": dependency["targets"][0][0]})
+        return direct.text
+    joined = http.post(f"{base}/gradio_api/queue/join", json={
+        "data": data, "fn_index": dependency["id"], "session_hash": session, "event_data": event_data,
+        "trigger_id": dependency["targets"][0][0]})
+    if joined.status_code != 200:
+        return joined.text
+    seen = []
+    with http.stream("GET", f"{base}/gradio_api/queue/data", params={"session_hash": session}) as stream:
+        for line in stream.iter_lines():
+            seen.append(line)
+            if line.startswith("data:") and json.loads(line[5:]).get("msg") in ("process_completed",
+                                                                                  "close_stream"):
+                break
+    return "\n".join(seen)
+
+
+def replies(text: str) -> list[dict[str, Any]]:
+    """The JSON messages of a reply: one body (direct call) or the queue's `data:` lines."""
+    if text.lstrip().startswith("{"):
+        try:
+            return [json.loads(text)]
+        except ValueError:
+            return []
+    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
+def crashed(reply: dict[str, Any]) -> bool:
+    """A failure that carries no message: an exception in a handler that nobody turned into words."""
+    if reply.get("msg") == "process_completed":
+        return not reply.get("success") and not (reply.get("output") or {}).get("error")
+    return "error" in reply and not reply.get("error")
+
+
+def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_event(secured: Secured) -> None:
+    base = secured.base
+    with httpx.Client(timeout=60) as http:
+        assert http.post(f"{base}/login", data={"username": "ada", "password": PASSWORD}).is_success
+        config = http.get(f"{base}/config").json()
+    components = {c["id"]: c for c in config["components"]}
+    targets = (secured.study_id, secured.item_id, secured.annotation_id, secured.judgment_id, secured.job_id)
+    studies = secured.services.studies
+    assert studies is not None
+    ann = studies.get_user("ann")
+    assert ann is not None
+    before = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
+    calls = 0
+    leaks: list[str] = []
+    crashes: list[str] = []
+    with httpx.Client(timeout=60) as bob:
+        assert bob.post(f"{base}/login", data={"username": "bob", "password": PASSWORD}).is_success
+        server_side = [d for d in config["dependencies"] if d["targets"] and d.get("backend_fn") is not False]
+        loads = [d for d in server_side if any(kind == "load" for _, kind in d["targets"])]
+        for ident in targets:
+            session = f"bob-{ident}"
+            for dependency in loads:  # as the page does first: this session's pickers get bob's choices
+                call(bob, base, dependency, [None] * len(dependency["inputs"]), None, session)
+            for dependency in server_side:
+                data = [_value_for(components.get(i, {}), ident) for i in dependency["inputs"]]
+                event_data = {"index": [0, 0], "value": str(ident), "row_value": [str(ident)] * 8,
+                              "selected": True}
+                text = call(bob, base, dependency, data, event_data, session)
+                calls += 1
+                leaks += [f"event {dependency['id']} ({dependency.get('api_name')}) with {ident}: {secret}"
+                          for secret in SECRETS if secret in text]
+                crashes += [f"event {dependency['id']} ({dependency.get('api_name')}) with {ident}"
+                            for reply in replies(text) if crashed(reply)]
+    print(f"bob made {calls} calls over {len(config['dependencies'])} events")
+    assert leaks == []
+    assert crashes == [], "\n".join(crashes)  # refused with a message (Gradio's validation or ours), never an unhandled exception
+    after = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
+    assert after == before and len(studies.history(ann, secured.annotation_id)) == 0
+    assert secured.services.batch is not None and secured.services.batch.progress(secured.job_id).done == 1
+
+
+def test_uploads_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GLIDER_MAX_UPLOAD_MB", "1")
+    services = make_study_services(tmp_path)
+    with launched(services) as url, httpx.Client(timeout=60) as http:
+        base = url.rstrip("/")
+        assert http.post(f"{base}/login", data={"username": "ada", "password": PASSWORD}).is_success
+        small = http.post(f"{base}/gradio_api/upload", files={"files": ("ok.csv", b"a,b\n" * 100_000)})
+        assert small.status_code == 200, small.text
+        large = http.post(f"{base}/gradio_api/upload", files={"files": ("big.csv", b"a,b\n" * 400_000)})
+        assert large.status_code in (400, 413), large.status_code
+    services.store.close()
+
+
+def test_passwords_never_reach_the_database_or_the_logs_in_clear(tmp_path: Path) -> None:
+    password, wrong = "correct-horse-battery-9k2", "wrong-guess-for-ann-3j7"
+    db = tmp_path / "app.db"
+    env = {**os.environ, "GLIDER_DB": f"sqlite:///{db}", "PYTHONUNBUFFERED": "1"}
+    created = subprocess.run([sys.executable, "-m", "core", "create-admin", "ann", "--password-stdin", "--db",
+                              f"sqlite:///{db}"], input=password + "\n", capture_output=True, text=True, env=env,
+                             cwd=ROOT, timeout=120)
+    assert created.returncode == 0, created.stderr
+    port = free_port()
+    log = tmp_path / "app.log"
+    with log.open("w") as sink:
+        server = subprocess.Popen([sys.executable, "app.py", "--backend", "openai", "--base-url",
+                                   "http://127.0.0.1:9/v1", "--model", "glider", "--port", str(port)],
+                                  stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(f"{base}/config", timeout=5).status_code in (200, 401):
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and server.poll() is None, log.read_text()
+                time.sleep(0.5)
+            with httpx.Client(timeout=60) as http:
+                assert http.post(f"{base}/login", data={"username": "ann", "password": wrong}).status_code == 400
+                assert http.post(f"{base}/login", data={"username": "ann", "password": password}).is_success
+                assert http.get(f"{base}/config").status_code == 200
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("app.db*"))
+    logged = log.read_text(encoding="utf-8", errors="replace") + created.stdout + created.stderr
+    for secret in (password, wrong):
+        assert secret.encode() not in stored and secret not in logged
+    assert b"scrypt" in stored  # the hash is there, with its parameters
+    assert "ann" in created.stdout + created.stderr

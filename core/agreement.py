@@ -6,6 +6,8 @@ CONTRACT — `agreement_report`'s signature, its input rows and the report's top
 Input rows (one per annotation; a pandas DataFrame or an iterable of mappings):
 - required: `item_id`, `annotator`, `human_score` (int/float or None = missing), `model_score`
   (None = not graded or the model's answer failed to parse; repeated on every row of the item);
+  `annotator` may be None only together with `human_score`: such a row stands for an item nobody has
+  labelled yet (Studies.ratings adds one per such item), counted but never a rating;
 - optional: `model_status` ("ok" | "repaired" | "failed" | None = not graded),
   `human_score_before_reveal`, `human_score_after_reveal` (blind studies),
   `human_spans` (list of {"field", "start", "end"}), `model_spans` (list of {"field", "start", "end", ...}),
@@ -43,6 +45,7 @@ from core.errors import InputError
 REQUIRED_COLUMNS = ("item_id", "annotator", "human_score", "model_score")
 BEFORE, AFTER = "human_score_before_reveal", "human_score_after_reveal"
 SCORE_COLUMNS = ("human_score", "model_score", BEFORE, AFTER)
+NO_ANNOTATOR = ""  # the annotator of a row that only says an item exists (no label yet); never a real name
 SPAN_COLUMNS = ("human_spans", "model_spans")
 STATUSES = ("ok", "repaired", "failed")
 # Cell texts read as "missing" in a file (case-insensitive, after stripping): empty, and what R/pandas write.
@@ -176,13 +179,17 @@ def _score_column(frame: pd.DataFrame, column: str, label: str) -> np.ndarray:
     return values
 
 
-def _id_column(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
+def _id_column(frame: pd.DataFrame, column: str, label: str, may_be_empty: np.ndarray | None = None) -> pd.Series:
+    """The column as ids; empty ones are an error except on rows `may_be_empty`, where they become ""."""
     values = frame[column].astype(object)
     array = values.to_numpy()
     # Only truly empty ids are missing: "NA" or "none" may well be someone's name.
     missing = pd.isna(array) | np.array([isinstance(v, str) and not v.strip() for v in array], dtype=bool)
+    wrong = missing if may_be_empty is None else missing & ~may_be_empty
+    if wrong.any():
+        raise InputError(f"{_where(frame, wrong, label)}: {column} is empty")
     if missing.any():
-        raise InputError(f"{_where(frame, missing, label)}: {column} is empty")
+        values = values.where(~missing, NO_ANNOTATOR)
     return values
 
 
@@ -224,9 +231,11 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
 
     out = pd.DataFrame(index=frame.index)
     out["item_id"] = _id_column(frame, "item_id", row_label)
-    out["annotator"] = _id_column(frame, "annotator", row_label)
     for column in SCORE_COLUMNS:
         out[column] = _score_column(frame, column, row_label) if column in frame.columns else np.nan
+    # A row with neither annotator nor score stands for an item nobody has labelled yet (so it is counted).
+    out["annotator"] = _id_column(frame, "annotator", row_label,
+                                  may_be_empty=np.isnan(out["human_score"].to_numpy(dtype=float)))
 
     status: list[str | None] = []
     cache: dict[Any, str | None] = {}  # a handful of distinct values, repeated on every row
@@ -805,7 +814,7 @@ def agreement_report(
     labelled = np.bincount(items[has_human], minlength=n_items_total) > 0
 
     excluded = {
-        "missing_human_score": int(np.sum(~has_human)),  # rows
+        "missing_human_score": int(np.sum(~has_human & (data["annotator"].to_numpy(dtype=object) != NO_ANNOTATOR))),
         "parse_failed": int(np.sum(failed)),  # items (the model's answer had no readable score)
         "not_graded": int(np.sum(~failed & np.isnan(model))),  # items with no model score
         "no_human_label": int(np.sum(graded & ~labelled)),  # graded items that no annotator scored

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from core.agreement import agreement_report
 from core.errors import InputError
 from core.store import MIGRATIONS, Store
 from core.studies import (
@@ -642,6 +643,21 @@ def test_ratings_rows(studies: Studies, store: Store, admin: User, reported_stud
     assert first["fields"] == {"CONTEXT": "France's capital is Paris.",
                                "MODEL OUTPUT": "Paris is the capital of France."}
     assert rows[3]["human_spans"] == [] and rows[3]["model_spans"] == []
+
+
+def test_a_study_with_unlabelled_items_gets_its_report(studies: Studies, store: Store, admin: User,
+                                                        reported_study: int) -> None:
+    """The rows ratings() adds for unlabelled items are counted, never read as ratings (they once made the
+    report fail with "annotator is empty" for any study not fully labelled)."""
+    graded_only = studies.add_item(admin, reported_study, fields(4), judgment_id=store.save_grade(make_result()))
+    report = agreement_report(studies.ratings(admin, reported_study), studies.get_study(admin, reported_study).scale)
+    assert report["n_items_total"] == 4 and report["n_annotators"] == 3 and report["n_ratings"] == 3
+    assert report["n_items"] == 1  # item 1: graded and labelled
+    assert report["excluded"] == {"missing_human_score": 0, "parse_failed": 1, "not_graded": 1,
+                                  "no_human_label": 1}
+    assert graded_only.id not in {row["item_id"] for row in report["disagreements"]}
+    with pytest.raises(InputError, match="annotator is empty"):  # a score still needs its annotator
+        agreement_report([{"item_id": 1, "annotator": None, "human_score": 1, "model_score": 1}])
 
 
 def test_export_rows(studies: Studies, admin: User, reported_study: int) -> None:

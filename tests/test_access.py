@@ -222,7 +222,8 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
                             for reply in replies(text) if crashed(reply)]
     print(f"bob made {calls} calls over {len(config['dependencies'])} events")
     assert leaks == []
-    assert crashes == [], "\n".join(crashes)  # refused with a message (Gradio's validation or ours), never an unhandled exception
+    # Refused with a message (Gradio's validation or ours), never an unhandled exception.
+    assert crashes == [], "\n".join(crashes)
     after = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
     assert after == before and len(studies.history(ann, secured.annotation_id)) == 0
     assert secured.services.batch is not None and secured.services.batch.progress(secured.job_id).done == 1

@@ -19,12 +19,14 @@ from gradio_client import Client
 
 from core.grading import GradeRequest, grade
 from core.judge import create_backend
+from core.studies import StudyInputError
 from tests.net import SLOW_MACHINE
 from tests.test_webapp_batch import MAPPING, start, text
 from tests.test_webapp_studies import create_study, message, plain, v
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
     FAITHFULNESS_RUBRIC,
+    XSS_PAYLOADS,
     build,
     by_id,
     handler,
@@ -193,4 +195,15 @@ def test_a_bad_batch_file_is_reported_and_good_rows_are_graded(tmp_path: Path, c
     else:
         assert expected.lower() in said.lower(), said
         assert services.store.count_judgments() == 0
+    services.store.close()
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+def test_a_username_cannot_carry_markup(tmp_path: Path, payload: str) -> None:
+    """Annotator names appear in labels, reports and exports: they are refused at creation if they could
+    be markup (and escaped wherever shown regardless: tests/test_webapp_studies_render.py)."""
+    services = make_study_services(tmp_path, users={})
+    assert services.studies is not None
+    with pytest.raises(StudyInputError, match="not allowed"):
+        services.studies.create_user(f"eve{payload}", "a long enough password", role="annotator")
     services.store.close()

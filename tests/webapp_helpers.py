@@ -28,11 +28,33 @@ from tests.fakes import ScriptedJudge  # noqa: E402
 from webapp import Services, build_app, launch_options  # noqa: E402
 from webapp.app import auth_options, enable_queue  # noqa: E402
 
+# Each one, if it ever ran, would set window.__xss (or open a dialog, which the browser tests also trap).
 XSS_PAYLOADS = (
     "<script>window.__xss=1</script>",
     "<img src=x onerror=window.__xss=1>",
     '"><svg onload=alert(1)>',
     "javascript:alert(1)",
+    "<svg><script>window.__xss=5</script></svg>",
+    '<iframe srcdoc="<script>parent.__xss=6</script>"></iframe>',
+    '<a href="javascript:window.__xss=7">click me</a>',
+    "[click me](javascript:window.__xss=8)",
+    '![x](x" onerror="window.__xss=9)',
+    "<details open ontoggle=window.__xss=10>",
+    "<body onload=window.__xss=11>",
+    "<math><mtext><table><mglyph><style><img src=x onerror=window.__xss=12>",
+    "</textarea><script>window.__xss=13</script>",
+    "</title><script>window.__xss=14</script>",
+    "<input autofocus onfocus=window.__xss=15>",
+    '<object data="javascript:window.__xss=16"></object>',
+    "<<script>script>window.__xss=17<</script>/script>",
+    "<img src=x onerror=&#119;indow.__xss=18>",
+    "{{constructor.constructor('window.__xss=19')()}}",
+    "<div style=\"background:url(javascript:window.__xss=20)\">styled</div>",
+    "' onmouseover='window.__xss=21' x='",
+    '<video><source onerror="window.__xss=22"></video>',
+    "<script src=data:text/javascript,window.__xss=23></script>",
+    "<!--<img src=--><img src=x onerror=window.__xss=24>",
+    "<svg><animate onbegin=window.__xss=25 attributeName=x dur=1s>",
 )
 
 FAITHFULNESS_CRITERIA = "Is every claim in the MODEL OUTPUT supported by the CONTEXT?"

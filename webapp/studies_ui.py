@@ -587,7 +587,7 @@ class StudyHandlers:
                 updates[box] = gr.update(choices=choices, value=guess_column(tags[i], columns) or NO_COLUMN,
                                          label=tags[i], visible=True)
             else:
-                updates[box] = gr.update(visible=False, value=NO_COLUMN)
+                updates[box] = gr.update(choices=choices, visible=False, value=NO_COLUMN)  # a value needs its choice
         id_guess = next((c for c in columns if c.casefold() in ("id", "item_id", "external_id")), NO_COLUMN)
         updates[s.id_column] = gr.update(choices=choices, value=id_guess, visible=True)
         note = "" if tags else "Choose the study to import into; its field tags decide the columns to map."

@@ -14,9 +14,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Quantized copies saved by the judge go to a throwaway folder, never the user's ~/.cache.
 os.environ.setdefault("GLIDER_CACHE_DIR", tempfile.mkdtemp(prefix="glider-test-cache-"))
 
+from hypothesis import HealthCheck, settings  # noqa: E402
+
 from core.prompt import build_prompt  # noqa: E402
 from tests import tiny_model  # noqa: E402
 from tests.fakes import WELL_FORMED  # noqa: E402
+
+# Property-based tests: CI runs a bounded, reproducible campaign; a long random one runs on demand with
+# HYPOTHESIS_PROFILE=campaign (tests/test_fuzz.py says how).
+_NO_CLOCK = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
+settings.register_profile("ci", max_examples=150, derandomize=True, database=None, **_NO_CLOCK)
+settings.register_profile("campaign", max_examples=100_000, database=None, **_NO_CLOCK)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TEACH_FIELDS = {"CONTEXT": "Paris is the capital of France.", "MODEL OUTPUT": "Paris is the capital of France."}
 TEACH_CRITERIA = "Is the MODEL OUTPUT faithful to the CONTEXT?"

@@ -1,0 +1,87 @@
+"""A database made by the previous release opens with this one and migrates without losing anything.
+
+tests/data/release-schema2.db was written by the code of commit 57b3c9c (schema version 2: judgments
+and studies, before batch jobs) with that commit's own Store, grading and Studies
+(tests/data/make_release_schema2.py, run from a checkout of that commit): three judgments, three users,
+a study with four items, three labels (one edited). It is committed as it was made.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from core.batch import BatchJobs
+from core.store import MIGRATIONS, Store
+from core.studies import Studies
+
+FIXTURE = Path(__file__).parent / "data" / "release-schema2.db"
+
+
+def rows(path: Path, table: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608 (fixed names)
+
+
+@pytest.fixture
+def old_db(tmp_path: Path) -> Path:
+    copy = tmp_path / "glider-studio.db"
+    shutil.copyfile(FIXTURE, copy)
+    return copy
+
+
+def test_the_fixture_is_the_previous_schema() -> None:
+    with sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True) as connection:
+        versions = [v for (v,) in connection.execute("SELECT version FROM schema_migrations ORDER BY version")]
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert versions == [1, 2] and "batch_jobs" not in tables
+
+
+def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
+    before = {table: rows(old_db, table) for table in
+              ("judgments", "users", "studies", "items", "annotations", "annotation_edits")}
+    store = Store(f"sqlite:///{old_db}")
+    assert store.schema_version() == len(MIGRATIONS) == 3
+    store.close()
+    for table, old_rows in before.items():
+        assert rows(old_db, table) == old_rows, table  # byte for byte: nothing rewritten, nothing lost
+    assert len(before["judgments"]) == 3 and len(before["annotations"]) == 3
+
+
+def test_the_old_data_reads_through_this_release(old_db: Path) -> None:
+    store = Store(f"sqlite:///{old_db}")
+    try:
+        judgments = store.list_judgments()
+        assert len(judgments) == 3
+        unicode_one = store.get_judgment(max(j.id for j in judgments))
+        assert unicode_one is not None and unicode_one.fields["MODEL OUTPUT"] == "Ünïcödé ✓ <b>bold</b>"
+        studies = Studies(store)
+        ada = studies.authenticate("ada", "release-2-admin-pw")
+        ann = studies.authenticate("ann", "release-2-ann-pw")
+        assert ada is not None and ada.is_admin and ann is not None and not ann.is_admin
+        assert studies.authenticate("bob", "wrong password") is None
+        (study,) = studies.list_studies(ada)
+        assert study.name == "Release 2 study" and study.scale == (1, 5)
+        items = studies.list_items(ada, study.id)
+        assert [item.external_id for item in items] == ["ext-0", "ext-1", "ext-2", "ext-3"]
+        assert items[0].judgment_id is not None
+        mine = sorted(studies.my_annotations(ann, study.id), key=lambda a: a.item_id)
+        assert [(a.score, a.score_before_reveal, a.comment) for a in mine] == [
+            (3, 4, "ann: changed my mind"), (5, 5, "")]
+        assert mine[0].spans == [{"field": "MODEL OUTPUT", "start": 0, "end": 6}] and mine[0].seconds == 12.5
+        assert len(studies.history(ann, mine[0].id)) == 1
+        ratings = studies.ratings(ada, study.id)
+        labelled = sorted((r["annotator"], r["human_score"]) for r in ratings if r["human_score"] is not None)
+        assert labelled == [("ann", 3), ("ann", 5), ("bob", 2)]
+        # The new release's features work on the upgraded file: a new label, and a batch job.
+        bob = studies.authenticate("bob", "release-2-bob-pw")
+        assert bob is not None
+        nxt = studies.next_item(bob, study.id)
+        assert nxt is not None
+        studies.submit(bob, nxt.id, 4)
+        assert isinstance(BatchJobs(store).list_jobs(), list)
+    finally:
+        store.close()

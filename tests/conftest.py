@@ -24,7 +24,8 @@ from tests.fakes import WELL_FORMED  # noqa: E402
 # HYPOTHESIS_PROFILE=campaign (tests/test_fuzz.py says how).
 _NO_CLOCK = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 settings.register_profile("ci", max_examples=150, derandomize=True, database=None, **_NO_CLOCK)
-settings.register_profile("campaign", max_examples=100_000, database=None, **_NO_CLOCK)
+settings.register_profile("campaign", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "100000")),
+                          database=None, **_NO_CLOCK)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 TEACH_FIELDS = {"CONTEXT": "Paris is the capital of France.", "MODEL OUTPUT": "Paris is the capital of France."}

@@ -1,8 +1,9 @@
 """Property-based attacks on the parser and the span locator: whatever the model or the user writes.
 
 CI runs a bounded, derandomized campaign (the "ci" profile, tests/conftest.py); a long random one runs on
-demand with `HYPOTHESIS_PROFILE=campaign .venv/bin/python -m pytest tests/test_fuzz.py -q` (100,000
-examples per property, 2,000 for the two heavy ones; figures in the issue note).
+demand with `HYPOTHESIS_PROFILE=campaign .venv/bin/python -m pytest tests/test_fuzz.py -q
+--hypothesis-show-statistics` (100,000 examples per property, 2,000 for the two heavy ones; set
+HYPOTHESIS_MAX_EXAMPLES for another count; figures in the issue note).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 tests/data/release-schema2.db was written by the code of commit 57b3c9c (schema version 2: judgments
 and studies, before batch jobs) with that commit's own Store, grading and Studies
 (tests/data/make_release_schema2.py, run from a checkout of that commit): three judgments, three users,
-a study with four items, three labels (one edited). It is committed as it was made.
+a study with four items, three labels (one edited). It is committed as it was made, but for its journal
+mode, set to DELETE so that reading it leaves no -wal/-shm files beside it (the Store sets WAL again on
+the copy each test opens).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def old_db(tmp_path: Path) -> Path:
 
 
 def test_the_fixture_is_the_previous_schema() -> None:
-    with sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True) as connection:
+    with sqlite3.connect(f"file:{FIXTURE}?mode=ro&immutable=1", uri=True) as connection:
         versions = [v for (v,) in connection.execute("SELECT version FROM schema_migrations ORDER BY version")]
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert versions == [1, 2] and "batch_jobs" not in tables

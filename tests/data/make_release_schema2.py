@@ -6,6 +6,7 @@
 Kept for the record: it imports that release's modules, not this one's.
 """
 
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -38,3 +39,6 @@ studies.submit(bob, items[0].id, 2, comment="bob: unsure")
 studies.submit(ann, items[1].id, 5)
 studies.edit(ann, first.id, score=3, comment="ann: changed my mind")
 store.close()
+# Journal mode DELETE: reading the committed file then leaves no -wal/-shm files beside it.
+with sqlite3.connect(out) as connection:
+    connection.execute("PRAGMA journal_mode=DELETE")

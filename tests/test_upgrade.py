@@ -3,9 +3,9 @@
 tests/data/release-schema2.db was written by the code of commit 57b3c9c (schema version 2: judgments
 and studies, before batch jobs) with that commit's own Store, grading and Studies
 (tests/data/make_release_schema2.py, run from a checkout of that commit): three judgments, three users,
-a study with four items, three labels (one edited). It is committed as it was made, but for its journal
-mode, set to DELETE so that reading it leaves no -wal/-shm files beside it (the Store sets WAL again on
-the copy each test opens).
+a study with four items, three labels (one edited). It is committed as that script made it, in journal
+mode DELETE so that reading it leaves no -wal/-shm files beside it (the Store sets WAL again on the copy
+each test opens).
 """
 
 from __future__ import annotations

@@ -1,24 +1,34 @@
 """Agreement statistics: human vs model and human vs human, from long-format ratings.
 
 CONTRACT — `agreement_report`'s signature, its input rows and the report's top-level keys are fixed
-(the UI, the CLI and the export use them).
+(the UI, the CLI and the export use them); new keywords and keys may be added.
 
 Input rows (one per annotation; a pandas DataFrame or an iterable of mappings):
-- required: `item_id`, `annotator`, `human_score` (int/float or None = missing), `model_score`
-  (None = not graded or the model's answer failed to parse; repeated on every row of the item);
-  `annotator` may be None only together with `human_score`: such a row stands for an item nobody has
+- required: `item_id`, `annotator`, `human_score` (int/float or None = missing; the current score),
+  `model_score` (None = not graded or the model's answer failed to parse; repeated on every row of the item);
+  `annotator` may be None only together with the scores: such a row stands for an item nobody has
   labelled yet (Studies.ratings adds one per such item), counted but never a rating;
 - optional: `model_status` ("ok" | "repaired" | "failed" | None = not graded),
-  `human_score_before_reveal`, `human_score_after_reveal` (blind studies),
+  `human_score_before_reveal`, `human_score_after_reveal` (blind studies), `blind` (true/false: were the
+  labels given before the model's verdict was shown? one value for the whole input),
   `human_spans` (list of {"field", "start", "end"}), `model_spans` (list of {"field", "start", "end", ...}),
-  `fields` (dict tag -> text, needed for token-level span agreement).
+  `fields` (dict tag -> text, needed for token-level span agreement), `external_id` (the user's item id).
+  The app's annotation export (Studies.export_rows) is read as it is: its `score`, `score_before_reveal`,
+  `score_after_reveal` and `spans` columns stand for the names above when those are absent.
+
+Which score the headline uses: in a blind study (the `blind` keyword; when None, the `blind` column; with
+neither, rows that have after-reveal scores), the score given BEFORE the reveal, `human_score_before_reveal`,
+for every score-based number (human vs model, human vs human, per annotator, confusion, distributions,
+disagreements): the model's verdict cannot have pulled it. `post_reveal` holds the same numbers on
+`human_score` (after the reveal, later edits included) and `anchoring` how the scores moved. Otherwise the
+headline uses `human_score`, as for any non-blind data; `headline_score` says which and why.
 
 Report (JSON-ready dict) top-level keys, at least: `n_items`, `n_annotators`, `pearson`, `spearman`,
 `kendall`, `exact`, `within_1`, `weighted_kappa`, `krippendorff_alpha_ordinal`,
 `krippendorff_alpha_interval` — each an object with `value` and, where defined, `ci_low`, `ci_high`,
 `p_value`; `value` is None with a `reason` when undefined — and `excluded` (counts by reason).
-Also: `n_items_total`, `n_ratings`, `scale`, `pooling`, `bootstrap`, `per_annotator`, `human_human`,
-`spans`, `anchoring`, `confusion`, `distributions`, `disagreements`.
+Also: `n_items_total`, `n_ratings`, `scale`, `pooling`, `headline_score`, `bootstrap`, `per_annotator`,
+`human_human`, `spans`, `anchoring`, `post_reveal`, `confusion`, `distributions`, `disagreements`.
 
 Every point estimate comes from scipy / scikit-learn / krippendorff. Only the bootstrap uses our own
 vectorised formulas (`table_statistics`), which the tests check against those libraries.
@@ -32,7 +42,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import krippendorff
 import numpy as np
@@ -47,6 +57,11 @@ BEFORE, AFTER = "human_score_before_reveal", "human_score_after_reveal"
 SCORE_COLUMNS = ("human_score", "model_score", BEFORE, AFTER)
 NO_ANNOTATOR = ""  # the annotator of a row that only says an item exists (no label yet); never a real name
 SPAN_COLUMNS = ("human_spans", "model_spans")
+# The app's annotation export (Studies.export_rows) names these columns its own way; a file that lacks the
+# canonical name is read with the export's, so an export is accepted as it is.
+EXPORT_ALIASES = {"score": "human_score", "score_before_reveal": BEFORE, "score_after_reveal": AFTER,
+                  "spans": "human_spans"}
+TRUE_TEXTS, FALSE_TEXTS = frozenset({"true", "yes", "y", "1"}), frozenset({"false", "no", "n", "0"})
 STATUSES = ("ok", "repaired", "failed")
 # Cell texts read as "missing" in a file (case-insensitive, after stripping): empty, and what R/pandas write.
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none"})
@@ -193,6 +208,27 @@ def _id_column(frame: pd.DataFrame, column: str, label: str, may_be_empty: np.nd
     return values
 
 
+def _flag_column(frame: pd.DataFrame, column: str, label: str) -> pd.Series:
+    """True / False / None (missing) per row, from booleans, 0 / 1 or text such as true, no; InputError otherwise."""
+    out: list[bool | None] = []
+    for i, value in enumerate(frame[column].to_numpy(dtype=object)):
+        if isinstance(value, bool | np.bool_):
+            out.append(bool(value))
+            continue
+        if _is_missing(value):
+            out.append(None)
+            continue
+        if isinstance(value, int | float | np.integer | np.floating) and value in (0, 1):
+            out.append(bool(value))
+            continue
+        text = str(value).strip().lower()
+        if text not in TRUE_TEXTS | FALSE_TEXTS:
+            where = _where(frame, np.arange(len(frame)) == i, label)
+            raise InputError(f"{where}: {column} must be true or false (got {value!r})")
+        out.append(text in TRUE_TEXTS)
+    return pd.Series(out, index=frame.index, dtype=object)
+
+
 def _json_column(frame: pd.DataFrame, column: str, label: str, kind: type) -> pd.Series:
     """Lists (spans) or dicts (fields) per row; JSON text from a file is decoded; missing becomes None."""
     wanted, abstract, name = (dict, Mapping, "object") if kind is dict else (list, Sequence, "list")
@@ -225,6 +261,8 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
         frame["source_row"] = np.arange(1, len(frame) + 1)
     if len(frame) == 0:
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in (*REQUIRED_COLUMNS, "source_row")})
+    frame = frame.rename(columns={alias: canonical for alias, canonical in EXPORT_ALIASES.items()
+                                  if alias in frame.columns and canonical not in frame.columns})
     absent = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if absent:
         raise InputError(f"missing column(s): {', '.join(absent)} (need {', '.join(REQUIRED_COLUMNS)})")
@@ -234,8 +272,10 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
     for column in SCORE_COLUMNS:
         out[column] = _score_column(frame, column, row_label) if column in frame.columns else np.nan
     # A row with neither annotator nor score stands for an item nobody has labelled yet (so it is counted).
-    out["annotator"] = _id_column(frame, "annotator", row_label,
-                                  may_be_empty=np.isnan(out["human_score"].to_numpy(dtype=float)))
+    no_score = np.isnan(out["human_score"].to_numpy(dtype=float)) & np.isnan(out[BEFORE].to_numpy(dtype=float))
+    out["annotator"] = _id_column(frame, "annotator", row_label, may_be_empty=no_score)
+    out["blind"] = _flag_column(frame, "blind", row_label) if "blind" in frame.columns else None
+    out["external_id"] = frame["external_id"].astype(object) if "external_id" in frame.columns else None
 
     status: list[str | None] = []
     cache: dict[Any, str | None] = {}  # a handful of distinct values, repeated on every row
@@ -651,16 +691,33 @@ def _marked(start_key: np.ndarray, end_key: np.ndarray, span_start: np.ndarray, 
 
 
 def _span_agreement(rows: pd.DataFrame) -> dict[str, Any]:
-    """Token-level precision/recall/F1 of model spans (prediction) vs human spans (reference), micro-averaged."""
-    with_fields = [f for f in rows["fields"] if isinstance(f, Mapping) and f]
+    """Token-level precision/recall/F1 of model spans (prediction) vs human spans (reference), micro-averaged.
+
+    Only annotations that marked evidence count: one with no human span says nothing about the model's
+    highlights (the annotator may simply not have marked any), so it is left out and counted, never read
+    as "every model token is a false positive".
+    """
+    has_fields = np.array([isinstance(f, Mapping) and bool(f) for f in rows["fields"]], dtype=bool)
+    marked = np.array([bool(spans) for spans in rows["human_spans"]], dtype=bool)
+    without_evidence = int(np.sum(has_fields & ~marked))
+    left_out = {
+        "n_without_evidence": without_evidence,
+        "left_out_note": (
+            f"{without_evidence} annotation(s) of graded items marked no evidence and are left out of span "
+            "agreement: an annotation with no span is not read as disagreeing with every model highlight."
+        ),
+    }
     no_spans = all(v is None for column in SPAN_COLUMNS for v in rows[column])
-    if not with_fields or no_spans:
+    if not has_fields.any() or no_spans or not (has_fields & marked).any():
         reason = (
             "no annotation of a graded item has its fields text"
-            if not with_fields
+            if not has_fields.any()
             else "no human_spans or model_spans in the input"
+            if no_spans
+            else "no annotation of a graded item marked evidence"
         )
-        return {name: _undefined(reason) for name in ("precision", "recall", "f1")} | {"n_annotations": 0}
+        return {name: _undefined(reason) for name in ("precision", "recall", "f1")} | {"n_annotations": 0} | left_out
+    rows = rows[has_fields & marked]
     # One segment per (annotation, field): its tokens, and the spans of each side that point into it.
     tokens_of: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # annotators of one item share its texts
     segments: list[tuple[np.ndarray, np.ndarray]] = []
@@ -710,11 +767,12 @@ def _span_agreement(rows: pd.DataFrame) -> dict[str, Any]:
         "false_positive_tokens": fp,
         "false_negative_tokens": fn,
         "ignored_spans": ignored,
+        **left_out,
         "method": (
             "Tokens are regex \\w+ matches in each field's text; a token is marked when it overlaps a span. "
             "Model spans are the prediction, human spans the reference; counts are summed over every annotation "
-            "of a graded item that has its fields text (micro-average). Spans that name an unknown field or "
-            "have invalid offsets are ignored and counted."
+            "of a graded item that has its fields text and at least one human span (micro-average). Spans that "
+            "name an unknown field or have invalid offsets are ignored and counted."
         ),
     }
     return block
@@ -723,10 +781,13 @@ def _span_agreement(rows: pd.DataFrame) -> dict[str, Any]:
 # --- anchoring ---------------------------------------------------------------------------------
 
 
-def _anchoring(before: np.ndarray, after: np.ndarray, model: np.ndarray, labels: list[int]) -> dict[str, Any]:
+def _anchoring(
+    before: np.ndarray, after: np.ndarray, confirmed: np.ndarray, model: np.ndarray, labels: list[int]
+) -> dict[str, Any]:
+    """How the scores moved from before the reveal to now; `confirmed` is the score confirmed at the reveal."""
     n = int(len(before))
     if n == 0:
-        return {"available": False, "reason": "no annotation of a graded item has both before- and after-reveal scores"}
+        return {"available": False, "reason": "no annotation of a graded item has a score from before the reveal"}
     moved = {
         "revised": after != before,
         "up": after > before,
@@ -738,16 +799,33 @@ def _anchoring(before: np.ndarray, after: np.ndarray, model: np.ndarray, labels:
     for name, mask in moved.items():
         block[name] = int(mask.sum())
         block[f"{name}_rate"] = float(mask.mean())
+    at_reveal = ~np.isnan(confirmed)
+    block["confirmed_at_reveal"] = int(at_reveal.sum())
+    block["changed_at_reveal"] = int(np.sum(at_reveal & (confirmed != before)))
+    block["changed_by_later_edit"] = int(np.sum(after != np.where(at_reveal, confirmed, before)))
     for name, human in (("before", before), ("after", after)):
         block[name] = {
             "exact": exact_metrics(human, model)["exact"],
             "weighted_kappa": weighted_kappa(human, model, labels),
         }
     block["method"] = (
-        "Per annotation of a graded item with both scores, compared with the model's score; rates are over n. "
-        "A revision that keeps the same distance to the model counts as neither towards nor away."
+        "Per annotation of a graded item: the score given before the model's verdict was shown vs the score now "
+        "(after the reveal, including any later edit), each compared with the model's score; rates are over n. "
+        "A revision that keeps the same distance to the model counts as neither towards nor away. "
+        "changed_at_reveal: changed when confirming after the reveal; changed_by_later_edit: changed afterwards."
     )
     return block
+
+
+def _no_anchoring(blind: bool | None) -> dict[str, Any]:
+    if blind is False:
+        reason = (
+            "not a blind study: the labels were given with the model's verdict visible, so there is no score "
+            "from before the reveal"
+        )
+    else:
+        reason = "the input does not say that the labels were given blind (no blind column, no after-reveal scores)"
+    return {"available": False, "reason": reason}
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -785,61 +863,76 @@ def _scale(rows: pd.DataFrame, graded: np.ndarray, scale: tuple[int, int] | None
     return {"min": low, "max": high, "labels": list(range(low, high + 1)), "source": source}
 
 
-def agreement_report(
-    rows: Iterable[Mapping[str, Any]] | Any,
-    scale: tuple[int, int] | None = None,
-    *,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Agreement between humans and the model, and among humans, as a JSON-ready dict; InputError on bad rows."""
-    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 0:
-        raise InputError(f"n_resamples must be a whole number >= 0, got {n_resamples!r}")
-    data = _frame(rows)
-    items, item_ids = _codes(data["item_id"], "item_id") if len(data) else (np.zeros(0, int), np.zeros(0, object))
-    people, names = _codes(data["annotator"], "annotator") if len(data) else (np.zeros(0, int), np.zeros(0, object))
-    n_items_total = len(item_ids)
+HEADLINE_NOTES = {
+    True: (
+        "Blind study: every headline number (human vs model, human vs human, per annotator, confusion, "
+        "distributions, disagreements) uses the score each annotator gave BEFORE the model's verdict was shown "
+        "(human_score_before_reveal), so the verdict cannot have pulled it. The scores after the reveal, later "
+        "edits included, are the second view in post_reveal; anchoring counts how many moved."
+    ),
+    False: (
+        "Not a blind study: the labels were given with the model's verdict visible, so the human scores may lean "
+        "towards the model's and agreement may be overstated; there is no score from before the reveal."
+    ),
+    None: (
+        "The input does not say whether the labels were given blind (no blind column, no after-reveal scores): "
+        "the headline uses human_score as given."
+    ),
+}
 
-    human = data["human_score"].to_numpy()
-    model_rows = data["model_score"].to_numpy()
+
+def _blindness(data: pd.DataFrame, blind: bool | None) -> tuple[bool | None, str]:
+    """Whether the labels were given blind, and what says so: the argument, the blind column, or the scores."""
+    if blind is not None:
+        if not isinstance(blind, bool | np.bool_):
+            raise InputError(f"blind must be True, False or None, got {blind!r}")
+        return bool(blind), "the blind argument"
+    given = {value for value in data["blind"] if value is not None}
+    if len(given) > 1:
+        raise InputError("the blind column says true on some rows and false on others: report one study at a time")
+    if given:
+        return given.pop(), "the input's blind column"
+    if (~np.isnan(data[AFTER].to_numpy())).any() and (~np.isnan(data[BEFORE].to_numpy())).any():
+        return True, "the input's after-reveal scores (only blind studies record them)"
+    return None, "nothing in the input"
+
+
+class _Items(NamedTuple):
+    """What every view of a report shares: items, annotators, the model's scores and the scale."""
+
+    items: np.ndarray  # item code per row
+    item_ids: np.ndarray  # item id per code
+    people: np.ndarray  # annotator code per row
+    names: np.ndarray  # annotator name per code
+    labelled_row: np.ndarray  # rows that belong to an annotator (not "item exists" rows)
+    model: np.ndarray  # model score per item code, NaN where none
+    graded: np.ndarray  # per item code: has a usable model score
+    labels: list[int]
+    low: int
+    external: np.ndarray | None  # per item code: the item's own id in the user's data (None where it has none)
+
+
+def _view(ctx: _Items, human: np.ndarray, n_resamples: int, seed: int) -> tuple[dict[str, Any], np.ndarray]:
+    """Every statistic that depends on the human scores, computed on `human` (one score per row, NaN = none)."""
+    items, labels, model = ctx.items, ctx.labels, ctx.model
+    n_items_total = len(ctx.item_ids)
     has_human = ~np.isnan(human)
-
-    # Per item: the model's score and status (consistent across rows, checked by _normalise).
-    model = np.full(n_items_total, np.nan)
-    present = ~np.isnan(model_rows)
-    model[items[present]] = model_rows[present]
-    failed = np.zeros(n_items_total, dtype=bool)
-    failed[items[data["model_status"].to_numpy(dtype=object) == "failed"]] = True
-    graded = ~failed & ~np.isnan(model)
     labelled = np.bincount(items[has_human], minlength=n_items_total) > 0
-
-    excluded = {
-        "missing_human_score": int(np.sum(~has_human & (data["annotator"].to_numpy(dtype=object) != NO_ANNOTATOR))),
-        "parse_failed": int(np.sum(failed)),  # items (the model's answer had no readable score)
-        "not_graded": int(np.sum(~failed & np.isnan(model))),  # items with no model score
-        "no_human_label": int(np.sum(graded & ~labelled)),  # graded items that no annotator scored
-    }
-    scale_info = _scale(data, graded[items] if len(data) else np.zeros(0, bool), scale)
-    labels = scale_info["labels"] if scale_info else []
-    low = scale_info["min"] if scale_info else 0
-
     # Pooled items: graded and labelled. Integer arithmetic keeps round-half-up exact.
-    use = has_human & graded[items]
+    use = has_human & ctx.graded[items]
     sums = np.bincount(items[use], weights=human[use], minlength=n_items_total).round().astype(np.int64)
     counts = np.bincount(items[use], minlength=n_items_total)
-    pooled = np.flatnonzero(graded & (counts > 0))
+    pooled = np.flatnonzero(ctx.graded & (counts > 0))
     h_sum, h_n = sums[pooled], counts[pooled]
     h_mean = h_sum / h_n
     h_round = (2 * h_sum + h_n) // (2 * h_n)  # floor(mean + 1/2): halves round up
     m_score = model[pooled]
 
-    report: dict[str, Any] = {
+    view: dict[str, Any] = {
         "n_items": int(len(pooled)),
         "n_items_total": int(n_items_total),
-        "n_annotators": int(len(np.unique(people[has_human]))),
+        "n_annotators": int(len(np.unique(ctx.people[has_human]))),
         "n_ratings": int(np.sum(has_human)),
-        "scale": scale_info,
-        "pooling": POOLING,
     }
     headline = {
         **correlation_metrics(h_mean, m_score, x_name="human item means", y_name="model scores"),
@@ -848,23 +941,15 @@ def agreement_report(
     }
     resampled: dict[str, np.ndarray] = {}
     if n_resamples and len(pooled):
-        table = _pooled_table(h_mean, h_round, m_score, low)
+        table = _pooled_table(h_mean, h_round, m_score, ctx.low)
         resampled = bootstrap_statistics(table, len(labels), n_resamples, seed)
     for name in HEADLINE:
         _add_ci(headline[name], resampled.get(name), n_resamples)
-    report.update(headline)
-    report["bootstrap"] = {
-        "method": "percentile",
-        "resampled": "items",
-        "confidence": CONFIDENCE,
-        "n_resamples": n_resamples,
-        "seed": seed,
-        "note": BOOTSTRAP_NOTE,
-    }
+    view.update(headline)
 
-    hh_rows = has_human
-    if scale_info:
-        human_block = _human_human(items[hh_rows], people[hh_rows], human[hh_rows], names, n_items_total, labels)
+    if labels:
+        human_block = _human_human(items[has_human], ctx.people[has_human], human[has_human], ctx.names,
+                                   n_items_total, labels)
     else:
         reason = "no human scores"
         human_block = {
@@ -877,25 +962,144 @@ def agreement_report(
             "pairs_with_fewer_than_2_shared_items": 0,
             "pairs": [],
         }
-    report["krippendorff_alpha_ordinal"] = dict(human_block["krippendorff_alpha_ordinal"])  # copies, not aliases
-    report["krippendorff_alpha_interval"] = dict(human_block["krippendorff_alpha_interval"])
-    report["excluded"] = excluded
+    view["krippendorff_alpha_ordinal"] = dict(human_block["krippendorff_alpha_ordinal"])  # copies, not aliases
+    view["krippendorff_alpha_interval"] = dict(human_block["krippendorff_alpha_interval"])
+    view["excluded"] = {
+        "missing_human_score": int(np.sum(~has_human & ctx.labelled_row)),
+        "no_human_label": int(np.sum(ctx.graded & ~labelled)),  # graded items that no annotator scored
+    }
+    view["per_annotator"] = _per_annotator(items, ctx.people, ctx.names, human, model, use, labels)
+    view["human_human"] = human_block
+    view["confusion"] = _confusion(h_round, m_score, labels)
+    view["distributions"] = _distributions(human[use], m_score, labels)
+    external = ctx.external[pooled] if ctx.external is not None else None
+    view["disagreements"] = _disagreements(ctx.item_ids[pooled], h_mean, h_n, m_score, external)
+    return view, use
+
+
+def agreement_report(
+    rows: Iterable[Mapping[str, Any]] | Any,
+    scale: tuple[int, int] | None = None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    blind: bool | None = None,
+) -> dict[str, Any]:
+    """Agreement between humans and the model, and among humans, as a JSON-ready dict; InputError on bad rows.
+
+    In a blind study (`blind=True`, or when None: a `blind` column says so, or the rows have after-reveal
+    scores) the headline uses each annotator's score from before the reveal; `post_reveal` holds the same
+    statistics on the current scores (human_score). Otherwise the headline uses human_score.
+    """
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 0:
+        raise InputError(f"n_resamples must be a whole number >= 0, got {n_resamples!r}")
+    data = _frame(rows)
+    items, item_ids = _codes(data["item_id"], "item_id") if len(data) else (np.zeros(0, int), np.zeros(0, object))
+    people, names = _codes(data["annotator"], "annotator") if len(data) else (np.zeros(0, int), np.zeros(0, object))
+    n_items_total = len(item_ids)
+    is_blind, decided_by = _blindness(data, blind)
+
+    current = data["human_score"].to_numpy()
+    before = data[BEFORE].to_numpy()
+    labelled_row = data["annotator"].to_numpy(dtype=object) != NO_ANNOTATOR
+    if is_blind:
+        lacking = ~np.isnan(current) & np.isnan(before)
+        if lacking.any():
+            raise InputError(
+                f"{_where(data, lacking, data.attrs.get('row_label', 'row'))}: {BEFORE} is missing, and the labels "
+                "were given blind (so says " + decided_by + "): the headline uses the score given before the "
+                "model's verdict was shown (pass blind=False to use human_score)"
+            )
+    human = before if is_blind else current
+    model_rows = data["model_score"].to_numpy()
+
+    # Per item: the model's score and status (consistent across rows, checked by _normalise).
+    model = np.full(n_items_total, np.nan)
+    present = ~np.isnan(model_rows)
+    model[items[present]] = model_rows[present]
+    failed = np.zeros(n_items_total, dtype=bool)
+    failed[items[data["model_status"].to_numpy(dtype=object) == "failed"]] = True
+    graded = ~failed & ~np.isnan(model)
+
+    scale_info = _scale(data, graded[items] if len(data) else np.zeros(0, bool), scale)
+    labels = scale_info["labels"] if scale_info else []
+    ctx = _Items(items, item_ids, people, names, labelled_row, model, graded, labels,
+                 scale_info["min"] if scale_info else 0, _external_ids(data, items, n_items_total))
+    view, use = _view(ctx, human, n_resamples, seed)
+
+    report: dict[str, Any] = {
+        "n_items": view["n_items"],
+        "n_items_total": int(n_items_total),
+        "n_annotators": view["n_annotators"],
+        "n_ratings": view["n_ratings"],
+        "scale": scale_info,
+        "pooling": POOLING,
+        "headline_score": {
+            "score": BEFORE if is_blind else "human_score",
+            "blind": is_blind,
+            "decided_by": decided_by,
+            "note": HEADLINE_NOTES[is_blind],
+        },
+    }
+    report.update({name: view[name] for name in HEADLINE})
+    report["bootstrap"] = {
+        "method": "percentile",
+        "resampled": "items",
+        "confidence": CONFIDENCE,
+        "n_resamples": n_resamples,
+        "seed": seed,
+        "note": BOOTSTRAP_NOTE,
+    }
+    report["krippendorff_alpha_ordinal"] = view["krippendorff_alpha_ordinal"]
+    report["krippendorff_alpha_interval"] = view["krippendorff_alpha_interval"]
+    report["excluded"] = {
+        "missing_human_score": view["excluded"]["missing_human_score"],
+        "parse_failed": int(np.sum(failed)),  # items (the model's answer had no readable score)
+        "not_graded": int(np.sum(~failed & np.isnan(model))),  # items with no model score
+        "no_human_label": view["excluded"]["no_human_label"],
+    }
     report["excluded_note"] = (
-        "missing_human_score counts rows; the other reasons count items, each item once "
-        "(parse_failed, then not_graded, then no_human_label). Human scores on parse_failed or not_graded items "
-        "still count for human vs human agreement."
+        "missing_human_score counts rows (with no score in the column the headline uses); the other reasons count "
+        "items, each item once (parse_failed, then not_graded, then no_human_label). Human scores on parse_failed "
+        "or not_graded items still count for human vs human agreement."
     )
-    report["per_annotator"] = _per_annotator(items, people, names, human, model, use, labels)
-    report["human_human"] = human_block
+    for name in ("per_annotator", "human_human"):
+        report[name] = view[name]
     report["spans"] = _span_agreement(data[use])
-    anchor = use & ~np.isnan(data[BEFORE].to_numpy()) & ~np.isnan(data[AFTER].to_numpy())
-    report["anchoring"] = _anchoring(
-        data[BEFORE].to_numpy()[anchor], data[AFTER].to_numpy()[anchor], model[items[anchor]], labels
-    )
-    report["confusion"] = _confusion(h_round, m_score, labels)
-    report["distributions"] = _distributions(human[use], m_score, labels)
-    report["disagreements"] = _disagreements(item_ids[pooled], h_mean, h_n, m_score)
+    if is_blind:
+        anchor = use & ~np.isnan(current)
+        report["anchoring"] = _anchoring(
+            before[anchor], current[anchor], data[AFTER].to_numpy()[anchor], model[items[anchor]], labels
+        )
+        post, _ = _view(ctx, current, n_resamples, seed)
+        report["post_reveal"] = {
+            "available": True,
+            "score": "human_score",
+            "note": (
+                "The same statistics on the scores as they are now: after the model's verdict was shown, later "
+                "edits included. Labels may have moved towards the model here (see anchoring)."
+            ),
+            **post,
+        }
+    else:
+        report["anchoring"] = _no_anchoring(is_blind)
+        report["post_reveal"] = {"available": False, "reason": report["anchoring"]["reason"]}
+    for name in ("confusion", "distributions", "disagreements"):
+        report[name] = view[name]
     return report
+
+
+def _external_ids(data: pd.DataFrame, items: np.ndarray, n_items: int) -> np.ndarray | None:
+    """Each item's external id (the first one given on its rows), or None when the input has no such column."""
+    if data["external_id"].isna().all():
+        return None
+    external = np.full(n_items, None, dtype=object)
+    for code, value in zip(items, data["external_id"].to_numpy(dtype=object), strict=True):
+        # Only truly empty ids are missing ("NA" may well be someone's id), as for item_id.
+        blank = value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip()
+        if external[code] is None and not blank:
+            external[code] = _plain(value)
+    return external
 
 
 def _per_annotator(
@@ -946,16 +1150,18 @@ def _distributions(human: np.ndarray, model: np.ndarray, labels: list[int]) -> d
     }
 
 
-def _disagreements(ids: np.ndarray, mean: np.ndarray, n: np.ndarray, model: np.ndarray) -> list[dict[str, Any]]:
+def _disagreements(
+    ids: np.ndarray, mean: np.ndarray, n: np.ndarray, model: np.ndarray, external: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Items by |human mean - model|, largest first; with `external_id` (None if the item has none) when known."""
     diff = mean - model
     order = np.argsort(-np.abs(diff), kind="stable")  # ties keep the input's item order
-    return [
-        {
-            "item_id": _plain(ids[i]),
-            "human_mean": float(mean[i]),
-            "n_annotators": int(n[i]),
-            "model_score": int(model[i]),
-            "diff": float(diff[i]),
-        }
-        for i in order
-    ]
+    out = []
+    for i in order:
+        entry: dict[str, Any] = {"item_id": _plain(ids[i])}
+        if external is not None:
+            entry["external_id"] = external[i]
+        entry.update(human_mean=float(mean[i]), n_annotators=int(n[i]), model_score=int(model[i]),
+                     diff=float(diff[i]))
+        out.append(entry)
+    return out

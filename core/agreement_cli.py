@@ -65,9 +65,11 @@ def register(subparsers: Any) -> None:
         help="agreement between human and model scores in a ratings file",
         description=(
             "Human vs model and human vs human agreement for a CSV or JSONL file with columns item_id, "
-            "annotator, human_score, model_score (optional: model_status, human_score_before_reveal, "
-            "human_score_after_reveal, human_spans, model_spans, fields). Prints a summary; --out writes "
-            "the full report as JSON."
+            "annotator, human_score, model_score (optional: model_status, blind, human_score_before_reveal, "
+            "human_score_after_reveal, human_spans, model_spans, fields, external_id), or the app's annotation "
+            "export as it is (score, score_before_reveal, ...). In a blind study the headline uses the scores "
+            "given before the model's verdict was shown, and the scores after it are a second view. Prints a "
+            "summary; --out writes the full report as JSON."
         ),
     )
     parser.add_argument("file", type=Path, help="ratings file (.csv, or .jsonl for JSON lines)")
@@ -80,6 +82,16 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--resamples", type=_count, default=1000, metavar="N", help="bootstrap resamples (1000)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="bootstrap seed (0)")
+    parser.add_argument(
+        "--blind",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "the labels were given before the model's verdict was shown: the headline uses "
+            "human_score_before_reveal (default: as the file's blind column says, else blind when it has "
+            "after-reveal scores); --no-blind uses human_score"
+        ),
+    )
     parser.set_defaults(run=run)
 
 
@@ -88,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
     from core.agreement import agreement_report, load_ratings  # scipy/sklearn load only for this command
 
     try:
-        report = agreement_report(load_ratings(args.file), scale=args.scale, n_resamples=args.resamples, seed=args.seed)
+        report = agreement_report(
+            load_ratings(args.file), scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind
+        )
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -125,26 +139,48 @@ def _lines(title: str, rows: list[tuple[str, dict[str, Any]]], out: list[str]) -
     out.extend(f"  {label:<{width}}  {_format(metric)}" for label, metric in rows)
 
 
+def _scores_line(report: dict[str, Any]) -> str:
+    headline = report.get("headline_score") or {}
+    if headline.get("blind"):
+        return ("Scores: BEFORE the model's verdict was shown (blind study; "
+                f"so says {headline.get('decided_by')}). After the reveal: see below.")
+    if headline.get("blind") is False:
+        return "Scores: given with the model's verdict visible (not a blind study); they may lean towards the model."
+    return "Scores: human_score as given (the file does not say whether the labels were given blind)."
+
+
 def summary(report: dict[str, Any]) -> str:
-    """A few readable lines: sizes, each headline metric with its CI, exclusions."""
+    """A few readable lines: sizes, which scores, each headline metric with its CI, anchoring, exclusions."""
     scale = report.get("scale")
     scale_text = f"{scale['min']}-{scale['max']} ({scale['source']})" if scale else "none"
     lines = [
         f"Items compared: {report['n_items']} of {report['n_items_total']}   "
         f"Annotators: {report['n_annotators']}   Human ratings: {report['n_ratings']}   Scale: {scale_text}",
+        _scores_line(report),
     ]
-    _lines("Human vs model (pooled):", [(label, report[key]) for key, label in HEADLINE_LABELS], lines)
+    blind = bool((report.get("headline_score") or {}).get("blind"))
+    when = " - before the reveal (headline)" if blind else ""
+    _lines(f"Human vs model (pooled){when}:", [(label, report[key]) for key, label in HEADLINE_LABELS], lines)
     human = report["human_human"]
-    _lines("Human vs human:", [(label, human[key]) for key, label in HUMAN_LABELS], lines)
+    _lines(f"Human vs human{when}:", [(label, human[key]) for key, label in HUMAN_LABELS], lines)
     spans = report["spans"]
     if spans.get("n_annotations"):
         _lines("Highlight spans (tokens):", [(k, spans[k]) for k in ("precision", "recall", "f1")], lines)
+    if spans.get("n_without_evidence"):
+        lines.append(f"  {spans['left_out_note']}")
     anchoring = report["anchoring"]
     if anchoring.get("available"):
         lines.append(
             f"Anchoring: {anchoring['revised']} of {anchoring['n']} revised after the reveal "
-            f"({anchoring['towards_model']} towards the model, {anchoring['away_from_model']} away)"
+            f"({anchoring['towards_model']} towards the model, {anchoring['away_from_model']} away; "
+            f"{anchoring['changed_at_reveal']} at the reveal, {anchoring['changed_by_later_edit']} by a later edit)"
         )
+    post = report.get("post_reveal") or {}
+    if post.get("available"):
+        _lines("Human vs model - after the reveal (second view, may be anchored):",
+               [(label, post[key]) for key, label in HEADLINE_LABELS], lines)
+        _lines("Human vs human - after the reveal:",
+               [(label, post["human_human"][key]) for key, label in HUMAN_LABELS], lines)
     excluded = {reason: count for reason, count in report["excluded"].items() if count}
     lines.append(
         "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")

@@ -1187,8 +1187,9 @@ class Studies:
 
         Items nobody has labelled yet add one row each with annotator and human_score None, so a report
         can count them. model_score is None when the item has no judgment or the judgment failed to parse.
+        `blind` (the study's mode) tells the report to use human_score_before_reveal as its headline.
         """
-        _study, pairs, judgments = self._report_rows(actor, study_id, "see a study's ratings")
+        study, pairs, judgments = self._report_rows(actor, study_id, "see a study's ratings")
         rows: list[dict[str, Any]] = []
         for item, label, username in pairs:
             judgment = judgments.get(item.judgment_id) if item.judgment_id is not None else None
@@ -1200,6 +1201,7 @@ class Studies:
                 "human_score": label.score if label else None,
                 "model_score": judgment.score if judgment is not None and judgment.status != "failed" else None,
                 "model_status": judgment.status if judgment is not None else None,
+                "blind": bool(study.blind),
                 "human_score_before_reveal": label.score_before_reveal if label else None,
                 "human_score_after_reveal": label.score_after_reveal if label else None,
                 "human_spans": [dict(span) for span in label.spans] if label else [],
@@ -1213,9 +1215,10 @@ class Studies:
 
         Every row has the same keys: each field tag is a column (prefixed "field " if it would clash with
         another column); spans, highlights and the distribution are JSON text, so a CSV keeps them whole.
+        `python -m core agreement` reads the file as it is (`blind` picks the before-reveal headline).
         """
         study, pairs, judgments = self._report_rows(actor, study_id, "export a study")
-        fixed = ["study", "study_id", "item_id", "external_id", "annotation_id", "annotator", "score",
+        fixed = ["study", "study_id", "blind", "item_id", "external_id", "annotation_id", "annotator", "score",
                  "score_before_reveal", "score_after_reveal", "comment", "seconds", "spans", "created_at",
                  "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
                  "model_distribution", "model_expected_score"]
@@ -1227,8 +1230,8 @@ class Studies:
             judgment = judgments.get(item.judgment_id) if item.judgment_id is not None else None
             fields = {tag: text for tag, text in item.fields}
             distribution = judgment.distribution if judgment is not None else None
-            row: dict[str, Any] = {"study": study.name, "study_id": study.id, "item_id": item.id,
-                                   "external_id": item.external_id}
+            row: dict[str, Any] = {"study": study.name, "study_id": study.id, "blind": bool(study.blind),
+                                   "item_id": item.id, "external_id": item.external_id}
             row.update({columns[tag]: fields.get(tag, "") for tag in study.tags})
             row.update({
                 "annotation_id": label.id,

@@ -571,6 +571,24 @@ def test_span_agreement_by_hand() -> None:
     assert spans["n_annotations"] == 2 and spans["n_tokens"] == 12
 
 
+def test_annotations_without_evidence_are_left_out_of_span_agreement_and_counted() -> None:
+    # The model marks "cat" (4-7) on both items. Annotator x marked "cat" too; y marked nothing at all, which
+    # says nothing about the model's highlight: y's annotation is left out, not read as 1 false positive.
+    model = [{"field": "MODEL OUTPUT", "start": 4, "end": 7}]
+    rows = [
+        span_row([{"field": "MODEL OUTPUT", "start": 4, "end": 7}], model),
+        span_row([], model, annotator="y"),
+        span_row([], model, annotator="z", item_id=2),
+    ]
+    spans = strict_json(agreement_report(rows, n_resamples=0))["spans"]
+    assert spans["precision"]["value"] == 1.0 and spans["false_positive_tokens"] == 0
+    assert spans["n_annotations"] == 1 and spans["n_tokens"] == 6
+    assert spans["n_without_evidence"] == 2 and "2 annotation(s)" in spans["left_out_note"]
+    nobody = strict_json(agreement_report(rows[1:], n_resamples=0))["spans"]
+    assert nobody["f1"] == {"value": None, "reason": "no annotation of a graded item marked evidence"}
+    assert nobody["n_annotations"] == 0 and nobody["n_without_evidence"] == 2
+
+
 def test_span_agreement_undefined_and_ignored_spans() -> None:
     rows = [span_row([{"field": "MODEL OUTPUT", "start": 0, "end": 3}, {"field": "NOPE", "start": 0, "end": 1}], [])]
     spans = strict_json(agreement_report(rows, n_resamples=0))["spans"]
@@ -611,8 +629,92 @@ def test_anchoring_counts_revisions_towards_and_away_from_the_model() -> None:
 
 
 def test_anchoring_unavailable_without_reveal_scores() -> None:
-    block = agreement_report(one_rater_rows([1, 2], [1, 2]), n_resamples=0)["anchoring"]
-    assert block["available"] is False and block["reason"]
+    report = agreement_report(one_rater_rows([1, 2], [1, 2]), n_resamples=0)
+    assert report["anchoring"]["available"] is False and report["anchoring"]["reason"]
+    assert report["headline_score"] == {
+        "score": "human_score", "blind": None, "decided_by": "nothing in the input",
+        "note": report["headline_score"]["note"],
+    }
+    assert "does not say whether" in report["headline_score"]["note"]
+    assert report["post_reveal"]["available"] is False
+
+
+# --- which score the headline uses ---------------------------------------------------------------
+
+# Two annotators, four items, model 1 2 3 3 (scale 1-3). Before the reveal: x 1 1 3 2, y 2 2 3 3.
+# After it, x moved items 1 and 3 to the model's score: x 1 2 3 3.
+REVEAL_MODEL, X_BEFORE, X_AFTER, Y_SCORES = [1, 2, 3, 3], [1, 1, 3, 2], [1, 2, 3, 3], [2, 2, 3, 3]
+
+
+def reveal_rows(**extra: object) -> list[dict]:
+    rows = []
+    for name, before, after in (("x", X_BEFORE, X_AFTER), ("y", Y_SCORES, Y_SCORES)):
+        for i, (b, a, m) in enumerate(zip(before, after, REVEAL_MODEL, strict=True)):
+            rows.append({"item_id": f"i{i}", "annotator": name, "human_score": a, "model_score": m,
+                         "human_score_before_reveal": b, "human_score_after_reveal": a, **extra})
+    return rows
+
+
+def test_a_blind_headline_uses_the_scores_from_before_the_reveal() -> None:
+    report = strict_json(agreement_report(reveal_rows(blind=True), (1, 3), n_resamples=0))
+    # By hand. Before: item means 1.5 1.5 3 2.5 -> rounded half up 2 2 3 3 vs model 1 2 3 3: exact 3/4.
+    # After: means 1.5 2 3 3 -> 2 2 3 3: exact 3/4 too, but Pearson rises.
+    before_means, after_means = [1.5, 1.5, 3, 2.5], [1.5, 2, 3, 3]
+    assert report["headline_score"]["score"] == "human_score_before_reveal"
+    assert report["headline_score"]["decided_by"] == "the input's blind column"
+    assert report["pearson"]["value"] == pytest.approx(stats.pearsonr(before_means, REVEAL_MODEL).statistic)
+    assert report["post_reveal"]["pearson"]["value"] == pytest.approx(
+        stats.pearsonr(after_means, REVEAL_MODEL).statistic)
+    assert report["exact"]["value"] == report["post_reveal"]["exact"]["value"] == 0.75
+    alpha = krippendorff.alpha(reliability_data=[X_BEFORE, Y_SCORES], value_domain=[1, 2, 3],
+                               level_of_measurement="interval")
+    assert report["krippendorff_alpha_interval"]["value"] == pytest.approx(alpha)
+    assert report["human_human"]["pairs"][0]["exact"]["value"] == 0.25  # x and y agree on item 2 only
+    assert report["post_reveal"]["human_human"]["pairs"][0]["exact"]["value"] == 0.75
+    x = report["per_annotator"][0]
+    assert x["annotator"] == "x" and x["exact"]["value"] == 0.5  # 1 1 3 2 vs 1 2 3 3
+    assert report["post_reveal"]["per_annotator"][0]["exact"]["value"] == 1.0
+    assert report["distributions"]["human"] == [2, 3, 3]  # x 1 1 3 2 and y 2 2 3 3
+    assert [d["item_id"] for d in report["disagreements"][:2]] == ["i0", "i1"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "blind", "headline"),
+    [
+        ({}, None, "human_score_before_reveal"),  # after-reveal scores exist only in blind studies
+        ({"blind": "false"}, None, "human_score"),
+        ({"blind": "yes"}, None, "human_score_before_reveal"),
+        ({"blind": 0}, True, "human_score_before_reveal"),  # the argument wins over the column
+        ({}, False, "human_score"),
+    ],
+)
+def test_the_headline_score_follows_the_argument_the_column_or_the_scores(extra: dict, blind: bool | None,
+                                                                          headline: str) -> None:
+    report = agreement_report(reveal_rows(**extra), (1, 3), n_resamples=0, blind=blind)
+    assert report["headline_score"]["score"] == headline
+    assert report["anchoring"]["available"] is (headline != "human_score")
+
+
+def test_blind_data_needs_its_scores_from_before_the_reveal() -> None:
+    rows = reveal_rows(blind=True)
+    rows[2] = {**rows[2], "human_score_before_reveal": None}
+    with pytest.raises(InputError, match=r"row 3: human_score_before_reveal is missing"):
+        agreement_report(rows, (1, 3))
+    assert agreement_report(rows, (1, 3), n_resamples=0, blind=False)["n_ratings"] == 8
+    mixed = reveal_rows(blind=True)
+    mixed[0] = {**mixed[0], "blind": False}
+    with pytest.raises(InputError, match="blind column says true on some rows and false on others"):
+        agreement_report(mixed)
+    with pytest.raises(InputError, match=r"row 1: blind must be true or false \(got 'maybe'\)"):
+        agreement_report(reveal_rows(blind="maybe"))
+
+
+def test_disagreements_carry_the_users_item_ids_when_given() -> None:
+    rows = [{**r, "external_id": {"i0": "Q-7", "i1": "NA", "i2": "", "i3": None}[r["item_id"]]}
+            for r in reveal_rows()]
+    ids = {d["item_id"]: d["external_id"] for d in agreement_report(rows, n_resamples=0)["disagreements"]}
+    assert ids == {"i0": "Q-7", "i1": "NA", "i2": None, "i3": None}
+    assert "external_id" not in agreement_report(reveal_rows(), n_resamples=0)["disagreements"][0]
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -695,6 +797,24 @@ def test_load_ratings_jsonl_keeps_unicode_line_separators_inside_strings(tmp_pat
     rows = [{**r, "fields": {"A": "one\u2028two"}} for r in synthetic(2)]
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     assert load_ratings(path)["fields"][0] == {"A": "one\u2028two"}
+
+
+def test_load_ratings_reads_the_apps_export_as_it_is(tmp_path: Path) -> None:
+    """The Agreement tab's CSV names the current score `score` (and so on); it is read without renaming."""
+    path = tmp_path / "study-1-annotations.csv"
+    path.write_text(
+        "study,study_id,blind,item_id,external_id,annotator,score,score_before_reveal,score_after_reveal,spans,"
+        "model_score,model_status\n"
+        'S,1,True,1,q1,ann,3,2,3,"[]",3,ok\n'
+        'S,1,True,2,q2,ann,1,1,,"[]",2,ok\n'
+        'S,1,True,3,q3,ann,2,2,2,"[]",2,ok\n',
+        encoding="utf-8",
+    )
+    report = agreement_report(load_ratings(path), n_resamples=0)
+    assert report["headline_score"]["score"] == "human_score_before_reveal" and report["n_ratings"] == 3
+    assert report["exact"]["value"] == pytest.approx(1 / 3)  # 2 1 2 vs 3 2 2
+    assert report["post_reveal"]["exact"]["value"] == pytest.approx(2 / 3)  # 3 1 2 vs 3 2 2
+    assert report["disagreements"][0]["external_id"] == "q1"
 
 
 def test_load_ratings_missing_file(tmp_path: Path) -> None:

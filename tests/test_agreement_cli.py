@@ -144,3 +144,52 @@ def test_summary_shows_undefined_metrics_with_their_reason() -> None:
     assert "Pearson r" in text and "undefined (fewer than 2 items (n=1))" in text
     assert "Krippendorff alpha (interval)  undefined (fewer than 2 annotators)" in text
     assert "Excluded: none" in text
+
+
+# The Agreement tab's annotation export (Studies.export_rows written by pandas), columns as the app writes them.
+EXPORT_HEADER = (
+    "study,study_id,blind,item_id,external_id,CONTEXT,MODEL OUTPUT,annotation_id,annotator,score,"
+    "score_before_reveal,score_after_reveal,comment,seconds,spans,created_at,updated_at,judgment_id,model_score,"
+    "model_status,model_reasoning,model_highlights,model_distribution,model_expected_score\n"
+)
+
+
+def export_csv(path: Path, blind: bool = True) -> Path:
+    # Model 1 2 3 3. ann before the reveal 1 1 3 2, after 1 2 3 3 (two moved to the model); bob 2 2 3 3 throughout.
+    lines = [EXPORT_HEADER]
+    for n, (model, before, after, bob) in enumerate(zip([1, 2, 3, 3], [1, 1, 3, 2], [1, 2, 3, 3], [2, 2, 3, 3],
+                                                        strict=True)):
+        for who, (b, a) in (("ann", (before, after)), ("bob", (bob, bob))):
+            lines.append(f'S,1,{blind},{n + 1},q-{n},ctx,out,{n},{who},{a},{b},{a if blind else ""},,1.5,[],'
+                         f't,t,{n},{model},ok,why,[],,\n')
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_the_apps_export_is_accepted_as_it_is_with_the_blind_headline(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    done = run_cli(export_csv(tmp_path / "study-1-annotations.csv"), "--out", out, "--resamples", "0")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["headline_score"]["score"] == "human_score_before_reveal"
+    # Pairwise exact by hand: before, ann 1 1 3 2 vs bob 2 2 3 3 agree on one item of 4; after, on three.
+    assert report["human_human"]["pairwise_exact"]["value"] == 0.25
+    assert report["post_reveal"]["human_human"]["pairwise_exact"]["value"] == 0.75
+    assert report["anchoring"]["revised"] == 2 and report["anchoring"]["towards_model"] == 2
+    text = done.stdout
+    assert "Scores: BEFORE the model's verdict was shown (blind study; so says the input's blind column)" in text
+    assert "Human vs model (pooled) - before the reveal (headline):" in text
+    assert "Anchoring: 2 of 8 revised after the reveal (2 towards the model, 0 away; 2 at the reveal, 0 by a" in text
+    assert "Human vs model - after the reveal (second view, may be anchored):" in text
+    assert text.index("before the reveal (headline)") < text.index("after the reveal (second view")
+
+    forced = run_cli(tmp_path / "study-1-annotations.csv", "--no-blind", "--out", out, "--resamples", "0")
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(out.read_text(encoding="utf-8"))["headline_score"]["score"] == "human_score"
+
+
+def test_a_non_blind_export_says_the_verdict_was_visible(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(capsys, export_csv(tmp_path / "open.csv", blind=False), "--resamples", "0")
+    assert code == 0, err
+    assert "Scores: given with the model's verdict visible (not a blind study)" in out
+    assert "after the reveal" not in out and "Anchoring" not in out

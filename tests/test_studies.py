@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import krippendorff
+import pandas as pd
 import pytest
+from scipy import stats
+from sklearn.metrics import cohen_kappa_score
 
-from core.agreement import agreement_report
+from core.agreement import agreement_report, load_ratings
 from core.errors import InputError
+from core.parse import parse_output
 from core.store import MIGRATIONS, Store
 from core.studies import (
     ADMIN,
@@ -29,6 +36,7 @@ from core.studies import (
     User,
     UserRow,
 )
+from tests.fakes import WELL_FORMED as ANSWER_1
 from tests.test_store import make_result
 
 PASSWORD = "correct horse battery"
@@ -719,3 +727,133 @@ def test_the_database_itself_keeps_one_label_per_item_and_annotator(
         raw.execute("INSERT INTO annotations (study_id, item_id, annotator_id, score, score_before_reveal, spans, "
                     "comment, seconds, created_at, updated_at) SELECT study_id, item_id, annotator_id, 1, 1, '[]', "
                     "'', 0, created_at, updated_at FROM annotations")
+
+
+def strict_json(report: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(report, allow_nan=False))
+
+
+# ---- the blind headline: scores from before the reveal, held against a hand computation
+
+RUBRIC_1_3 = "1: Wrong.\n2: Partly right.\n3: Right."
+# Eight items of a blind 1-3 study, labelled by two annotators. Scores given BEFORE the model's verdict:
+MODEL = [1, 2, 3, 3, 2, 1, 2, 3]
+BLIND_A = [1, 2, 2, 3, 1, 1, 3, 3]
+BLIND_B = [2, 2, 3, 2, 2, 1, 2, 1]
+# After the reveal, four labels moved towards the model: A changed items 2 and 4 and B item 3 when confirming;
+# B kept item 7 at the reveal and edited it later (← Previous). A never confirmed item 5 (a reload).
+AFTER_A = [1, 2, 3, 3, 2, 1, 3, 3]
+AFTER_B = [2, 2, 3, 3, 2, 1, 2, 3]
+
+
+def scored_result(score: int) -> Any:
+    """A stored judgment whose parsed score on the 1-3 scale is `score`."""
+    raw = ANSWER_1.replace("<score>\n1\n</score>", f"<score>\n{score}\n</score>")
+    return replace(make_result(raw=raw), judgment=parse_output(raw, (1, 3)), scale=(1, 3))
+
+
+@pytest.fixture
+def anchored_study(studies: Studies, store: Store, admin: User, ann: list[User]) -> int:
+    study = studies.create_study(admin, spec(name="Anchored", rubric=RUBRIC_1_3, overlap_target=2))
+    items = [studies.add_item(admin, study.id, fields(n), external_id=f"q-{n}",
+                              judgment_id=store.save_grade(scored_result(m))).id
+             for n, m in enumerate(MODEL)]
+    a, b = ann[0], ann[1]
+    for item_id, (blind_a, after_a, blind_b, after_b) in zip(
+            items, zip(BLIND_A, AFTER_A, BLIND_B, AFTER_B, strict=True), strict=True):
+        label = studies.submit(a, item_id, blind_a)
+        if item_id != items[5]:
+            studies.confirm_after_reveal(a, label.id, after_a)
+        label = studies.submit(b, item_id, blind_b)
+        studies.confirm_after_reveal(b, label.id, blind_b if item_id == items[7] else after_b)
+    later = next(x for x in studies.my_annotations(b, study.id) if x.item_id == items[7])
+    edited = studies.edit(b, later.id, score=AFTER_B[7], comment="changed my mind")
+    assert (edited.score, edited.score_before_reveal, edited.score_after_reveal) == (3, 1, 1)
+    return study.id
+
+
+def hand_numbers(a: list[int], b: list[int]) -> dict[str, float]:
+    """The pooled headline by hand: item means, rounded half up, vs the model; alpha on the two lists."""
+    means = [(x + y) / 2 for x, y in zip(a, b, strict=True)]
+    rounded = [math.floor(m + 0.5) for m in means]
+    return {
+        "pearson": stats.pearsonr(means, MODEL).statistic,
+        "exact": sum(r == m for r, m in zip(rounded, MODEL, strict=True)) / len(MODEL),
+        "weighted_kappa": cohen_kappa_score(rounded, MODEL, labels=[1, 2, 3], weights="quadratic"),
+        "krippendorff_alpha_ordinal": krippendorff.alpha(reliability_data=[a, b], value_domain=[1, 2, 3],
+                                                         level_of_measurement="ordinal"),
+    }
+
+
+def test_a_later_edit_never_changes_the_score_given_before_the_reveal(
+        studies: Studies, admin: User, ann: list[User], anchored_study: int) -> None:
+    b = ann[1]
+    for label in studies.my_annotations(b, anchored_study):
+        studies.edit(b, label.id, score=1 if label.score != 1 else 2)
+    assert [x.score_before_reveal for x in studies.my_annotations(b, anchored_study)] == BLIND_B
+    rows = [r for r in studies.ratings(admin, anchored_study) if r["annotator"] == "ann1"]
+    assert [r["human_score_before_reveal"] for r in rows] == BLIND_B
+    assert all("score_before_reveal" not in e.changes for x in studies.my_annotations(b, anchored_study)
+               for e in studies.history(b, x.id))
+
+
+def test_a_blind_study_reports_the_scores_from_before_the_reveal(
+        studies: Studies, admin: User, anchored_study: int) -> None:
+    assert (BLIND_A[2], AFTER_A[2]) == (2, 3)  # the fixture's story, spelled out
+    rows = studies.ratings(admin, anchored_study)
+    assert {r["blind"] for r in rows} == {True}
+    report = strict_json(agreement_report(rows, (1, 3), n_resamples=200))
+    assert report["headline_score"]["score"] == "human_score_before_reveal" and report["headline_score"]["blind"]
+    blind, after = hand_numbers(BLIND_A, BLIND_B), hand_numbers(AFTER_A, AFTER_B)
+    assert blind["exact"] == 5 / 8 and after["exact"] == 6 / 8  # the anchored view looks better
+    post = report["post_reveal"]
+    for name, value in blind.items():
+        assert report[name]["value"] == pytest.approx(value), name
+        assert post[name]["value"] == pytest.approx(after[name]), name
+    assert report["pearson"]["ci_low"] <= report["pearson"]["value"] <= report["pearson"]["ci_high"]
+    assert post["pearson"]["ci_low"] is not None
+    # Everything score-based follows the headline: per annotator, confusion, disagreements.
+    per_a = next(e for e in report["per_annotator"] if e["annotator"] == "ann0")
+    assert per_a["exact"]["value"] == pytest.approx(sum(x == m for x, m in zip(BLIND_A, MODEL, strict=True)) / 8)
+    assert sum(map(sum, report["confusion"]["matrix"])) == 8
+    assert report["confusion"]["matrix"] != post["confusion"]["matrix"]
+    assert report["human_human"]["krippendorff_alpha_ordinal"] == report["krippendorff_alpha_ordinal"]
+    assert {d["external_id"] for d in report["disagreements"]} == {f"q-{n}" for n in range(8)}
+    anchoring = report["anchoring"]
+    assert (anchoring["n"], anchoring["revised"], anchoring["towards_model"], anchoring["away_from_model"]) == (
+        16, 4, 4, 0)
+    assert (anchoring["confirmed_at_reveal"], anchoring["changed_at_reveal"], anchoring["changed_by_later_edit"]) == (
+        15, 3, 1)
+
+
+def test_a_non_blind_study_reports_its_scores_as_given(studies: Studies, store: Store, admin: User,
+                                                       ann: list[User]) -> None:
+    study = studies.create_study(admin, spec(name="Open", rubric=RUBRIC_1_3, blind=False))
+    for n, (m, h) in enumerate(zip(MODEL[:4], BLIND_A[:4], strict=True)):
+        item = studies.add_item(admin, study.id, fields(n), judgment_id=store.save_grade(scored_result(m)))
+        studies.submit(ann[0], item.id, h)
+    report = agreement_report(studies.ratings(admin, study.id), (1, 3), n_resamples=0)
+    assert report["headline_score"]["blind"] is False and report["headline_score"]["score"] == "human_score"
+    assert "verdict visible" in report["headline_score"]["note"]
+    assert report["post_reveal"]["available"] is False and "verdict visible" in report["anchoring"]["reason"]
+    assert report["exact"]["value"] == 3 / 4
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+def test_the_annotation_export_is_read_as_it_is(studies: Studies, admin: User, anchored_study: int,
+                                                tmp_path: Path, suffix: str) -> None:
+    """What the Agreement tab writes (the same flattening) gives the same headline through load_ratings."""
+    rows = studies.export_rows(admin, anchored_study)
+    path = tmp_path / f"export.{suffix}"
+    if suffix == "csv":
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    from_file = agreement_report(load_ratings(path), (1, 3), n_resamples=0)
+    from_store = agreement_report(studies.ratings(admin, anchored_study), (1, 3), n_resamples=0)
+    assert from_file["headline_score"]["score"] == "human_score_before_reveal"
+    for name in ("pearson", "exact", "weighted_kappa", "krippendorff_alpha_ordinal"):
+        assert from_file[name] == from_store[name], name
+        assert from_file["post_reveal"][name] == from_store["post_reveal"][name], name
+    assert from_file["anchoring"] == from_store["anchoring"]
+    assert {str(d["external_id"]) for d in from_file["disagreements"]} == {f"q-{n}" for n in range(8)}

@@ -174,3 +174,68 @@ def test_html_skips_missing_figures_and_takes_a_list() -> None:
     report = agreement_report(rows_for(SCORES), scale=(1, 5), n_resamples=0)
     html = report_to_html(report, [None, confusion_heatmap(report)])
     assert html.count("window.PlotlyConfig") == 1 and 'id="figure-1"' in html
+
+
+# --- blind studies: which scores, the second view, the user's item ids -------------------------------------
+
+
+def blind_rows() -> list[dict]:
+    """SCORES as the scores after the reveal; before it, bob gave 1 where he now agrees with the model on q1, q4."""
+    rows = rows_for(SCORES)
+    for row in rows:
+        moved = row["annotator"] == "bob" and row["item_id"] in {"q1", "q4"}
+        row.update(blind=True, human_score_before_reveal=1 if moved else row["human_score"],
+                   human_score_after_reveal=row["human_score"],
+                   external_id={"q0": "Q-zero", "q3": "<i>mine</i>"}.get(row["item_id"]))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def blind_report() -> dict:
+    return agreement_report(blind_rows(), scale=(1, 5), n_resamples=50)
+
+
+def test_html_of_a_blind_study_leads_with_the_scores_from_before_the_reveal(blind_report: dict) -> None:
+    parser = Tags()
+    parser.feed(report_to_html(blind_report, []))
+    text = "".join(parser.text)
+    assert "Scores used: Blind study: every headline number" in text
+    assert "Human vs model (pooled) — before the reveal (headline)" in text
+    assert text.index("before the reveal (headline)") < text.index("After the reveal: second view (may be anchored)")
+    before, after = blind_report["exact"]["value"], blind_report["post_reveal"]["exact"]["value"]
+    assert before < after  # bob's two revisions moved towards the model
+    row = f"Exact agreement{before:.3f}{after:.3f}{after - before:+.3f}"
+    assert row in text
+    assert "Revised after the reveal2" in text and "Moved towards the model2" in text
+    assert "Human vs model after the reveal (pooled)" in text
+
+
+def test_html_disagreements_show_the_users_item_ids(blind_report: dict) -> None:
+    html = report_to_html(blind_report, [])
+    parser = Tags()
+    parser.feed(html)
+    cells = [data for data in parser.text]
+    assert "Q-zero" in cells and "<i>mine</i>" in cells  # escaped, shown as text
+    assert "<i>mine</i>" not in html
+    assert "#q1" in cells and "q1" not in cells  # no id of the user's own: the internal one, marked
+    assert "An item marked # had none" in "".join(parser.text)
+    plain = report_to_html(agreement_report(rows_for(SCORES), scale=(1, 5), n_resamples=0), [])
+    assert "#q" not in plain and "marked #" not in plain  # item_id is the user's id when there are no others
+
+
+def test_html_of_a_non_blind_study_says_the_verdict_was_visible() -> None:
+    rows = [{**r, "blind": False} for r in rows_for(SCORES)]
+    html = report_to_html(agreement_report(rows, scale=(1, 5), n_resamples=0), [])
+    assert "the labels were given with the model&#x27;s verdict visible" in html
+    assert "before the reveal (headline)" not in html
+
+
+def test_charts_of_a_blind_study_name_their_scores_and_the_users_ids(blind_report: dict) -> None:
+    assert confusion_heatmap(blind_report).layout.yaxis.title.text.startswith("human score before the reveal")
+    scatter = agreement_scatter(blind_report)
+    assert scatter.layout.yaxis.title.text.startswith("human score before the reveal")
+    shown = {row[0] for row in scatter.data[1].customdata}
+    assert {"Q-zero", "&lt;i&gt;mine&lt;/i&gt;", "#q1"} <= shown
+    assert score_distributions(blind_report).data[0].name.startswith("human before the reveal")
+    assert confusion_heatmap(agreement_report(rows_for(SCORES), scale=(1, 5), n_resamples=0)).layout.yaxis.title.text \
+        == "human score (mean, rounded half up)"

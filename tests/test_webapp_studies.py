@@ -17,7 +17,9 @@ import httpx
 import pandas as pd
 import pytest
 from gradio_client import Client
+from sklearn.metrics import cohen_kappa_score
 
+from core.agreement import agreement_report, load_ratings
 from core.errors import InputError
 from core.studies import Studies, User
 from tests.fakes import ScriptedJudge
@@ -376,6 +378,50 @@ def test_two_annotators_label_a_blind_study_and_the_admin_reads_the_report(
     assert json.loads(json_path.read_text(encoding="utf-8"))["n_annotators"] == 2
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
+    # Blind: the headline is the scores from before the reveal, the post-reveal view and the anchoring beside it.
+    # By hand from the stored labels: per item, the mean of its labels rounded half up, vs the model's score.
+    stored = services.studies.export_rows(user(services, "ada"), study_id)
+    by_item: dict[int, list[dict[str, Any]]] = {}
+    for label in stored:
+        by_item.setdefault(label["item_id"], []).append(label)
+
+    def exact(column: str) -> float:
+        hits = [int(sum(r[column] for r in rs) / len(rs) + 0.5) == rs[0]["model_score"] for rs in by_item.values()]
+        return sum(hits) / len(hits)
+
+    assert "every number here uses the score each annotator gave before the model's verdict" in metrics
+    assert "Human vs model \u2014 before the reveal" in metrics
+    def pair_kappa(column: str) -> float:  # ann vs bob on the items both labelled (all five)
+        pairs = [sorted(rs, key=lambda r: r["annotator"]) for rs in by_item.values()]
+        return cohen_kappa_score([a[column] for a, _ in pairs], [b[column] for _, b in pairs], labels=[0, 1],
+                                 weights="quadratic")
+
+    before, after = exact("score_before_reveal"), exact("score")
+    assert f"Exact agreement{before:.3f}{after:.3f}{after - before:+.3f}" in metrics
+    kappa_before, kappa_after = pair_kappa("score_before_reveal"), pair_kappa("score")
+    assert kappa_before != kappa_after  # the two views differ here, so the row shows which is which
+    assert (f"Mean pairwise weighted \u03ba{kappa_before:.3f}{kappa_after:.3f}"
+            f"{kappa_after - kappa_before:+.3f}") in metrics
+    # ann changed item one from 0 to 1 (the model's score) at the reveal; bob later edited a 1 to 0.
+    assert ("Revised after the reveal: 2 of 10 labels (1 towards the model, 1 away; 1 when confirming at the "
+            "reveal, 1 by a later edit).") in metrics
+    assert "Blind study" in message(report, "gl-agree-notes")
+    saved = json.loads(json_path.read_text(encoding="utf-8"))
+    assert saved["headline_score"]["score"] == "human_score_before_reveal"
+    assert saved["exact"]["value"] == pytest.approx(before) and saved["post_reveal"]["exact"]["value"] == after
+    # The annotation export goes back into the agreement statistics as it is, with the same headline.
+    for path in (csv_path, jsonl_path):
+        again = agreement_report(load_ratings(path), (0, 1), n_resamples=0)
+        assert again["headline_score"]["score"] == "human_score_before_reveal", path
+        for name in ("exact", "weighted_kappa", "krippendorff_alpha_ordinal"):
+            assert again[name]["value"] == saved[name]["value"], (path, name)
+        assert again["anchoring"] == saved["anchoring"], path
+    # The HTML report names items by the user's own ids (the id column of the imported file).
+    page = html_path.read_text(encoding="utf-8")
+    assert all(f"<tr><td>c{n}</td>" in page for n in (1, 2, 4, 5, 6))
+    assert not any(f"<tr><td>{item_id}</td>" in page for item_id in by_item)
+    assert all(preview.startswith("[c") for preview in table.iloc[:, 5])
+
     row = table.iloc[0].tolist()
     picked = plain(handler(demo, "on_disagreement_select")(
         study_id, gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}), request=signed_in("ada")))
@@ -393,6 +439,12 @@ def test_a_non_blind_study_shows_the_verdict_alongside_and_moves_on(demo: gr.Blo
     after = ann.submit(1)
     assert ann.cursor.mode == "label" and ann.cursor.item_id != first
     assert f"Saved your score 1 for item #{first}." in message(after, "gl-label-message")
+    ann.submit(0)
+    report = plain(handler(demo, "on_report")(study_id, request=signed_in("ada")))
+    metrics = message(report, "gl-agree-metrics")
+    assert "Not a blind study: the labels were given with the model's verdict visible" in metrics
+    assert "before the reveal" not in metrics and "After the reveal" not in metrics
+    assert "Not a blind study" in message(report, "gl-agree-notes")
 
 
 def test_skip_passes_over_items_until_only_skipped_ones_are_left(demo: gr.Blocks, tmp_path: Path) -> None:

@@ -34,7 +34,56 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "metric reason": lambda p: render.render_agreement_metrics({"weighted_kappa": metric(None, reason=p)}),
     "report notes": lambda p: render.render_report_notes([p], {p: 1}),
     "human labels": lambda p: render.render_human_labels([(p, 1, p)]),
+    "score basis": lambda p: render.render_agreement_metrics({"headline_score": {"blind": True},
+                                                               "pearson": metric(None, reason=p)}),
+    "post-reveal view": lambda p: render.render_anchoring(
+        {"post_reveal": {"available": True, "n_items": p, "pearson": metric(0.5)}, "pearson": metric(0.4)}),
 }
+
+
+def blind_report() -> dict[str, object]:
+    """A blind study's report, shaped as core.agreement writes it (values by hand)."""
+    return {
+        "n_items": 20, "n_items_total": 20, "n_annotators": 2,
+        "headline_score": {"blind": True, "score": "human_score_before_reveal"},
+        "pearson": metric(0.867, n=20), "exact": metric(0.8, n=20), "weighted_kappa": metric(0.849, n=20),
+        "human_human": {"n_items_multiply_rated": 20, "krippendorff_alpha_ordinal": metric(0.756, n=20)},
+        "post_reveal": {
+            "available": True, "n_items": 20, "n_annotators": 2,
+            "pearson": metric(0.954, n=20), "exact": metric(0.85, n=20), "weighted_kappa": metric(0.889, n=20),
+            "human_human": {"krippendorff_alpha_ordinal": metric(0.649, n=20)},
+        },
+        "anchoring": {"available": True, "n": 40, "revised": 3, "towards_model": 3, "away_from_model": 0,
+                      "changed_at_reveal": 2, "changed_by_later_edit": 1,
+                      "before": {"exact": metric(0.75)}, "after": {"exact": metric(0.825)}},
+    }
+
+
+def test_a_blind_report_leads_with_the_scores_before_the_reveal_and_shows_the_second_view() -> None:
+    text = Markup(render.render_agreement_metrics(blind_report())).all_text
+    assert "Blind study: every number here uses the score each annotator gave before the model's verdict" in text
+    assert "Human vs model \u2014 before the reveal" in text and "Human vs human \u2014 before the reveal" in text
+    assert text.index("Human vs model \u2014 before the reveal") < text.index("After the reveal: second view")
+    assert ("Revised after the reveal: 3 of 40 labels (3 towards the model, 0 away; 2 when confirming at the "
+            "reveal, 1 by a later edit).") in text
+    assert "0.750 before, 0.825 after" in text
+    for row in ("Pearson r0.8670.954+0.087", "Exact agreement0.8000.850+0.050",
+                "Weighted \u03ba (quadratic)0.8490.889+0.040", "Krippendorff \u03b1 (ordinal)0.7560.649-0.107"):
+        assert row in text, row
+
+
+@pytest.mark.parametrize(
+    ("blind", "expected", "absent"),
+    [
+        (False, "labels were given with the model's verdict visible", "After the reveal"),
+        (None, "does not say whether the labels were given blind", "After the reveal"),
+    ],
+)
+def test_a_report_that_is_not_blind_says_so(blind: bool | None, expected: str, absent: str) -> None:
+    report = {**blind_report(), "headline_score": {"blind": blind},
+              "post_reveal": {"available": False, "reason": "not a blind study"}}
+    text = Markup(render.render_agreement_metrics(report)).all_text
+    assert expected in text and absent not in text and "before the reveal" not in text
 
 
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)

@@ -25,6 +25,18 @@ def _labels(report: Mapping[str, Any]) -> list[int]:
     return list(scale["labels"]) if scale else []
 
 
+def _human(report: Mapping[str, Any]) -> str:
+    """How the charts name the human scores: a blind study's report is drawn from the scores before the reveal."""
+    return "human score before the reveal" if (report.get("headline_score") or {}).get("blind") else "human score"
+
+
+def item_label(entry: Mapping[str, Any]) -> str:
+    """A disagreement's item as the user knows it: their own id; the internal id after # only if it has none."""
+    if "external_id" not in entry:  # the input had no external ids: its item_id is the user's own id
+        return str(entry["item_id"])
+    return f"#{entry['item_id']}" if entry["external_id"] is None else str(entry["external_id"])
+
+
 def _empty(title: str, message: str) -> go.Figure:
     fig = go.Figure()
     fig.update_layout(
@@ -52,14 +64,14 @@ def confusion_heatmap(report: Mapping[str, Any]) -> go.Figure:
             y=labels,
             colorscale="Blues",
             texttemplate="%{z}",
-            hovertemplate="human %{y}, model %{x}: %{z} items<extra></extra>",
+            hovertemplate=f"{_human(report)} %{{y}}, model %{{x}}: %{{z}} items<extra></extra>",
             colorbar={"title": "items"},
         )
     )
     fig.update_layout(
         title=title,
         xaxis={"title": "model score", "type": "category"},
-        yaxis={"title": "human score (mean, rounded half up)", "type": "category"},
+        yaxis={"title": f"{_human(report)} (mean, rounded half up)", "type": "category"},
         template="plotly_white",
     )
     return fig
@@ -77,7 +89,7 @@ def agreement_scatter(report: Mapping[str, Any], *, seed: int = 0) -> go.Figure:
     rng = np.random.default_rng(seed)
     jitter_x = rng.uniform(-JITTER, JITTER, len(points))
     jitter_y = rng.uniform(-JITTER, JITTER, len(points))
-    custom = [[esc(p["item_id"]), f"{p['human_mean']:.2f}", p["model_score"], p["n_annotators"]] for p in points]
+    custom = [[esc(item_label(p)), f"{p['human_mean']:.2f}", p["model_score"], p["n_annotators"]] for p in points]
     low, high = labels[0] - 0.5, labels[-1] + 0.5
     fig = go.Figure()
     fig.add_trace(
@@ -108,7 +120,7 @@ def agreement_scatter(report: Mapping[str, Any], *, seed: int = 0) -> go.Figure:
     fig.update_layout(
         title=title,
         xaxis={**axis, "title": "model score"},
-        yaxis={**axis, "title": "human score (mean of annotators)", "scaleanchor": "x"},
+        yaxis={**axis, "title": f"{_human(report)} (mean of annotators)", "scaleanchor": "x"},
         template="plotly_white",
     )
     return fig
@@ -123,7 +135,8 @@ def score_distributions(report: Mapping[str, Any]) -> go.Figure:
     if not labels or not (sum(human) and sum(model)):
         return _empty(title, "No item has both a human and a model score.")
     fig = go.Figure()
-    for name, counts, color in (("human", human, HUMAN_COLOR), ("model", model, MODEL_COLOR)):
+    human_name = _human(report).replace(" score", "", 1)  # "human", or "human before the reveal"
+    for name, counts, color in ((human_name, human, HUMAN_COLOR), ("model", model, MODEL_COLOR)):
         total = sum(counts)
         fig.add_trace(
             go.Bar(

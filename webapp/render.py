@@ -442,19 +442,85 @@ def render_metric_table(metrics: Mapping[str, object], labels: Mapping[str, str]
     )
 
 
+def _blind(report: Mapping[str, object]) -> bool | None:
+    headline = report.get("headline_score")
+    return headline.get("blind") if isinstance(headline, Mapping) else None  # type: ignore[return-value]
+
+
+def render_score_basis(report: Mapping[str, object]) -> str:
+    """Which human score the report's headline uses: before the reveal (blind), or with the verdict visible."""
+    blind = _blind(report)
+    if blind:
+        text = ("Blind study: every number here uses the score each annotator gave before the model's verdict "
+                "was shown. The scores after the reveal are the second view below, next to how many moved.")
+    elif blind is False:
+        text = ("Not a blind study: the labels were given with the model's verdict visible, so the human scores "
+                "may lean towards the model's and agreement may be overstated.")
+    elif isinstance(report.get("headline_score"), Mapping):
+        text = "The data does not say whether the labels were given blind: the scores are used as given."
+    else:
+        return ""
+    return f'<p class="gl-score-basis">{esc(text)}</p>'
+
+
+def render_anchoring(report: Mapping[str, object]) -> str:
+    """The post-reveal second view (before vs after, per metric) and how many labels moved after the reveal."""
+    post, anchoring = report.get("post_reveal"), report.get("anchoring")
+    if not isinstance(post, Mapping) or not post.get("available"):
+        return ""
+    parts = []
+    if isinstance(anchoring, Mapping) and anchoring.get("available"):
+        moved = (f"Revised after the reveal: {anchoring['revised']} of {anchoring['n']} labels "
+                 f"({anchoring['towards_model']} towards the model, {anchoring['away_from_model']} away; "
+                 f"{anchoring['changed_at_reveal']} when confirming at the reveal, "
+                 f"{anchoring['changed_by_later_edit']} by a later edit).")
+        before, after = anchoring.get("before"), anchoring.get("after")
+        if isinstance(before, Mapping) and isinstance(after, Mapping):
+            moved += (f" Exact agreement of single labels with the model: {_number(before['exact'].get('value'))} "
+                      f"before, {_number(after['exact'].get('value'))} after.")
+        parts.append(f'<p class="gl-anchoring-summary">{esc(moved)}</p>')
+    human_before, human_after = report.get("human_human"), post.get("human_human")
+    rows = []
+    for source, after_source, labels in ((report, post, MODEL_METRICS), (human_before, human_after, HUMAN_METRICS)):
+        if not isinstance(source, Mapping) or not isinstance(after_source, Mapping):
+            continue
+        for key, name in labels.items():
+            first, second = source.get(key), after_source.get(key)
+            if not isinstance(first, Mapping) or not isinstance(second, Mapping):
+                continue
+            a, b = first.get("value"), second.get("value")
+            change = (f"{b - a:+.3f}" if isinstance(a, int | float) and isinstance(b, int | float) else "\u2014")
+            rows.append(f'<tr><th scope="row">{esc(name)}</th><td>{esc(_number(a))}</td><td>{esc(_number(b))}</td>'
+                        f"<td>{esc(change)}</td></tr>")
+    counts = f"{post.get('n_items', 0)} items \u00b7 {post.get('n_annotators', 0)} annotators"
+    table = (
+        '<table class="gl-table"><thead><tr><th>Metric</th><th>Before the reveal (headline)</th>'
+        f'<th>After the reveal</th><th>Change</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        if rows else ""
+    )
+    return (
+        '<div class="gl-metrics gl-post-reveal"><div class="gl-subtitle">After the reveal: second view '
+        f'<span class="gl-note">{esc(counts)} \u00b7 scores may have moved towards the model</span></div>'
+        f'{"".join(parts)}{table}</div>'
+    )
+
+
 def render_agreement_metrics(report: Mapping[str, object]) -> str:
-    """The report's headline tables: human vs model (pooled over items), then human vs human."""
+    """The report's headline tables (human vs model pooled over items, human vs human), which scores they use,
+    and for a blind study the post-reveal view with the anchoring summary."""
     items = f"{report.get('n_items', 0)} of {report.get('n_items_total', report.get('n_items', 0))} items"
-    model = render_metric_table(report, MODEL_METRICS, "Human vs model",
+    when = " \u2014 before the reveal" if _blind(report) else ""
+    model = render_metric_table(report, MODEL_METRICS, f"Human vs model{when}",
                                 f"{items} \u00b7 {report.get('n_annotators', 0)} annotators")
     block = report.get("human_human")
     human = ""
     if isinstance(block, Mapping):
         shared = f"{block.get('n_items_multiply_rated', 0)} items with 2+ labels"
-        human = render_metric_table(block, HUMAN_METRICS, "Human vs human", shared)
+        human = render_metric_table(block, HUMAN_METRICS, f"Human vs human{when}", shared)
     if not model and not human:
         return render_hint("The report holds no metrics.")
-    return f'<div class="gl-metrics-grid">{model}{human}</div>'
+    return (f'{render_score_basis(report)}<div class="gl-metrics-grid">{model}{human}</div>'
+            f"{render_anchoring(report)}")
 
 
 def render_report_notes(notes: Sequence[str], excluded: Mapping[str, object] | None) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from webapp.charts import item_label
 from webapp.render import esc
 
 HEADLINE = (
@@ -36,6 +37,10 @@ PER_ANNOTATOR = (
     ("kendall", "τ-b"),
 )
 TOP_DISAGREEMENTS = 25
+INTERNAL_ID_NOTE = (
+    "Items are shown by your own ids (the id column of the imported file). An item marked # had none: "
+    "the number after # is the app's internal item id."
+)
 HUMAN_N = (
     "n: for Krippendorff's α, the items rated by 2 or more annotators; for pairwise exact agreement, the pairs of "
     "ratings of one item. No bootstrap CI is computed for human vs human agreement."
@@ -49,6 +54,7 @@ th, td { padding: .25rem .75rem; border-bottom: 1px solid #e5e7eb; text-align: l
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .note { color: #6b7280; font-size: .9em; }
 .figure { margin: 1rem 0 2rem; }
+.basis { background: #fef3c7; padding: .5rem .75rem; border-radius: 4px; }
 """
 
 
@@ -123,15 +129,16 @@ def _per_annotator(entries: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _spans(spans: Mapping[str, Any]) -> str:
+    left_out = f'<p class="note">{esc(spans["left_out_note"])}</p>' if spans.get("n_without_evidence") else ""
     if not spans.get("n_annotations"):
-        return f'<p class="note">{esc(spans.get("f1", {}).get("reason", "No span data."))}</p>'
+        return f'<p class="note">{esc(spans.get("f1", {}).get("reason", "No span data."))}</p>{left_out}'
     counts = (
         f"{spans['n_annotations']} annotations, {spans['n_tokens']} tokens: "
         f"{spans['true_positive_tokens']} marked by both, {spans['false_positive_tokens']} by the model only, "
         f"{spans['false_negative_tokens']} by the annotators only; {spans['ignored_spans']} spans ignored."
     )
     table = _metric_table(spans, (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1")))
-    return table + f'<p class="note">{esc(counts)} {esc(spans.get("method", ""))}</p>'
+    return table + f'<p class="note">{esc(counts)} {esc(spans.get("method", ""))}</p>{left_out}'
 
 
 def _anchoring(block: Mapping[str, Any]) -> str:
@@ -158,7 +165,52 @@ def _anchoring(block: Mapping[str, Any]) -> str:
         f"<tbody>{rows}</tbody></table>"
         "<table><thead><tr><th>Agreement with the model</th><th>Exact</th><th>Weighted κ</th></tr></thead>"
         f"<tbody>{agreement}</tbody></table>"
-        f'<p class="note">{esc(block.get("method", ""))}</p>'
+        f'<p class="note">{esc(_when_revised(block))} {esc(block.get("method", ""))}</p>'
+    )
+
+
+def _when_revised(block: Mapping[str, Any]) -> str:
+    if "changed_at_reveal" not in block:
+        return ""
+    return (
+        f"{block['confirmed_at_reveal']} of {block['n']} confirmed at the reveal; {block['changed_at_reveal']} "
+        f"changed when confirming, {block['changed_by_later_edit']} by a later edit."
+    )
+
+
+def _blind(report: Mapping[str, Any]) -> bool | None:
+    return (report.get("headline_score") or {}).get("blind")
+
+
+def _post_reveal(report: Mapping[str, Any]) -> str:
+    """The second view: every headline metric before vs after the reveal, then the post-reveal tables in full."""
+    post = report.get("post_reveal") or {}
+    if not post.get("available"):
+        return f'<p class="note">{esc(post.get("reason", "No post-reveal view."))}</p>'
+    rows = []
+    for before, after, labels in (
+        (report, post, HEADLINE + HUMAN[:2]),
+        (report.get("human_human") or {}, post.get("human_human") or {}, HUMAN[2:]),
+    ):
+        for key, label in labels:
+            a, b = (before.get(key) or {}).get("value"), (after.get(key) or {}).get("value")
+            change = format(b - a, "+.3f") if a is not None and b is not None else "—"
+            rows.append(
+                f'<tr><th scope="row">{esc(label)}</th><td class="num">{esc(_num(a))}</td>'
+                f'<td class="num">{esc(_num(b))}</td><td class="num">{esc(change)}</td></tr>'
+            )
+    comparison = (
+        "<table><thead><tr><th>Metric</th><th>Before the reveal (headline)</th><th>After the reveal</th>"
+        f"<th>Change</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    return (
+        f'<p class="note">{esc(post.get("note", ""))}</p>{comparison}'
+        "<h3>Human vs model after the reveal (pooled)</h3>"
+        + _metric_table(post, HEADLINE)
+        + "<h3>Human vs human after the reveal</h3>"
+        + _metric_table(post.get("human_human") or {}, HUMAN)
+        + "<h3>Per annotator after the reveal</h3>"
+        + _per_annotator(post.get("per_annotator") or [])
     )
 
 
@@ -176,15 +228,18 @@ def _disagreements(report: Mapping[str, Any]) -> str:
     if not items:
         return '<p class="note">No item has both a human and a model score.</p>'
     rows = "".join(
-        f'<tr><td>{esc(d["item_id"])}</td><td class="num">{esc(_num(d["human_mean"], 2))}</td>'
+        f'<tr><td>{esc(item_label(d))}</td><td class="num">{esc(_num(d["human_mean"], 2))}</td>'
         f'<td class="num">{esc(d["n_annotators"])}</td><td class="num">{esc(d["model_score"])}</td>'
         f'<td class="num">{esc(format(d["diff"], "+.2f"))}</td></tr>'
         for d in items
     )
+    fallback = any("external_id" in d and d["external_id"] is None for d in items)
+    note = f'<p class="note">{esc(INTERNAL_ID_NOTE)}</p>' if fallback else ""
     return (
         "<table><thead><tr><th>Item</th><th>Human mean</th><th>Labels</th><th>Model</th><th>Human − model</th>"
-        f"</tr></thead><tbody>{rows}</tbody></table>"
+        f"</tr></thead><tbody>{rows}</tbody></table>{note}"
     )
+
 
 
 def _figures(figures: Mapping[str, go.Figure | None] | Sequence[go.Figure | None]) -> str:
@@ -216,20 +271,26 @@ def report_to_html(
         f"{report.get('n_annotators', 0)} annotators · {report.get('n_ratings', 0)} human ratings · "
         f"scale {scale_text}"
     )
+    headline = report.get("headline_score") or {}
+    basis = (
+        f'<p class="basis"><strong>Scores used:</strong> {esc(headline["note"])}</p>\n' if headline.get("note") else ""
+    )
     boot = report.get("bootstrap") or {}
     boot_text = (
         f"95% confidence intervals: {boot.get('method', 'percentile')} bootstrap over items, "
         f"{boot.get('n_resamples', 0)} resamples, seed {boot.get('seed', 0)}. {boot.get('note', '')}"
     )
     human = report.get("human_human") or {}
+    when = " — before the reveal (headline)" if _blind(report) else ""
     sections = [
-        ("Human vs model (pooled)", _metric_table(report, HEADLINE) + f'<p class="note">{esc(boot_text)}</p>'),
-        ("Human vs human", _metric_table(human, HUMAN) + f'<p class="note">{esc(HUMAN_N)}</p>'),
-        ("Per annotator, vs the model", _per_annotator(report.get("per_annotator") or [])),
-        ("Highlight spans (token level)", _spans(report.get("spans") or {})),
+        (f"Human vs model (pooled){when}", _metric_table(report, HEADLINE) + f'<p class="note">{esc(boot_text)}</p>'),
+        (f"Human vs human{when}", _metric_table(human, HUMAN) + f'<p class="note">{esc(HUMAN_N)}</p>'),
+        (f"Per annotator, vs the model{when}", _per_annotator(report.get("per_annotator") or [])),
         ("Anchoring (before / after the model's verdict was revealed)", _anchoring(report.get("anchoring") or {})),
+        ("After the reveal: second view (may be anchored)", _post_reveal(report)),
+        ("Highlight spans (token level)", _spans(report.get("spans") or {})),
         ("Excluded", _excluded(report)),
-        (f"Largest disagreements (top {TOP_DISAGREEMENTS})", _disagreements(report)),
+        (f"Largest disagreements (top {TOP_DISAGREEMENTS}){when}", _disagreements(report)),
     ]
     body = "".join(f"<h2>{esc(heading)}</h2>{content}" for heading, content in sections)
     charts = _figures(figures)
@@ -237,6 +298,6 @@ def report_to_html(
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        f'<h1>{esc(title)}</h1>\n<p>{esc(facts)}</p>\n<p class="note">{esc(report.get("pooling", ""))}</p>\n'
+        f'<h1>{esc(title)}</h1>\n<p>{esc(facts)}</p>\n{basis}<p class="note">{esc(report.get("pooling", ""))}</p>\n'
         f"{body}{'<h2>Charts</h2>' + charts if charts else ''}\n</body>\n</html>\n"
     )

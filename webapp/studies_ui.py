@@ -963,7 +963,7 @@ class StudyHandlers:
             if not rows:
                 return {**cleared, ag.message: _notice("Nobody has labelled an item of this study yet."),
                         ag.shown: wanted}
-            report = agreement_report(rows, study.scale)
+            report = agreement_report(rows, study.scale, blind=study.blind)
             figures = charts.report_figures(report)
             exports = self._write_exports(actor, study, report, figures)
         except Exception as error:
@@ -993,6 +993,8 @@ class StudyHandlers:
                 preview = " \u00b7 ".join(text for text in item.fields.values() if text)[:160]
             except GliderError:
                 pass
+            if row.get("external_id") is not None:  # the user's own id first: it is how they know the item
+                preview = f"[{row['external_id']}] {preview}"
             table.append([str(row["item_id"]), f"{row['human_mean']:.2f}", f"{row['model_score']:g}",
                           f"{abs(row['diff']):.2f}", str(row["n_annotators"]), preview])
         return pd.DataFrame(table, columns=DISAGREEMENT_HEADERS)
@@ -1088,6 +1090,13 @@ class StudyHandlers:
 
 
 def _report_notes(report: Mapping[str, Any]) -> list[str]:
-    """The report's own explanations of how ratings were pooled and what was excluded."""
-    return [str(report[key]) for key in ("pooling", "excluded_note") if isinstance(report.get(key), str)]
+    """The report's own explanations: which scores it uses, how ratings were pooled, what was left out."""
+    notes = [str(report[key]) for key in ("pooling", "excluded_note") if isinstance(report.get(key), str)]
+    headline = report.get("headline_score")
+    if isinstance(headline, Mapping) and isinstance(headline.get("note"), str):
+        notes.insert(0, headline["note"])
+    spans = report.get("spans")
+    if isinstance(spans, Mapping) and spans.get("n_without_evidence"):
+        notes.append(str(spans["left_out_note"]))
+    return notes
 

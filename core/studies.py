@@ -1218,8 +1218,8 @@ class Studies:
         `python -m core agreement` reads the file as it is (`blind` picks the before-reveal headline).
         """
         study, pairs, judgments = self._report_rows(actor, study_id, "export a study")
-        fixed = ["study", "study_id", "blind", "item_id", "external_id", "annotation_id", "annotator", "score",
-                 "score_before_reveal", "score_after_reveal", "comment", "seconds", "spans", "created_at",
+        fixed = ["study", "study_id", "item_id", "external_id", "annotation_id", "annotator", "score",
+                 "score_before_reveal", "score_after_reveal", "blind", "comment", "seconds", "spans", "created_at",
                  "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
                  "model_distribution", "model_expected_score"]
         columns = {tag: (f"field {tag}" if tag in fixed else tag) for tag in study.tags}
@@ -1230,8 +1230,8 @@ class Studies:
             judgment = judgments.get(item.judgment_id) if item.judgment_id is not None else None
             fields = {tag: text for tag, text in item.fields}
             distribution = judgment.distribution if judgment is not None else None
-            row: dict[str, Any] = {"study": study.name, "study_id": study.id, "blind": bool(study.blind),
-                                   "item_id": item.id, "external_id": item.external_id}
+            row: dict[str, Any] = {"study": study.name, "study_id": study.id, "item_id": item.id,
+                                   "external_id": item.external_id}
             row.update({columns[tag]: fields.get(tag, "") for tag in study.tags})
             row.update({
                 "annotation_id": label.id,
@@ -1239,6 +1239,7 @@ class Studies:
                 "score": label.score,
                 "score_before_reveal": label.score_before_reveal,
                 "score_after_reveal": label.score_after_reveal,
+                "blind": bool(study.blind),  # True: score_before_reveal was given without seeing the verdict
                 "comment": label.comment,
                 "seconds": label.seconds,
                 "spans": json.dumps(label.spans, ensure_ascii=False),

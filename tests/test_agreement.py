@@ -803,11 +803,11 @@ def test_load_ratings_reads_the_apps_export_as_it_is(tmp_path: Path) -> None:
     """The Agreement tab's CSV names the current score `score` (and so on); it is read without renaming."""
     path = tmp_path / "study-1-annotations.csv"
     path.write_text(
-        "study,study_id,blind,item_id,external_id,annotator,score,score_before_reveal,score_after_reveal,spans,"
+        "study,study_id,item_id,external_id,annotator,score,score_before_reveal,score_after_reveal,blind,spans,"
         "model_score,model_status\n"
-        'S,1,True,1,q1,ann,3,2,3,"[]",3,ok\n'
-        'S,1,True,2,q2,ann,1,1,,"[]",2,ok\n'
-        'S,1,True,3,q3,ann,2,2,2,"[]",2,ok\n',
+        'S,1,1,q1,ann,3,2,3,True,"[]",3,ok\n'
+        'S,1,2,q2,ann,1,1,,True,"[]",2,ok\n'
+        'S,1,3,q3,ann,2,2,2,True,"[]",2,ok\n',
         encoding="utf-8",
     )
     report = agreement_report(load_ratings(path), n_resamples=0)

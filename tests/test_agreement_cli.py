@@ -148,8 +148,8 @@ def test_summary_shows_undefined_metrics_with_their_reason() -> None:
 
 # The Agreement tab's annotation export (Studies.export_rows written by pandas), columns as the app writes them.
 EXPORT_HEADER = (
-    "study,study_id,blind,item_id,external_id,CONTEXT,MODEL OUTPUT,annotation_id,annotator,score,"
-    "score_before_reveal,score_after_reveal,comment,seconds,spans,created_at,updated_at,judgment_id,model_score,"
+    "study,study_id,item_id,external_id,CONTEXT,MODEL OUTPUT,annotation_id,annotator,score,"
+    "score_before_reveal,score_after_reveal,blind,comment,seconds,spans,created_at,updated_at,judgment_id,model_score,"
     "model_status,model_reasoning,model_highlights,model_distribution,model_expected_score\n"
 )
 
@@ -160,7 +160,7 @@ def export_csv(path: Path, blind: bool = True) -> Path:
     for n, (model, before, after, bob) in enumerate(zip([1, 2, 3, 3], [1, 1, 3, 2], [1, 2, 3, 3], [2, 2, 3, 3],
                                                         strict=True)):
         for who, (b, a) in (("ann", (before, after)), ("bob", (bob, bob))):
-            lines.append(f'S,1,{blind},{n + 1},q-{n},ctx,out,{n},{who},{a},{b},{a if blind else ""},,1.5,[],'
+            lines.append(f'S,1,{n + 1},q-{n},ctx,out,{n},{who},{a},{b},{a if blind else ""},{blind},,1.5,[],'
                          f't,t,{n},{model},ok,why,[],,\n')
     path.write_text("".join(lines), encoding="utf-8")
     return path

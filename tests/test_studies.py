@@ -679,6 +679,7 @@ def test_export_rows(studies: Studies, admin: User, reported_study: int) -> None
     assert (first["annotator"], first["score"], first["score_before_reveal"], first["score_after_reveal"]) == (
         "ann0", 1, 0, 1)
     assert (first["comment"], first["seconds"]) == ('tab\t"quote"', 3.0)
+    assert first["blind"] is True  # says that score_before_reveal was given without the verdict
     assert json.loads(first["spans"]) == [{"field": "MODEL OUTPUT", "start": 0, "end": 5}]
     assert (first["model_score"], first["model_status"]) == (1, "ok")
     assert "Paris is the capital of France" in first["model_reasoning"]

@@ -72,6 +72,14 @@ def test_a_blind_report_leads_with_the_scores_before_the_reveal_and_shows_the_se
         assert row in text, row
 
 
+def test_the_second_view_collapses_when_no_score_moved() -> None:
+    report = blind_report()
+    report["post_reveal"] = {**report, "available": True}  # every number the same after the reveal
+    text = Markup(render.render_anchoring(report)).all_text
+    assert "Every number after the reveal equals the headline: no score changed." in text
+    assert "Change" not in text
+
+
 @pytest.mark.parametrize(
     ("blind", "expected", "absent"),
     [

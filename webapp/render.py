@@ -480,7 +480,7 @@ def render_anchoring(report: Mapping[str, object]) -> str:
                       f"before, {_number(after['exact'].get('value'))} after.")
         parts.append(f'<p class="gl-anchoring-summary">{esc(moved)}</p>')
     human_before, human_after = report.get("human_human"), post.get("human_human")
-    rows = []
+    rows, same = [], True
     for source, after_source, labels in ((report, post, MODEL_METRICS), (human_before, human_after, HUMAN_METRICS)):
         if not isinstance(source, Mapping) or not isinstance(after_source, Mapping):
             continue
@@ -489,15 +489,19 @@ def render_anchoring(report: Mapping[str, object]) -> str:
             if not isinstance(first, Mapping) or not isinstance(second, Mapping):
                 continue
             a, b = first.get("value"), second.get("value")
+            same = same and a == b
             change = (f"{b - a:+.3f}" if isinstance(a, int | float) and isinstance(b, int | float) else "\u2014")
             rows.append(f'<tr><th scope="row">{esc(name)}</th><td>{esc(_number(a))}</td><td>{esc(_number(b))}</td>'
                         f"<td>{esc(change)}</td></tr>")
     counts = f"{post.get('n_items', 0)} items \u00b7 {post.get('n_annotators', 0)} annotators"
-    table = (
-        '<table class="gl-table"><thead><tr><th>Metric</th><th>Before the reveal (headline)</th>'
-        f'<th>After the reveal</th><th>Change</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
-        if rows else ""
-    )
+    if rows and same:  # nothing moved: a second table of the very same numbers would only be noise
+        table = '<p class="gl-note">Every number after the reveal equals the headline: no score changed.</p>'
+    else:
+        table = (
+            '<table class="gl-table"><thead><tr><th>Metric</th><th>Before the reveal (headline)</th>'
+            f'<th>After the reveal</th><th>Change</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            if rows else ""
+        )
     return (
         '<div class="gl-metrics gl-post-reveal"><div class="gl-subtitle">After the reveal: second view '
         f'<span class="gl-note">{esc(counts)} \u00b7 scores may have moved towards the model</span></div>'

@@ -1090,11 +1090,9 @@ class StudyHandlers:
 
 
 def _report_notes(report: Mapping[str, Any]) -> list[str]:
-    """The report's own explanations: which scores it uses, how ratings were pooled, what was left out."""
+    """The report's own explanations of how ratings were pooled and what was left out (which scores the
+    headline uses is said above the metrics, by render.render_agreement_metrics)."""
     notes = [str(report[key]) for key in ("pooling", "excluded_note") if isinstance(report.get(key), str)]
-    headline = report.get("headline_score")
-    if isinstance(headline, Mapping) and isinstance(headline.get("note"), str):
-        notes.insert(0, headline["note"])
     spans = report.get("spans")
     if isinstance(spans, Mapping) and spans.get("n_without_evidence"):
         notes.append(str(spans["left_out_note"]))

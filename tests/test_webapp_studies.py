@@ -421,6 +421,13 @@ def test_two_annotators_label_a_blind_study_and_the_admin_reads_the_report(
     assert not any(f"<tr><td>{item_id}</td>" in page for item_id in by_item)
     assert all(preview.startswith("[c") for preview in table.iloc[:, 5])
 
+    # The item ann revised at the reveal shows both of her scores: the headline's and the current one.
+    revised = next(r.tolist() for _, r in table.iterrows() if r.iloc[0] == str(first_item))
+    shown = plain(handler(demo, "on_disagreement_select")(
+        study_id, gr.SelectData(None, {"index": [0, 0], "value": revised[0], "row_value": revised}),
+        request=signed_in("ada")))
+    assert "ann: 0 before the reveal, 1 now" in Markup(v(shown, "gl-agree-item")).all_text
+
     row = table.iloc[0].tolist()
     picked = plain(handler(demo, "on_disagreement_select")(
         study_id, gr.SelectData(None, {"index": [0, 0], "value": row[0], "row_value": row}), request=signed_in("ada")))

@@ -539,7 +539,7 @@ def render_report_notes(notes: Sequence[str], excluded: Mapping[str, object] | N
     return '<div class="gl-report-notes">' + "".join(parts) + "</div>"
 
 
-def render_human_labels(labels: Sequence[tuple[str, int | None, str]]) -> str:
+def render_human_labels(labels: Sequence[tuple[str, int | str | None, str]]) -> str:
     """The human labels of one item (annotator, score, comment), for the disagreement view."""
     if not labels:
         return render_hint("No human label yet.")

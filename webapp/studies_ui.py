@@ -1026,7 +1026,7 @@ class StudyHandlers:
         try:
             actor = self.actor(request)
             item = self._studies.get_item(actor, item_id)
-            labels = [(str(r["annotator"]), r["score"], str(r.get("comment") or ""))
+            labels = [(str(r["annotator"]), _shown_score(r), str(r.get("comment") or ""))
                       for r in self._studies.export_rows(actor, item.study_id) if int(r["item_id"]) == item_id]
         except Exception as error:
             return {ag.item: _error(error)}
@@ -1087,6 +1087,15 @@ class StudyHandlers:
 
         on(ag.run.click, self.on_report, ag.study, ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
+
+
+def _shown_score(row: Mapping[str, Any]) -> int | str:
+    """A label's score for the disagreement view: in a blind study, also the score before the reveal (the
+    one the report's headline uses) when it differs from the current one."""
+    before, now = row.get("score_before_reveal"), row["score"]
+    if row.get("blind") and before is not None and before != now:
+        return f"{before} before the reveal, {now} now"
+    return now
 
 
 def _report_notes(report: Mapping[str, Any]) -> list[str]:

@@ -1008,7 +1008,8 @@ def agreement_report(
             raise InputError(
                 f"{_where(data, lacking, data.attrs.get('row_label', 'row'))}: {BEFORE} is missing, and the labels "
                 "were given blind (so says " + decided_by + "): the headline uses the score given before the "
-                "model's verdict was shown (pass blind=False to use human_score)"
+                "model's verdict was shown (to use human_score instead, say the labels were not blind: blind=False, "
+                "or --no-blind on the command line)"
             )
     human = before if is_blind else current
     model_rows = data["model_score"].to_numpy()

@@ -278,6 +278,24 @@ def test_add_to_study_from_the_grade_tab_attaches_the_judgment_only_for_the_same
     assert "Only an admin" in refused and len(services.studies.list_items(ada, study_id)) == 2
 
 
+def test_add_to_study_refuses_the_same_item_twice_and_names_the_one_already_there(
+    demo: gr.Blocks, services: Services
+) -> None:
+    study_id = create_study(demo)
+    tags, texts = ["CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"], ["Paris is in France.", "", "Paris.", ""]
+    add = handler(demo, "on_add_to_study")
+    first = message(plain(add(signed_in("ada"), study_id, None, *tags, *texts)), "gl-add-message")
+    item_id = int(first.split("item #")[1].split(" ")[0])
+    # A second click, or the same texts pasted again with a trailing newline: refused, naming the item.
+    for again in (texts, [texts[0] + "\n", " ", " Paris.", ""]):
+        view = plain(add(signed_in("ada"), study_id, None, *tags, *again))
+        refused = message(view, "gl-add-message")
+        assert "gl-message-error" in v(view, "gl-add-message")
+        assert f"already has an item with these fields: item #{item_id}." in refused and "Added" not in refused
+    assert services.studies is not None
+    assert len(services.studies.list_items(user(services, "ada"), study_id)) == 1
+
+
 # --- Label tab ------------------------------------------------------------------------------------
 
 

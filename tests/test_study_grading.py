@@ -237,3 +237,49 @@ def test_the_tiny_transformers_judge_grades_a_study_in_batches(
     assert {judgment.repro["decoding"]["batch_size"] for judgment in stored.values()} == {3}  # type: ignore[union-attr]
     assert items["taught"].id == taught.id and stored["taught"].raw_output == WELL_FORMED  # type: ignore[union-attr]
     assert (stored["taught"].status, stored["taught"].score) == ("ok", 1)  # type: ignore[union-attr]
+
+
+# --- the command line: python -m core grade-study -------------------------------------------------------
+
+
+def test_grade_study_command_grades_reports_parse_failures_and_regrades_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core import judge as judge_package
+    from core.cli import main
+
+    db = tmp_path / "app.db"
+    with Store.from_path(db) as store:
+        studies = Studies(store, password_cost=16)
+        ada = studies.create_user("ada", PASSWORD, role=ADMIN)
+        studies.create_user("ann", PASSWORD, role=ANNOTATOR)
+        study_id = make_study(studies, ada, outputs(3, garbled=[2]))
+    judge = BatchingScriptedJudge()
+    built: list[tuple[str, dict[str, Any]]] = []
+
+    def create_backend(name: str, **options: Any) -> BatchingScriptedJudge:
+        built.append((name, options))
+        return judge
+
+    monkeypatch.setattr(judge_package, "create_backend", create_backend)
+    command = ["grade-study", str(study_id), "--as", "ada", "--db", f"sqlite:///{db}", "--backend", "transformers",
+               "--model", str(tmp_path / "judge"), "--batch-size", "2"]
+
+    assert main(command) == 3  # done, but an answer failed to parse
+    err = capsys.readouterr().err
+    assert "2 graded, 1 failed to parse (3 of 3 items of 'Capitals'" in err and "regrade them with --failed" in err
+    assert "2 of 3 items: 1 graded, 1 failed to parse, 0 not graded" in err and judge.batches == [2, 1]
+    assert built[0][0] == "transformers" and built[0][1]["model"] == str(tmp_path / "judge")
+
+    judge.garble = False
+    assert main([*command, "--failed"]) == 0
+    assert "1 graded (1 of 1 items" in capsys.readouterr().err and judge.batches == [2, 1, 1]
+    assert main(command) == 0 and "every item already has a judgment" in capsys.readouterr().err
+    assert len(built) == 2  # no judge is loaded when there is nothing to grade
+
+    assert main([*command[:3], "ann", *command[4:]]) == 2
+    assert "Only an admin" in capsys.readouterr().err
+    assert main([*command[:3], "nobody", *command[4:]]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
+    assert main(["grade-study", "999", *command[2:]]) == 2
+    assert "no study with id 999" in capsys.readouterr().err

@@ -119,7 +119,8 @@ def grade_study(
     """Grade the study's ungraded items (or those whose judgment failed to parse), batch_size at a time.
 
     `store` is the database the study lives in (the judgments are saved there). After every batch the
-    judgments are attached to their items and on_progress gets the counts so far. should_stop() is asked
+    judgments are attached to their items and on_progress gets the counts so far (it gets them once
+    before the first batch too, when there is anything to grade). should_stop() is asked
     before each batch: when it turns true the run ends, cancelled, keeping what it graded. `gate` is
     held around each batch's generation only (the web app's judge lock), so other users of the model
     get their turn between two batches. A judge failure that is not one item's own (the server went
@@ -141,6 +142,8 @@ def grade_study(
         return replace(state, errors=tuple(errors), failed_items=tuple(failed_items),
                         seconds=round(time.perf_counter() - started, 4), **changes)
 
+    if chosen and on_progress is not None:  # the count, before a first batch that may take minutes on a CPU
+        on_progress(snapshot())
     for start in range(0, len(chosen), batch_size):
         if should_stop is not None and should_stop():
             return snapshot(cancelled=True)

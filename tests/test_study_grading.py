@@ -104,7 +104,7 @@ def test_ungraded_items_are_graded_in_batches_and_parse_failures_are_counted_as_
     assert (result.total, result.graded, result.failed_to_parse, result.errors, result.skipped) == (5, 3, 2, (), 0)
     assert (result.cancelled, result.halted, result.pending, result.batches) == (False, None, 0, 3)
     assert summary_line(result) == "3 graded, 2 failed to parse"
-    assert [(s.done, s.graded, s.failed_to_parse) for s in seen] == [(2, 1, 1), (4, 3, 1), (5, 3, 2)]
+    assert [(s.done, s.graded, s.failed_to_parse) for s in seen] == [(0, 0, 0), (2, 1, 1), (4, 3, 1), (5, 3, 2)]
     # Every item has its judgment attached, the failed ones too (what the model said), with the status that says so.
     attached = judgments(studies, ada, study_id)
     assert all(judgment_id is not None for judgment_id in attached.values())
@@ -144,7 +144,7 @@ def test_cancel_is_honoured_between_batches_and_a_later_run_grades_the_rest(
     judge = BatchingScriptedJudge()
     stop = threading.Event()
     result = grade_study(studies, ada, study_id, judge, store, batch_size=3,
-                         on_progress=lambda state: stop.set(), should_stop=stop.is_set)
+                         on_progress=lambda state: state.done and stop.set(), should_stop=stop.is_set)
     assert (result.cancelled, result.graded, result.pending, result.batches, judge.batches) == (True, 3, 4, 1, [3])
     assert sum(j is not None for j in judgments(studies, ada, study_id).values()) == 3
 

@@ -278,12 +278,13 @@ def test_grade_all_shows_progress_in_the_tab_reports_parse_failures_and_offers_t
     assert lines == [
         "Choosing the items of \u201cCapitals\u201d to grade \u2026",
         *(f"Grading \u201cCapitals\u201d: {counts}. Cancel stops after the batch in progress." for counts in (
+            "0 of 5 items",
             "2 of 5 items \u00b7 1 graded, 1 failed to parse",
             "4 of 5 items \u00b7 2 graded, 2 failed to parse",
             "5 of 5 items \u00b7 3 graded, 2 failed to parse",
         )),
     ]
-    assert re.search(r"\u00b7 [\d.]+ items/s\.", message(views[1], "gl-grade-all-status"))
+    assert re.search(r"\u00b7 [\d.]+ items/s\.", message(views[2], "gl-grade-all-status"))
     outcome = views[-1]
     text = message(outcome, "gl-grade-all-message")
     assert text.startswith("3 graded, 2 failed to parse (5 of 5 items without a judgment in \u201cCapitals\u201d).")

@@ -301,6 +301,22 @@ def test_grade_all_shows_progress_in_the_tab_reports_parse_failures_and_offers_t
                                                                                            "gl-grade-all-message")
 
 
+def test_grade_all_says_when_the_judge_stops_working_and_keeps_what_it_graded(
+    demo: gr.Blocks, services: Services, tmp_path: Path
+) -> None:
+    judge = BatchingScriptedJudge()
+    judge.fail_on_batch = 2
+    services.judge, services.api_batch_size = judge, 2
+    study_id = create_study(demo)
+    import_items(demo, study_id, tmp_path)
+    outcome = grade_all(demo, study_id)[-1]
+    assert message(outcome, "gl-grade-all-message") == (
+        "The judge stopped working: Could not reach the judge server (test). 2 graded (2 of 5 items without a "
+        "judgment in \u201cCapitals\u201d). 3 left; press Grade all items to try again.")
+    assert "gl-message-error" in v(outcome, "gl-grade-all-message")
+    assert outcome["gl-study-list"].iloc[0].tolist()[3] == "5"
+
+
 def test_grade_all_can_be_cancelled_between_batches_and_resumed(demo: gr.Blocks, services: Services,
                                                                 tmp_path: Path) -> None:
     entered, release = threading.Event(), threading.Event()

@@ -1179,11 +1179,11 @@ def _grading_outcome(study: Study, result: StudyGrading) -> Any:
     chosen = (f"{_plural(result.total, 'item')} without a judgment" if result.which == UNGRADED
               else f"{_plural(result.total, 'item')} whose judgment failed to parse")
     text = f"{summary_line(result)} ({result.done} of {chosen} in \u201c{study.name}\u201d)."
+    again = "Grade all items" if result.which == UNGRADED else "Regrade failed"
     if result.cancelled:
-        text = f"Cancelled: {text} {result.pending} left; press Grade all items to grade them."
+        text = f"Cancelled: {text} {result.pending} left; press {again} to grade them."
     elif result.halted:
-        text = (f"The judge stopped working: {result.halted} {text} {result.pending} left; press Grade all items "
-                "to try again.")
+        text = f"The judge stopped working: {result.halted} {text} {result.pending} left; press {again} to try again."
     if result.failed_to_parse:
         text += (f" {_plural(result.failed_to_parse, 'answer')} failed to parse (no score; left out of agreement): "
                  "press Regrade failed to grade them again.")

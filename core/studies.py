@@ -91,6 +91,15 @@ class StudyInputError(InputError):
     """A study, item, file or label is not acceptable as given; the message says why."""
 
 
+class DuplicateItemError(StudyInputError):
+    """The study already has an item with these fields: a copy would be labelled and counted twice."""
+
+    def __init__(self, message: str, *, item_id: int, external_id: str | None) -> None:
+        super().__init__(message)
+        self.item_id = item_id  # the item already in the study
+        self.external_id = external_id
+
+
 @dataclass(frozen=True)
 class User:
     id: int
@@ -410,6 +419,24 @@ def _check_spans(spans: Sequence[Mapping[str, Any]], fields: Mapping[str, str]) 
     order = {tag: position for position, tag in enumerate(fields)}
     unique = sorted(set(checked), key=lambda s: (order[s[0]], s[1], s[2]))
     return [{"field": tag, "start": start, "end": end} for tag, start, end in unique]
+
+
+ItemKey = tuple[tuple[str, str], ...]
+
+
+def _item_key(pairs: Iterable[Sequence[str]]) -> ItemKey:
+    """What makes two items of a study the same item: the same text in the same fields.
+
+    Line endings (CRLF from a spreadsheet, LF from a form) and whitespace around a field's text count
+    as equal: they only record where the text was copied from, and an annotator cannot see them, so
+    two such items would be labelled as one and counted twice. Whitespace inside the text counts: a
+    line break or an indent can change what it says (code, lists, verse), and the Label tab shows it.
+    """
+    return tuple((tag, text.replace("\r\n", "\n").replace("\r", "\n").strip()) for tag, text in pairs)
+
+
+def _describe_item(item_id: int, external_id: str | None) -> str:
+    return f"item #{item_id}" + (f" (id {external_id!r})" if external_id is not None else "")
 
 
 def _check_comment(comment: object) -> str:
@@ -766,7 +793,11 @@ class Studies:
         self, actor: User, study_id: int, fields: Mapping[str, str], *, external_id: str | None = None,
         judgment_id: int | None = None,
     ) -> Item:
-        """Add one item (admins only); fields must use the study's tags, and at least one must be non-blank."""
+        """Add one item (admins only); fields must use the study's tags, and at least one must be non-blank.
+
+        DuplicateItemError (a StudyInputError naming the existing item) when the study already has an item
+        with the same fields (see _item_key for what counts as the same).
+        """
 
         def work(session: Session) -> Item:
             self._admin(session, actor, "add items")
@@ -774,7 +805,8 @@ class Studies:
             pairs = self._fields(study, fields)
             if judgment_id is not None:
                 self._check_judgment(session, judgment_id)
-            return _item(self._new_item(session, study, pairs, external_id, judgment_id))
+            known = self._item_keys(session, study)
+            return _item(self._new_item(session, study, pairs, external_id, judgment_id, known))
 
         return self._write("save an item to", work)
 
@@ -800,15 +832,36 @@ class Studies:
             raise StudyInputError(f"There is no stored judgment with id {judgment_id!r}.")
 
     @staticmethod
+    def _item_keys(session: Session, study: StudyRow) -> dict[ItemKey, tuple[int, str | None]]:
+        """The study's items by _item_key: (item id, external id) of the first item with those fields."""
+        known: dict[ItemKey, tuple[int, str | None]] = {}
+        for item_id, external_id, pairs in session.execute(
+            select(ItemRow.id, ItemRow.external_id, ItemRow.fields).where(ItemRow.study_id == study.id)
+            .order_by(ItemRow.id)
+        ):
+            known.setdefault(_item_key(pairs), (item_id, external_id))
+        return known
+
+    @staticmethod
     def _new_item(session: Session, study: StudyRow, pairs: list[list[str]], external_id: str | None,
-                  judgment_id: int | None) -> ItemRow:
+                  judgment_id: int | None, known: dict[ItemKey, tuple[int, str | None]]) -> ItemRow:
+        """Insert one item; DuplicateItemError when `known` (the study's items, kept up to date) has its fields."""
         if external_id is not None and not isinstance(external_id, str):
             raise StudyInputError("The external id must be text.")
+        key = _item_key(pairs)
+        if key in known:
+            item_id, existing_id = known[key]
+            raise DuplicateItemError(
+                f"This study already has an item with these fields: {_describe_item(item_id, existing_id)}. "
+                "A copy would be labelled and counted twice, so nothing was added.",
+                item_id=item_id, external_id=existing_id,
+            )
         row = ItemRow(study_id=study.id, fields=pairs, external_id=external_id, judgment_id=judgment_id,
                       order_key=0, created_at=_now())
         session.add(row)
         session.flush()  # the key is derived from the id, which the database assigns
         row.order_key = _order_key(study.id, row.id)
+        known[key] = (row.id, external_id)
         return row
 
     def preview_file(self, path: str | Path, rows: int = 5) -> tuple[list[str], list[dict[str, Any]]]:
@@ -824,7 +877,8 @@ class Studies:
         """Import CSV/JSONL rows; `mapping` is field tag -> column. Bad rows are reported, good rows kept.
 
         A RowError with row 0 is a note about the whole file (e.g. "read as Windows-1252"), not a bad row.
-        Rows whose id (id_column) is already in the study, or repeats an earlier row, are reported, not added.
+        Rows whose id (id_column) is already in the study, or repeats an earlier row, are reported, not added;
+        so are rows whose fields equal an item already in the study or an earlier row (see _item_key).
         """
         with self._read() as session:  # fail fast, before reading a large file
             self._admin(session, actor, "import items")
@@ -858,6 +912,8 @@ class Studies:
             taken = set(session.scalars(select(ItemRow.external_id).where(
                 ItemRow.study_id == study.id, ItemRow.external_id.is_not(None))))
             first_row: dict[str, int] = {}
+            known = self._item_keys(session, study)
+            row_of_item: dict[int, int] = {}  # item id -> the row of this file that added it
             ids: list[int] = []
             repeated: list[RowError] = []
             for number, pairs, external_id in good:
@@ -869,8 +925,19 @@ class Studies:
                         repeated.append(RowError(number, f"Repeats the id {external_id!r} of row "
                                                          f"{first_row[external_id]}."))
                         continue
+                try:
+                    added = self._new_item(session, study, pairs, external_id, None, known)
+                except DuplicateItemError as duplicate:
+                    earlier = row_of_item.get(duplicate.item_id)
+                    repeated.append(RowError(number, (
+                        f"Repeats the fields of row {earlier}." if earlier is not None else
+                        f"Has the same fields as {_describe_item(duplicate.item_id, duplicate.external_id)}, "
+                        "already in the study.")))
+                    continue
+                if external_id is not None:
                     first_row[external_id] = number
-                ids.append(self._new_item(session, study, pairs, external_id, None).id)
+                row_of_item[added.id] = number
+                ids.append(added.id)
             return ids, repeated
 
         item_ids, repeated = self._write("save items to", work)

@@ -26,6 +26,7 @@ from core.studies import (
     ANNOTATOR,
     AnnotationEditRow,
     AnnotationRow,
+    DuplicateItemError,
     ItemRow,
     PermissionDenied,
     RowError,
@@ -234,6 +235,56 @@ def test_add_item_keeps_tag_order_and_drops_blank_fields(studies: Studies, admin
         studies.add_item(admin, study.id, {"CONTEXT": "c"}, judgment_id=999)
     with pytest.raises(StudyInputError, match="no study"):
         studies.add_item(admin, 999, {"CONTEXT": "c"})
+
+
+def test_add_item_refuses_an_item_whose_fields_equal_one_already_in_the_study(studies: Studies,
+                                                                              admin: User) -> None:
+    study = studies.create_study(admin, spec())
+    first = studies.add_item(admin, study.id, {"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris."},
+                             external_id="cap-1")
+    # The same texts, copied with a trailing newline, spaces around them and CRLF line endings: the same item.
+    for copy in ({"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris."},
+                 {"MODEL OUTPUT": "  Paris.\n", "CONTEXT": "Paris is in France.\r\n", "USER INPUT": " "}):
+        with pytest.raises(DuplicateItemError, match=r"already has an item with these fields: item #\d+ \(id 'cap-1'\)"
+                           ) as refused:
+            studies.add_item(admin, study.id, copy, external_id="cap-2")
+        assert (refused.value.item_id, refused.value.external_id) == (first.id, "cap-1")
+        assert isinstance(refused.value, StudyInputError)
+    # Whitespace inside a text counts (an indent or a line break can change what it says); so does every field.
+    kept = [studies.add_item(admin, study.id, fields) for fields in (
+        {"CONTEXT": "Paris is in\nFrance.", "MODEL OUTPUT": "Paris."},
+        {"CONTEXT": "Paris is  in France.", "MODEL OUTPUT": "Paris."},
+        {"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris.", "USER INPUT": "Capital?"},
+        {"MODEL OUTPUT": "Paris."},
+    )]
+    assert len(kept) == 4
+    # An item without an external id is named by its id alone; the same fields in another study are fine.
+    with pytest.raises(DuplicateItemError, match=rf"item #{kept[3].id}\. A copy would be labelled"):
+        studies.add_item(admin, study.id, {"MODEL OUTPUT": "Paris."})
+    other = studies.create_study(admin, spec(name="Other"))
+    studies.add_item(admin, other.id, {"MODEL OUTPUT": "Paris."})
+    assert len(studies.list_items(admin, study.id)) == 5
+
+
+def test_import_refuses_rows_whose_fields_repeat_an_item_or_an_earlier_row(studies: Studies, admin: User,
+                                                                           tmp_path: Path) -> None:
+    study = studies.create_study(admin, spec())
+    known = studies.add_item(admin, study.id, {"CONTEXT": "c0", "MODEL OUTPUT": "o0"}, external_id="k0")
+    path = write(tmp_path / "items.csv", (
+        "id,context,output\n"
+        "r1,c1,o1\n"
+        "r2,c0,o0 \n"   # row 2: the item k0 already in the study (up to a trailing space)
+        "r3,c1,o1\n"    # row 3: row 1 again under another id
+        "r4,c1,o2\n"    # row 4: a different item
+    ))
+    report = studies.import_items(admin, study.id, path, {"CONTEXT": "context", "MODEL OUTPUT": "output"},
+                                  id_column="id")
+    assert report.added == 2
+    assert [(e.row, e.message) for e in report.errors] == [
+        (2, f"Has the same fields as item #{known.id} (id 'k0'), already in the study."),
+        (3, "Repeats the fields of row 1."),
+    ]
+    assert [i.external_id for i in studies.list_items(admin, study.id)] == ["k0", "r1", "r4"]
 
 
 def test_attach_judgment_and_deleting_it_later(studies: Studies, store: Store, admin: User) -> None:

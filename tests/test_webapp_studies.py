@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from core.errors import InputError
 from core.studies import Studies, User
 from tests.fakes import ScriptedJudge
 from tests.net import SLOW_MACHINE
+from tests.test_study_grading import GARBLED, BatchingScriptedJudge
 from tests.test_webapp_render import Markup
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
@@ -187,11 +190,30 @@ def import_items(demo: gr.Blocks, study_id: int, tmp_path: Path, text: str = ITE
                                             *mapping))
 
 
+def last(raw: Any) -> dict[Any, Any]:
+    """A callback's updates; for a generator (a run that shows progress), the updates it ended with."""
+    if inspect.isgenerator(raw):
+        updates: dict[Any, Any] = {}
+        for updates in raw:  # noqa: B007 - the last one is wanted
+            pass
+        return updates
+    return raw
+
+
+def grade_all(demo: gr.Blocks, study_id: int, name: str = "on_grade_all", username: str = "ada"
+              ) -> list[dict[str, Any]]:
+    """Every view a Grade all items (or Regrade failed) run yields, in order; the outcome is the last."""
+    return [plain(raw) for raw in handler(demo, name)(study_id, request=signed_in(username))]
+
+
+GRADED_ALL = "5 graded (5 of 5 items without a judgment in \u201cCapitals\u201d)."
+
+
 def ready_study(demo: gr.Blocks, tmp_path: Path, *, blind: bool = True) -> int:
     study_id = create_study(demo, blind=blind)
     import_items(demo, study_id, tmp_path)
-    graded = plain(handler(demo, "on_grade_all")(study_id, request=signed_in("ada")))
-    assert message(graded, "gl-grade-all-message") == "Graded 5 of 5 items."
+    graded = grade_all(demo, study_id)[-1]
+    assert message(graded, "gl-grade-all-message") == GRADED_ALL
     return study_id
 
 
@@ -224,13 +246,112 @@ def test_admin_creates_a_study_previews_maps_imports_and_grades(demo: gr.Blocks,
     assert items[0].fields == {"CONTEXT": "Paris is the capital of France.",
                                "MODEL OUTPUT": "The capital of France is Paris."}
 
-    graded = plain(handler(demo, "on_grade_all")(study_id, request=signed_in("ada")))
-    assert message(graded, "gl-grade-all-message") == "Graded 5 of 5 items."
+    graded = grade_all(demo, study_id)[-1]
+    assert message(graded, "gl-grade-all-message") == GRADED_ALL
     assert all(i.judgment_id is not None for i in services.studies.list_items(ada, study_id))
-    again = plain(handler(demo, "on_grade_all")(study_id, request=signed_in("ada")))
+    again = grade_all(demo, study_id)[-1]
     assert "already has a judgment" in message(again, "gl-grade-all-message")
     listed = graded["gl-study-list"]
     assert listed.iloc[0].tolist()[:5] == [str(study_id), "Capitals", "0\u20131", "5", "0"]
+
+
+GARBLED_CSV = (
+    "id,context,model_output\n"
+    "c1,Paris is the capital of France.,The capital of France is Paris.\n"
+    f"c2,Rome is the capital of Italy.,The capital of Italy is Milan {GARBLED}.\n"
+    "c3,Madrid is the capital of Spain.,Spain's capital is Madrid.\n"
+    f"c4,Berlin is the capital of Germany.,Germany's capital is Bonn {GARBLED}.\n"
+    "c5,Vienna is the capital of Austria.,Austria's capital is Vienna.\n"
+)
+
+
+def test_grade_all_shows_progress_in_the_tab_reports_parse_failures_and_offers_to_regrade_them(
+    demo: gr.Blocks, services: Services, tmp_path: Path
+) -> None:
+    judge = BatchingScriptedJudge()
+    services.judge, services.api_batch_size = judge, 2
+    study_id = create_study(demo)
+    import_items(demo, study_id, tmp_path, GARBLED_CSV)
+
+    views = grade_all(demo, study_id)
+    assert judge.batches == [2, 2, 1]  # batched generation, as the Batch tab and the CLI do
+    # The tab's own progress line, after every batch (the rate, which varies, left out here).
+    lines = [re.sub(r" \u00b7 [\d.]+ items/s", "", message(view, "gl-grade-all-status")) for view in views[:-1]]
+    assert lines == [
+        "Choosing the items of \u201cCapitals\u201d to grade \u2026",
+        *(f"Grading \u201cCapitals\u201d: {counts}. Cancel stops after the batch in progress." for counts in (
+            "0 of 5 items",
+            "2 of 5 items \u00b7 1 graded, 1 failed to parse",
+            "4 of 5 items \u00b7 2 graded, 2 failed to parse",
+            "5 of 5 items \u00b7 3 graded, 2 failed to parse",
+        )),
+    ]
+    assert re.search(r"\u00b7 [\d.]+ items/s\.", message(views[2], "gl-grade-all-status"))
+    outcome = views[-1]
+    text = message(outcome, "gl-grade-all-message")
+    assert text.startswith("3 graded, 2 failed to parse (5 of 5 items without a judgment in \u201cCapitals\u201d).")
+    assert "press Regrade failed" in text and "gl-message-error" in v(outcome, "gl-grade-all-message")
+    assert v(outcome, "gl-grade-all-status") == "" and outcome["gl-grade-all-status"]["visible"] is False
+
+    judge.garble = False
+    regraded = grade_all(demo, study_id, "on_regrade_failed")[-1]
+    assert message(regraded, "gl-grade-all-message") == (
+        "2 graded (2 of 2 items whose judgment failed to parse in \u201cCapitals\u201d).")
+    assert "gl-message-info" in v(regraded, "gl-grade-all-message") and judge.batches == [2, 2, 1, 2]
+    nothing = grade_all(demo, study_id, "on_regrade_failed")[-1]
+    assert "No item of \u201cCapitals\u201d has a judgment that failed to parse" in message(nothing,
+                                                                                           "gl-grade-all-message")
+
+
+def test_grade_all_says_when_the_judge_stops_working_and_keeps_what_it_graded(
+    demo: gr.Blocks, services: Services, tmp_path: Path
+) -> None:
+    judge = BatchingScriptedJudge()
+    judge.fail_on_batch = 2
+    services.judge, services.api_batch_size = judge, 2
+    study_id = create_study(demo)
+    import_items(demo, study_id, tmp_path)
+    outcome = grade_all(demo, study_id)[-1]
+    assert message(outcome, "gl-grade-all-message") == (
+        "The judge stopped working: Could not reach the judge server (test). 2 graded (2 of 5 items without a "
+        "judgment in \u201cCapitals\u201d). 3 left; press Grade all items to try again.")
+    assert "gl-message-error" in v(outcome, "gl-grade-all-message")
+    assert outcome["gl-study-list"].iloc[0].tolist()[3] == "5"
+
+
+def test_grade_all_can_be_cancelled_between_batches_and_resumed(demo: gr.Blocks, services: Services,
+                                                                tmp_path: Path) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    class HeldJudge(BatchingScriptedJudge):
+        def generate_batch(self, prompts: Any, **options: Any) -> Any:
+            entered.set()
+            assert release.wait(30), "the test never released the judge"
+            return super().generate_batch(prompts, **options)
+
+    services.judge, services.api_batch_size = HeldJudge(), 2
+    study_id = create_study(demo)
+    import_items(demo, study_id, tmp_path)
+    cancel = handler(demo, "on_grade_cancel")
+    assert "No grading is running" in message(plain(cancel(request=signed_in("ada"))), "gl-grade-all-message")
+
+    run = handler(demo, "on_grade_all")(study_id, request=signed_in("ada"))
+    first = plain(next(run))
+    assert "Choosing the items" in message(first, "gl-grade-all-status")
+    assert entered.wait(30)  # the worker is inside the first batch
+    stopping = plain(cancel(request=signed_in("ada")))
+    assert message(stopping, "gl-grade-all-message") == "Stopping after the batch in progress \u2026"
+    release.set()
+    views = [plain(raw) for raw in run]
+    outcome = message(views[-1], "gl-grade-all-message")
+    assert outcome.startswith("Cancelled: 2 graded (2 of 5 items without a judgment in \u201cCapitals\u201d). 3 left")
+    assert services.studies is not None
+    ada = user(services, "ada")
+    assert sum(item.judgment_id is not None for item in services.studies.list_items(ada, study_id)) == 2
+    # The page forgets the finished run; grading again picks up the three that are left.
+    assert "No grading is running" in message(plain(cancel(request=signed_in("ada"))), "gl-grade-all-message")
+    resumed = message(grade_all(demo, study_id)[-1], "gl-grade-all-message")
+    assert resumed == "3 graded (3 of 3 items without a judgment in \u201cCapitals\u201d)."
 
 
 @pytest.mark.parametrize(
@@ -278,6 +399,24 @@ def test_add_to_study_from_the_grade_tab_attaches_the_judgment_only_for_the_same
     assert [i.judgment_id for i in items] == [graded["judgment_id"], None]
     refused = message(plain(add(signed_in("ann"), study_id, graded, *tags, *texts)), "gl-add-message")
     assert "Only an admin" in refused and len(services.studies.list_items(ada, study_id)) == 2
+
+
+def test_add_to_study_refuses_the_same_item_twice_and_names_the_one_already_there(
+    demo: gr.Blocks, services: Services
+) -> None:
+    study_id = create_study(demo)
+    tags, texts = ["CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"], ["Paris is in France.", "", "Paris.", ""]
+    add = handler(demo, "on_add_to_study")
+    first = message(plain(add(signed_in("ada"), study_id, None, *tags, *texts)), "gl-add-message")
+    item_id = int(first.split("item #")[1].split(" ")[0])
+    # A second click, or the same texts pasted again with a trailing newline: refused, naming the item.
+    for again in (texts, [texts[0] + "\n", " ", " Paris.", ""]):
+        view = plain(add(signed_in("ada"), study_id, None, *tags, *again))
+        refused = message(view, "gl-add-message")
+        assert "gl-message-error" in v(view, "gl-add-message")
+        assert f"already has an item with these fields: item #{item_id}." in refused and "Added" not in refused
+    assert services.studies is not None
+    assert len(services.studies.list_items(user(services, "ada"), study_id)) == 1
 
 
 # --- Label tab ------------------------------------------------------------------------------------
@@ -529,9 +668,11 @@ def test_an_annotator_cannot_read_or_change_another_annotators_labels(
         ("on_create_study", ("Mine", "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, TAGS, 1, True)),
         ("on_import", (bob, study_id, str(tmp_path / "items.csv"), "id", "context", "model_output", *[""] * 6)),
         ("on_grade_all", (study_id,)),
+        ("on_regrade_failed", (study_id,)),
         ("on_refresh_studies", ()),
     ]:
-        view = plain(handler(demo, name)(*args) if args and args[0] is bob else handler(demo, name)(*args, request=bob))
+        view = plain(last(handler(demo, name)(*args) if args and args[0] is bob
+                          else handler(demo, name)(*args, request=bob)))
         text = text_of(view)
         assert "Only an admin may" in text or "Only admins" in text, name
         assert "ann's private comment" not in text and "ann" not in Markup(text).all_text.split(), name
@@ -569,7 +710,10 @@ def test_every_study_event_is_private_and_grading_a_study_waits_for_the_judge(de
     fns = {fn.name: fn for fn in demo.fns.values()}
     public = sorted(fn.name for fn in demo.fns.values() if fn.api_visibility != "private")
     assert public == ["grade_api", "status_api"]
-    assert fns["on_grade_all"].concurrency_id == "judge" and fns["on_grade_all"].concurrency_limit == 1
+    for grading in ("on_grade_all", "on_regrade_failed"):
+        assert fns[grading].concurrency_id == "judge" and fns[grading].concurrency_limit == 1
+        assert fns[grading].show_progress == "hidden"  # the tab's own progress line shows the run instead
+    assert fns["on_grade_cancel"].queue is False  # Cancel gets through while the run holds the judge's queue
     assert fns["on_mark"].js and "getSelection" in fns["on_mark"].js
 
 

@@ -11,9 +11,11 @@ No `from __future__ import annotations` here: Gradio reads the callbacks' `gr.Re
 
 import json
 import logging
+import queue
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,11 @@ import pandas as pd
 
 from core.agreement import agreement_report
 from core.errors import GliderError
-from core.grading import FieldSpan, GradeRequest, grade
-from core.judge.base import DEFAULT_MAX_NEW_TOKENS
+from core.grading import FieldSpan
 from core.presets import Preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import Annotation, Item, PermissionDenied, Studies, Study, StudySpec, User
+from core.study_grading import FAILED, UNGRADED, StudyGrading, Which, grade_study, summary_line
 from webapp import charts, render
 from webapp.report_html import report_to_html
 from webapp.services import Services
@@ -196,6 +198,9 @@ class StudiesTab:
     import_button: gr.Button
     import_report: gr.HTML
     grade_all: gr.Button
+    regrade: gr.Button
+    cancel_grading: gr.Button
+    grade_status: gr.HTML
     grade_message: gr.HTML
 
     @classmethod
@@ -247,11 +252,16 @@ class StudiesTab:
                 import_button = gr.Button("Import", variant="primary", elem_id="gl-import-run")
                 import_report = gr.HTML(visible=False, elem_id="gl-import-report")
                 gr.HTML(render.render_subtitle("Grade with the judge"))
-                grade_all = gr.Button("Grade all items with the judge", elem_id="gl-grade-all")
+                with gr.Row():
+                    grade_all = gr.Button("Grade all items with the judge", variant="primary", elem_id="gl-grade-all")
+                    regrade = gr.Button("Regrade failed", elem_id="gl-grade-failed")
+                    cancel_grading = gr.Button("Cancel", variant="stop", elem_id="gl-grade-cancel")
+                # The run's own progress line (not only Gradio's overlay): items done of the total, so far.
+                grade_status = gr.HTML(visible=False, elem_id="gl-grade-all-status")
                 grade_message = gr.HTML(visible=False, elem_id="gl-grade-all-message")
         return cls(tab, notice, body, name, description, preset, pass_criteria, rubric, scale, tags, overlap,
                    blind, create, create_message, refresh, table, import_study, upload, preview, mapping, id_column,
-                   import_button, import_report, grade_all, grade_message)
+                   import_button, import_report, grade_all, regrade, cancel_grading, grade_status, grade_message)
 
 
 @dataclass(frozen=True)
@@ -445,6 +455,8 @@ class StudyHandlers:
     services: Services
     ui: StudyTabs
     export_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="glider-exports-")))
+    _grading: dict[str | None, threading.Event] = field(default_factory=dict)  # session hash -> its run's stop flag
+    _grading_guard: threading.Lock = field(default_factory=threading.Lock)
 
     # --- who is asking ------------------------------------------------------------------------------
 
@@ -616,45 +628,92 @@ class StudyHandlers:
         rendered = render.render_import_report(report.added, [(e.row, e.message) for e in report.errors])
         return {s.import_report: _html(rendered), s.table: self._study_table(actor)}
 
-    def on_grade_all(self, study_id: Any, request: gr.Request,
-                     progress: gr.Progress = gr.Progress()) -> dict[Any, Any]:  # noqa: B008 (Gradio's idiom)
-        """Grade every item of the study that has no judgment yet, and attach each judgment to its item."""
+    def on_grade_all(self, study_id: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
+        """Grade every item of the study that has no judgment yet, in batches, showing progress as it goes."""
+        yield from self._grade_study(study_id, request, UNGRADED)
+
+    def on_regrade_failed(self, study_id: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
+        """Grade again the items of the study whose judgment failed to parse."""
+        yield from self._grade_study(study_id, request, FAILED)
+
+    def on_grade_cancel(self, request: gr.Request) -> dict[Any, Any]:
+        """Ask this page's study grading to stop after the batch in progress; what it graded is kept."""
+        s = self.ui.studies
+        with self._grading_guard:
+            stop = self._grading.get(_session(request))
+        if stop is None:
+            return {s.grade_message: _notice("No grading is running in this page.")}
+        stop.set()
+        return {s.grade_message: _notice("Stopping after the batch in progress \u2026")}
+
+    def _grade_study(self, study_id: Any, request: gr.Request, which: Which) -> Iterator[dict[Any, Any]]:
+        """Run core.study_grading.grade_study in a worker thread; yield the progress line after every batch.
+
+        grade_study blocks and reports through a callback, so it runs in its own thread and hands each
+        batch's counts over a queue (as the Batch tab does). Closing this generator early (the page went
+        away) stops the run after its batch.
+        """
         s = self.ui.studies
         try:
             actor = self.actor(request)
             wanted = _as_id(study_id)
             if wanted is None:
-                return {s.grade_message: _error("Choose a study (in the Import items picker) first.")}
+                yield {s.grade_message: _error("Choose a study (in the Import items picker) first."),
+                       s.grade_status: _html("")}
+                return
             if not actor.is_admin:
                 raise PermissionDenied(f"Only an admin may grade a study's items; {actor.username!r} is an annotator.")
             judge = self.services.judge
             if judge is None:
                 reason = self.services.judge_loading and f"The judge ({self.services.judge_loading}) is still loading."
-                return {s.grade_message: _error(reason or "The judge model is not loaded, so nothing can be graded.")}
+                yield {s.grade_message: _error(reason or "The judge model is not loaded, so nothing can be graded."),
+                       s.grade_status: _html("")}
+                return
             study = self._studies.get_study(actor, wanted)
-            todo = [item for item in self._studies.list_items(actor, wanted) if item.judgment_id is None]
         except Exception as error:
-            return {s.grade_message: _error(error)}
-        if not todo:
-            return {s.grade_message: _notice("Every item of this study already has a judgment.")}
-        max_tokens = int(study.judge_settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-        graded, problems = 0, []
-        for item in progress.tqdm(todo, desc="Grading items"):
+            yield {s.grade_message: _error(error), s.grade_status: _html("")}
+            return
+        session, stop = _session(request), threading.Event()
+        with self._grading_guard:
+            self._grading[session] = stop
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        def work() -> None:
             try:
-                with self.services.judge_gate:  # /grade batches slip in between two items, never during one
-                    result = grade(judge, GradeRequest(fields=item.fields, pass_criteria=study.pass_criteria,
-                                                       rubric=study.rubric, max_new_tokens=max_tokens),
-                                   self.services.store)
-                if result.judgment_id is not None:
-                    self._studies.attach_judgment(actor, item.id, result.judgment_id)
-                graded += 1
-            except Exception as error:  # one bad item does not stop the others
-                problems.append(f"item #{item.id}: {failure_message(error)}")
-        text = f"Graded {graded} of {len(todo)} item{'s' if len(todo) != 1 else ''}."
-        if problems:
-            text += " Not graded: " + "; ".join(problems[:20]) + ("; \u2026" if len(problems) > 20 else "")
-            return {s.grade_message: _error(text), s.table: self._study_table(actor)}
-        return {s.grade_message: _notice(text), s.table: self._study_table(actor)}
+                final = grade_study(self._studies, actor, study.id, judge, self.services.store, which=which,
+                                    batch_size=self.services.api_batch_size, should_stop=stop.is_set,
+                                    on_progress=lambda state: events.put(("batch", state)),
+                                    gate=self.services.judge_gate)
+                events.put(("end", final))
+            except BaseException as error:  # handed to the page
+                events.put(("error", error))
+
+        worker = threading.Thread(target=work, name=f"study-grading-{study.id}", daemon=True)
+        try:
+            worker.start()
+            starting = f"Choosing the items of \u201c{study.name}\u201d to grade \u2026"
+            yield {s.grade_message: _html(""), s.grade_status: _notice(starting)}
+            while True:
+                kind, value = events.get()
+                if kind == "batch":
+                    yield {s.grade_status: _notice(_grading_progress(study, value))}
+                    continue
+                if kind == "end":
+                    yield {s.grade_status: _html(""), s.grade_message: _grading_outcome(study, value),
+                           s.table: self._study_table(actor)}
+                else:
+                    yield {s.grade_status: _html(""), s.grade_message: _error(value if isinstance(value, Exception)
+                                                                              else f"Grading stopped ({value!r})."),
+                           s.table: self._study_table(actor)}
+                return
+        except Exception as error:  # the store failed while listing studies: a message, never a traceback
+            yield {s.grade_message: _error(error)}
+        finally:
+            if worker.is_alive():
+                stop.set()  # the page went away or the event was cancelled: stop after this batch
+            with self._grading_guard:
+                if self._grading.get(session) is stop:
+                    del self._grading[session]
 
     # --- Grade tab: add to study ------------------------------------------------------------------------
 
@@ -1063,8 +1122,13 @@ class StudyHandlers:
               preview_outputs, api_visibility=PRIVATE)
         on(s.import_button.click, self.on_import, [s.import_study, s.upload, s.id_column, *s.mapping],
            [s.import_report, s.table])
-        on(s.grade_all.click, self.on_grade_all, s.import_study, [s.grade_message, s.table],
-           concurrency_id=JUDGE_CONCURRENCY_ID, concurrency_limit=1)
+        # The run shows its own progress line (grade_status), so no overlay covers the tab's outputs.
+        grading = {"concurrency_id": JUDGE_CONCURRENCY_ID, "concurrency_limit": 1, "show_progress": "hidden"}
+        on(s.grade_all.click, self.on_grade_all, s.import_study, [s.grade_status, s.grade_message, s.table], **grading)
+        on(s.regrade.click, self.on_regrade_failed, s.import_study, [s.grade_status, s.grade_message, s.table],
+           **grading)
+        # Not queued: Cancel must get through while the run holds the judge's queue.
+        on(s.cancel_grading.click, self.on_grade_cancel, None, s.grade_message, queue=False)
 
         on(a.button.click, self.on_add_to_study, [a.study, ui.graded, *ui.grade_tags, *ui.grade_texts], a.message)
 
@@ -1087,6 +1151,50 @@ class StudyHandlers:
 
         on(ag.run.click, self.on_report, ag.study, ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
+
+
+def _session(request: gr.Request | None) -> str | None:
+    """The browser session a request comes from (None outside a served page, e.g. in tests)."""
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _grading_progress(study: Study, state: StudyGrading) -> str:
+    """The line shown while a study is graded: "Grading “Capitals”: 8 of 20 items · 7 graded, 1 failed to parse"."""
+    line = f"Grading \u201c{study.name}\u201d: {state.done} of {_plural(state.total, 'item')}"
+    if state.done:
+        line += f" \u00b7 {summary_line(state)}"
+    if state.items_per_second:
+        line += f" \u00b7 {state.items_per_second:.2f} items/s"
+    return line + ". Cancel stops after the batch in progress."
+
+
+def _grading_outcome(study: Study, result: StudyGrading) -> Any:
+    """The message after a run: what was graded, what failed (as a failure), and what is left to do."""
+    if result.total == 0:
+        if result.which == FAILED:
+            return _notice(f"No item of \u201c{study.name}\u201d has a judgment that failed to parse.")
+        return _notice("Every item of this study already has a judgment.")
+    chosen = (f"{_plural(result.total, 'item')} without a judgment" if result.which == UNGRADED
+              else f"{_plural(result.total, 'item')} whose judgment failed to parse")
+    text = f"{summary_line(result)} ({result.done} of {chosen} in \u201c{study.name}\u201d)."
+    again = "Grade all items" if result.which == UNGRADED else "Regrade failed"
+    if result.cancelled:
+        text = f"Cancelled: {text} {result.pending} left; press {again} to grade them."
+    elif result.halted:
+        text = f"The judge stopped working: {result.halted} {text} {result.pending} left; press {again} to try again."
+    if result.failed_to_parse:
+        text += (f" {_plural(result.failed_to_parse, 'answer')} failed to parse (no score; left out of agreement): "
+                 "press Regrade failed to grade them again.")
+    if result.errors:
+        shown = "; ".join(f"{error.label}: {error.message}" for error in result.errors[:10])
+        more = "; \u2026" if len(result.errors) > 10 else ""
+        text += f" Not graded: {shown}{more}."
+    failed = result.failed_to_parse or result.errors or result.halted
+    return _error(text) if failed else _notice(text)
 
 
 def _shown_score(row: Mapping[str, Any]) -> int | str:

@@ -1,0 +1,139 @@
+"""`python -m core grade-study STUDY_ID --as ADMIN`: grade a study's items from the command line.
+
+The same work as the Studies tab's "Grade all items" / "Regrade failed" (core.study_grading.grade_study):
+batched generation, each judgment attached to its item after its batch, Ctrl-C stops after the batch
+in progress and keeps what was graded; running the command again grades the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Any
+
+from core.errors import GliderError, JudgeError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add the `grade-study` sub-command to the `python -m core` parser."""
+    from core.judge.options import add_judge_arguments
+    from core.settings import default_db_url
+
+    parser = subparsers.add_parser(
+        "grade-study",
+        help="grade a study's ungraded items (or those whose answer failed to parse) with the judge",
+        description=("Grade every item of study STUDY_ID that has no judgment yet (or, with --failed, every item "
+                     "whose judgment failed to parse) and attach each judgment to its item, as the Studies tab's "
+                     "Grade all items does. Ctrl-C stops after the batch in progress; run again to grade the rest."),
+        epilog=("exit codes: 0 every chosen item was graded; 1 the judge or the database failed (what was graded "
+                "is kept); 2 unusable options, an unknown study, or a user who is not an admin; 3 done, but some "
+                "answers failed to parse or some items could not be graded; 130 stopped (run again to go on)"),
+    )
+    parser.add_argument("study_id", type=int, metavar="STUDY_ID", help="the study's number (#N in the Studies tab)")
+    parser.add_argument("--as", dest="username", required=True, metavar="ADMIN",
+                        help="the admin the judgments are attached by (study changes are made by a named admin)")
+    parser.add_argument("--failed", action="store_true",
+                        help="regrade only the items whose judgment failed to parse")
+    parser.add_argument("--db", default=default_db_url(),
+                        help="SQLAlchemy URL of the app's database (env GLIDER_DB; default as the app)")
+    parser.add_argument("--batch-size", type=_positive, default=8, metavar="N",
+                        help="items per model call (default %(default)s)")
+    add_judge_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Grade the study; returns the exit code."""
+    from core.judge import create_backend
+    from core.judge.options import describe_options, judge_options
+    from core.store import Store
+    from core.studies import Studies
+    from core.study_grading import FAILED, UNGRADED, select_items, summary_line
+
+    which = FAILED if args.failed else UNGRADED
+    backend_name, options = judge_options(args)
+    try:
+        store = Store(args.db)
+    except GliderError as error:
+        return _fail(EXIT_FAILED, str(error))
+    with store:
+        studies = Studies(store)
+        actor = studies.get_user(args.username)
+        if actor is None:
+            return _fail(EXIT_USAGE, f"There is no user {args.username!r} in {store.url}.")
+        try:
+            study = studies.get_study(actor, args.study_id)
+            chosen, _ = select_items(studies, actor, study.id, store, which)
+        except GliderError as error:  # not an admin, no such study
+            return _fail(EXIT_USAGE, str(error))
+        if not chosen:
+            print("Nothing to grade: " + ("no item's judgment failed to parse." if args.failed
+                                          else "every item already has a judgment."), file=sys.stderr)
+            return EXIT_OK
+        print(f"Loading the judge ({describe_options(backend_name, options)}) ...", file=sys.stderr)
+        try:
+            backend = create_backend(backend_name, **options)
+        except JudgeError as error:
+            return _fail(EXIT_FAILED, f"The judge could not be loaded: {error}")
+        try:
+            result = _grade(studies, actor, study, backend, store, which, args.batch_size)
+        except KeyboardInterrupt:
+            return _fail(EXIT_INTERRUPTED, "Interrupted; the batches finished before are kept. Run the same "
+                                           "command again to grade the rest.")
+        except GliderError as error:
+            return _fail(EXIT_FAILED, f"{error}\nItems graded so far are kept; run the same command again.")
+        print(f"{summary_line(result)} ({result.done} of {result.total} items of {study.name!r} in "
+              f"{result.seconds:.1f} s).", file=sys.stderr)
+        for error in result.errors:
+            print(f"not graded: item {error.label}: {error.message}", file=sys.stderr)
+        if result.failed_to_parse:
+            print(f"{result.failed_to_parse} answer(s) failed to parse; regrade them with --failed.", file=sys.stderr)
+        if result.halted:
+            return _fail(EXIT_FAILED, f"The judge stopped working: {result.halted}\n"
+                                      f"{result.pending} item(s) left; run the same command again.")
+        if result.cancelled:
+            return _fail(EXIT_INTERRUPTED, f"Stopped with {result.pending} item(s) left; run the same command again.")
+        return EXIT_SOME_FAILED if result.failed_to_parse or result.errors else EXIT_OK
+
+
+def _grade(studies: Any, actor: Any, study: Any, backend: Any, store: Any, which: Any, batch_size: int) -> Any:
+    """grade_study with the first Ctrl-C (or SIGTERM) asking it to stop after the batch in progress."""
+    from core.study_grading import grade_study
+
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop_requested:
+            raise KeyboardInterrupt
+        stop_requested.append(signum)
+        print("\nStopping after the current batch (press Ctrl-C again to stop now) ...", file=sys.stderr)
+
+    def report(state: Any) -> None:
+        print(f"{state.done} of {state.total} items: {state.graded} graded, {state.failed_to_parse} failed to parse, "
+              f"{len(state.errors)} not graded", file=sys.stderr)
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return grade_study(studies, actor, study.id, backend, store, which=which, batch_size=batch_size,
+                           on_progress=report, should_stop=lambda: bool(stop_requested))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _fail(code: int, message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code

@@ -211,3 +211,13 @@ def test_out_of_memory_while_loading_is_explained() -> None:
     error = _explain_load_failure("PatronusAI/glider", RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert isinstance(error, ModelLoadError) and "--quantization nf4" in str(error)
     assert "Not enough memory" in str(_explain_load_failure("PatronusAI/glider", MemoryError()))
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_the_download_advice_uses_the_hf_command(offline: bool) -> None:
+    """`huggingface-cli` is gone from the pinned huggingface_hub; `hf download` is its replacement."""
+    from core.judge.transformers_backend import _explain_load_failure
+
+    message = str(_explain_load_failure("PatronusAI/glider", OSError("cannot reach the Hub"), offline=offline))
+    assert "hf download PatronusAI/glider --local-dir ./glider" in message
+    assert "huggingface-cli" not in message

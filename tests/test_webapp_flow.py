@@ -457,3 +457,68 @@ def test_a_yaml_rubric_and_the_same_rubric_typed_give_the_same_prompt(tmp_path: 
            for judgment_id in (batch_row.judgment_id, api["judgment_id"])}
     assert sha == {api["backend"]["prompt_sha256"]} and "gl-result-card" in form
     services.store.close()
+
+
+# --- the Grade button while a grade runs ----------------------------------------------------------
+
+
+def _button(update: Any) -> tuple[Any, Any]:
+    return update["value"], update["interactive"]
+
+
+@pytest.mark.parametrize(
+    ("judge", "inputs", "message"),
+    [
+        ("default", grade_inputs(), None),
+        ("default", grade_inputs(rubric=""), "rubric names no scores"),
+        ("default", grade_inputs(texts=(CONTEXT, "", "", "")), "MODEL OUTPUT field is empty"),
+        (FailingJudge(RuntimeError("kaboom")), grade_inputs(), "kaboom"),
+        (None, grade_inputs(), "judge model is not loaded"),
+    ],
+)
+def test_the_grade_button_is_busy_while_grading_and_ready_after(
+    tmp_path: Path, judge: Any, inputs: list[Any], message: str | None
+) -> None:
+    services = make_services(tmp_path, judge=judge)
+    updates = run_grade(build(services), *inputs)
+    start, done = updates[0], updates[-1]
+    assert _button(start["gl-grade"]) == ("Grading\u2026", False)
+    assert "Grading" in Markup(value(start["gl-message"])).all_text  # said next to the live box too
+    assert _button(done["gl-grade"]) == ("Grade", True)
+    shown = Markup(value(done["gl-message"])).all_text if value(done["gl-message"]) else ""
+    if message is None:
+        assert shown == "" and "gl-result-card" in done
+    else:
+        assert message in shown
+    services.store.close()
+
+
+def test_a_result_that_cannot_be_shown_still_frees_the_button(
+    demo: gr.Blocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise ValueError("unrenderable")
+
+    monkeypatch.setattr(app_module.JudgmentView, "from_result", broken)
+    done = run_grade(demo, *grade_inputs())[-1]
+    assert _button(done["gl-grade"]) == ("Grade", True)
+    assert "unrenderable" in Markup(value(done["gl-message"])).all_text
+
+
+def test_a_second_grade_while_one_runs_is_refused_and_queues_nothing(demo: gr.Blocks) -> None:
+    check = handler(demo, "on_grade_check")
+    assert list(check(False).values()) == [True]  # claims the page's one grade
+    with pytest.raises(gr.Error, match="already running"):
+        check(True)
+    note = by_id(demo, handler(demo, "on_grade_refused")())["gl-grade-note"]
+    assert "already running" in Markup(value(note)).all_text
+    # The grade starts only when the check passed; rendering runs whatever happened to the grade.
+    names = {fn._id: fn.name for fn in demo.fns.values()}
+    deps = {names[dep["id"]]: dep for dep in demo.config["dependencies"] if dep["id"] in names}
+    check_dep, refused, start = deps["on_grade_check"], deps["on_grade_refused"], deps["on_grade_start"]
+    grade, done = deps["on_grade"], deps["on_grade_done"]
+    assert check_dep["trigger_mode"] == "once" and not check_dep["queue"]
+    assert refused["trigger_after"] == check_dep["id"] and refused["trigger_only_on_failure"]
+    assert start["trigger_after"] == check_dep["id"] and start["trigger_only_on_success"]
+    assert grade["trigger_after"] == start["id"]
+    assert done["trigger_after"] == grade["id"] and not done["trigger_only_on_success"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,3 +28,22 @@ def test_ci_installs_debian_packages_without_recommends() -> None:
                 for line in path.read_text().splitlines() if re.search(r"^\s*apt-get\s+install\b", line)]
     assert installs, "the CI script installs Chromium with apt-get"
     assert all("--no-install-recommends" in line for line in installs), installs
+
+
+def test_running_the_tests_leaves_the_tracked_screenshots_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's screenshots in assets/ are rewritten only on request (GLIDER_UPDATE_SCREENSHOTS=1)."""
+    pytest.importorskip("playwright.sync_api")
+    from tests import test_browser, test_browser_batch, test_browser_study
+    from tests.test_browser import ASSETS, UPDATE_SCREENSHOTS, screenshot_path
+
+    updating = os.environ.get(UPDATE_SCREENSHOTS) == "1"  # as when the modules were imported
+    for module in (test_browser, test_browser_batch, test_browser_study):
+        assert (module.SCREENSHOT.parent == ASSETS) is updating, module.__name__
+    monkeypatch.delenv(UPDATE_SCREENSHOTS, raising=False)
+    assert screenshot_path("screenshot-grade.png").parent != ASSETS
+    monkeypatch.setenv(UPDATE_SCREENSHOTS, "1")
+    assert screenshot_path("screenshot-grade.png") == ASSETS / "screenshot-grade.png"
+    # Every test that writes a screenshot gets its path from screenshot_path, never assets/ directly.
+    writers = [path for path in sorted((ROOT / "tests").glob("test_*.py")) if ".screenshot(path=" in path.read_text()]
+    assert writers and all("screenshot_path(" in path.read_text() for path in writers)
+    assert "GLIDER_UPDATE_SCREENSHOTS=1" in (ROOT / "README.md").read_text()

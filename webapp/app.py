@@ -470,7 +470,7 @@ class Handlers:
         graded = {"judgment_id": outcome.judgment_id, "pass_criteria": outcome.request.pass_criteria,
                   "rubric": outcome.request.rubric,
                   "fields": {tag: text for tag, text in outcome.request.fields.items() if text and text.strip()}}
-        return {**cleared, **shown, g.graded: graded}
+        return {g.graded: graded, **cleared, **shown}  # graded is the first State here, as before `running`
 
     def status_api(self) -> dict[str, Any]:
         """Whether the judge is ready: state is "loading", "ready" or "failed", with the judge or the reason."""

@@ -395,7 +395,8 @@ class Handlers:
     def on_rubric(self, rubric: str) -> dict[Any, Any]:
         return {self.grade.scale: describe_scale(rubric or "")}
 
-    # Grade is three events: open the live box, stream the answer in the judge's queue, render it. The
+    # Grade is a chain of events: claim the page's one grade (on_grade_check), open the live box, stream the
+    # answer in the judge's queue, render it (plus two browser-only steps that scroll them into view). The
     # streaming event has only the live box and a State as outputs because Gradio 6 rebuilds every other
     # output component of an event (gr.skip()) on each streamed update: with the whole result panel as
     # outputs, that cost more CPU per redraw than a small judge spends on a token.
@@ -411,6 +412,7 @@ class Handlers:
         return {self.grade.running: True}
 
     def on_grade_refused(self) -> dict[Any, Any]:
+        """Say under the button why the click did nothing (the running grade is left alone)."""
         return {self.grade.note: _html(render.render_error(ALREADY_GRADING))}
 
     def on_grade_start(self) -> dict[Any, Any]:
@@ -602,8 +604,9 @@ class Handlers:
                              api_visibility=PRIVATE)
         gr.on([tag.change for tag in g.tags], self.on_tags, g.tags, g.texts, api_visibility=PRIVATE, queue=False)
         g.rubric.change(self.on_rubric, g.rubric, g.scale, api_visibility=PRIVATE, queue=False)
-        # Busy at once in the browser; on_grade_start makes it so in Gradio's state too and refuses a second
-        # grade while one runs (trigger_mode "once" only covers on_grade_start itself, not the chain after it).
+        # Busy at once in the browser; on_grade_check refuses a second grade while one runs (trigger_mode
+        # "once" covers only the click's own event, not the grade chained after it) and on_grade_start makes
+        # the button busy in Gradio's state too; on_grade_done frees it whatever happened.
         g.grade_button.click(None, js=GRADE_CLICK_JS, queue=False, show_progress="hidden", api_visibility=PRIVATE)
         checked = g.grade_button.click(self.on_grade_check, g.running, g.running, api_visibility=PRIVATE,
                                        queue=False, show_progress="hidden", trigger_mode="once")

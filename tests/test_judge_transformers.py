@@ -221,3 +221,13 @@ def test_the_download_advice_uses_the_hf_command(offline: bool) -> None:
     message = str(_explain_load_failure("PatronusAI/glider", OSError("cannot reach the Hub"), offline=offline))
     assert "hf download PatronusAI/glider --local-dir ./glider" in message
     assert "huggingface-cli" not in message
+
+
+def test_a_missing_model_path_is_named_as_given_and_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError) as caught:
+        create_backend("transformers", model="./glidr")
+    assert f"The model path './glidr' does not exist (looked for {tmp_path / 'glidr'})" in str(caught.value)
+    assert "transformers model" not in str(caught.value)

@@ -207,7 +207,8 @@ def _explain_load_failure(model: str, exc: BaseException, offline: bool = False)
     looks_local = local.is_absolute() or model.startswith((".", "~")) or local.exists()
     if looks_local:
         if not local.exists():
-            return ModelLoadError(f"The model path {str(local)!r} does not exist. Check --model.")
+            return ModelLoadError(f"The model path {model!r} does not exist (looked for {local.absolute()}). "
+                                  "Check --model.")
         return ModelLoadError(f"{str(local)!r} is not a loadable model directory ({text}). It needs config.json, "
                               "the weights (*.safetensors) and the tokenizer files.")
     if offline:

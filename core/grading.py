@@ -16,7 +16,7 @@ from core import __version__
 from core.errors import GliderError, InputError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, Generation, JudgeBackend, generate_many
 from core.parse import Judgment, parse_output
-from core.prompt import build_prompt, infer_scale, prompt_sha256
+from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT, build_prompt, infer_scale, prompt_sha256
 from core.spans import locate
 
 if TYPE_CHECKING:
@@ -107,7 +107,22 @@ def locate_in_fields(fields: Mapping[str, str], phrases: list[str]) -> tuple[lis
     return spans, [phrase for phrase in phrases if phrase not in found]
 
 
+def check_graded_text(fields: Mapping[str, str]) -> None:
+    """InputError when the text to be judged is empty: MODEL OUTPUT is blank while only the other default
+    fields (context, user input, gold answer) have text.
+
+    The batch and the CLI refuse such a row too (core.batch.row_fields). With custom tags the user's
+    criteria say which field is judged, so only an all-empty form is refused then (by build_prompt).
+    """
+    filled = {tag.strip() for tag, text in fields.items() if text and text.strip()}
+    tags = {tag.strip() for tag in fields}
+    if MODEL_OUTPUT in tags and MODEL_OUTPUT not in filled and filled and filled <= set(DEFAULT_TAGS):
+        raise InputError(f"The {MODEL_OUTPUT} field is empty: paste the text to be judged there "
+                         f"(the other fields only give it context).")
+
+
 def _prepare(request: GradeRequest) -> tuple[str, tuple[int, int], dict[str, str]]:
+    check_graded_text(request.fields)
     fields = {tag: text for tag, text in request.fields.items() if text and text.strip()}
     scale = infer_scale(request.rubric)
     prompt = build_prompt(fields, request.pass_criteria, request.rubric)

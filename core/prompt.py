@@ -91,11 +91,28 @@ def format_data(fields: Mapping[str, str]) -> str:
     return "\n\n".join(blocks)
 
 
+def normalize_instructions(text: str) -> str:
+    """Pass criteria or a rubric as the prompt holds it: \\n line ends, no spaces at line ends, no blank
+    lines or spaces around it; the text and its indentation inside are kept.
+
+    The one place this is decided, so that a rubric from a YAML file (`rubric: |` keeps a final newline),
+    a CSV cell, a Windows paste or the same words typed in the Grade tab give the same prompt and the
+    same prompt SHA-256.
+    """
+    lines = (text or "").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
 def build_prompt(fields: Mapping[str, str], pass_criteria: str, rubric: str) -> str:
-    """Fill the GLIDER template with the tagged fields, pass criteria and rubric (pure)."""
-    if not pass_criteria or not pass_criteria.strip():
+    """Fill the GLIDER template with the tagged fields, pass criteria and rubric (pure).
+
+    Pass criteria and rubric are normalised first (normalize_instructions); field texts are used as given,
+    since highlights are located by offsets into them.
+    """
+    pass_criteria, rubric = normalize_instructions(pass_criteria), normalize_instructions(rubric)
+    if not pass_criteria:
         raise InputError("The pass criteria are empty: say what a passing text must do.")
-    if not rubric or not rubric.strip():
+    if not rubric:
         raise RubricError("The rubric is empty: give one line per score, e.g. '0: ...' and '1: ...'.")
     values = {"data": format_data(fields), "pass_criteria": pass_criteria, "rubric": rubric}
     # One pass over the template, so braces inside user text are never treated as placeholders.

@@ -227,3 +227,28 @@ def test_the_options_module_imports_nothing_heavy() -> None:
     assert options.hardware is hardware
     for heavy in ("torch", "llama_cpp", "transformers"):
         assert heavy not in vars(options)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("./glidr", "transformers"), ("~/no-such-glider", "transformers"), ("/no/such/glider", "transformers"),
+     ("./no-such-Q4_K_M.gguf", "llamacpp"), ("models/no-such.gguf", "llamacpp")],
+)
+def test_a_model_path_that_does_not_exist_is_reported_as_missing(model: str, expected: str) -> None:
+    backend, reason = resolve_backend("auto", model=model, cuda_available=False, llama_cpp_installed=True)
+    assert backend == expected
+    assert f"the --model path {model} does not exist" in reason
+    assert "is a transformers model" not in reason and "is GGUF weights" not in reason
+
+
+def test_the_cpu_advice_quotes_measured_figures_not_twice_the_speed() -> None:
+    """BENCHMARKS.md measures llama.cpp within ~10 % of nf4 per grade on a CPU, not twice as fast."""
+    benchmarks = (Path(__file__).resolve().parent.parent / "BENCHMARKS.md").read_text()
+    _, with_llama = resolve_backend("auto", cuda_available=False, llama_cpp_installed=True)
+    _, without = resolve_backend("auto", cuda_available=False, llama_cpp_installed=False)
+    for reason in (with_llama, without):
+        assert "twice" not in reason and "fastest" not in reason
+    for figure in ("5.77 GB", "7.16 GB", "17.7", "14.2", "3.47", "4.28"):
+        assert figure in benchmarks  # the figures quoted below are the measured ones
+    assert "5.8 GB vs 7.2 GB" in with_llama and "17.7 vs 14.2" in with_llama and "3.5 vs 4.3" in with_llama
+    assert "5.8 GB vs 7.2 GB" in without

@@ -1,17 +1,22 @@
 """The real page in headless Chromium: pick a preset, load its example, grade, see highlights; no XSS.
 
-Also saves assets/screenshot-grade.png (used in the README) from the graded example.
+Also saves screenshot-grade.png (used in the README) from the graded example: into assets/ only with
+GLIDER_UPDATE_SCREENSHOTS=1 (see screenshot_path).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from core.judge.base import StreamEvent
 from core.store import Store
 from tests.fakes import ScriptedJudge
 from tests.webapp_helpers import BRIDGE_ANSWER, BRIDGE_DISTRIBUTION, XSS_PAYLOADS, answer, launched, make_services
@@ -31,7 +36,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshot-grade.png"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+UPDATE_SCREENSHOTS = "GLIDER_UPDATE_SCREENSHOTS"
+
+
+def screenshot_path(name: str) -> Path:
+    """Where a browser test saves the README screenshot `name`: assets/ (tracked) only with
+    GLIDER_UPDATE_SCREENSHOTS=1, else a temporary folder, so running the tests never rewrites tracked files."""
+    if os.environ.get(UPDATE_SCREENSHOTS) == "1":
+        return ASSETS / name
+    folder = Path(tempfile.gettempdir()) / "glider-studio-screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder / name
+
+
+SCREENSHOT = screenshot_path("screenshot-grade.png")
 TIMEOUT_MS = 15_000
 
 pytestmark = [
@@ -42,9 +61,25 @@ pytestmark = [
 ]
 
 
+class HeldJudge(ScriptedJudge):
+    """A scripted judge that, while `release` is clear, stops after its first streamed piece until it is set:
+    a grade that is still running for as long as a test needs (a real judge on a CPU takes minutes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.release.set()
+
+    def stream(self, prompt: str, **kwargs: Any) -> Iterator[StreamEvent]:
+        for number, event in enumerate(super().stream(prompt, **kwargs)):
+            yield event
+            if number == 0:
+                self.release.wait(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ScriptedJudge, Store]]:
-    judge = ScriptedJudge(BRIDGE_ANSWER, distribution=BRIDGE_DISTRIBUTION)
+    judge = HeldJudge(BRIDGE_ANSWER, distribution=BRIDGE_DISTRIBUTION)
     services = make_services(tmp_path_factory.mktemp("browser"), judge=judge)
     with launched(services) as url:
         yield url, judge, services.store
@@ -156,3 +191,71 @@ def test_an_unreadable_rubric_is_reported_in_the_page(page: sync_api.Page) -> No
     message = page.locator("#gl-message .gl-message-error")
     sync_api.expect(message).to_contain_text("The rubric names no scores")
     assert page.locator("#gl-result").is_hidden()
+
+
+def _in_view(page: sync_api.Page, selector: str) -> None:
+    """Wait until the element's top edge is inside the viewport (the page scrolls it there by itself)."""
+    page.wait_for_function(
+        """(selector) => {
+             const el = document.querySelector(selector);
+             if (!el || el.offsetParent === null) { return false; }
+             const box = el.getBoundingClientRect();
+             return box.height > 0 && box.top >= 0 && box.top < window.innerHeight - 40;
+           }""",
+        arg=selector,
+    )
+
+
+def test_grade_shows_it_is_working_and_a_second_click_queues_nothing(
+    browser: sync_api.Browser, app: tuple[str, ScriptedJudge, Store]
+) -> None:
+    """At 1440x900 the Grade button is below the fold of a long form and the live box far above it."""
+    url, judge, store = app
+    assert isinstance(judge, HeldJudge)
+    judge.answer, judge.distribution = BRIDGE_ANSWER, BRIDGE_DISTRIBUTION
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, color_scheme="light")
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    choose_preset(page, "Faithfulness to context (0-1)")
+    page.locator("#gl-load-example").click()
+    sync_api.expect(field(page, "gl-field-0")).to_have_value(_starts("The Hartwell Bridge opened"))
+    button = page.locator("#gl-grade")
+    button.scroll_into_view_if_needed()
+    assert page.locator("#gl-preset").bounding_box()["y"] < 0, "the top of both columns starts out of view"
+    prompts, judgments = len(judge.prompts), len(store.list_judgments())
+
+    judge.release.clear()
+    try:
+        button.dblclick()  # the second click of a double-click must not grade again
+        sync_api.expect(button).to_be_disabled()
+        sync_api.expect(button).to_have_text("Grading\u2026")
+        sync_api.expect(page.locator("#gl-stream textarea")).to_have_value(_starts("<reasoning>"))
+        _in_view(page, "#gl-stream")
+        sync_api.expect(page.locator("#gl-message")).to_contain_text("Grading")
+        # A page whose button was re-enabled behind Gradio's back (a stale tab, a script) is refused by the server.
+        page.evaluate("document.querySelector('#gl-grade').disabled = false")
+        button.click()
+        sync_api.expect(page.locator("#gl-grade-note")).to_contain_text("A grade is already running")
+        sync_api.expect(page.locator("#gl-stream")).not_to_contain_text("Error")  # the running grade is untouched
+        assert len(judge.prompts) == prompts + 1
+    finally:
+        judge.release.set()
+
+    sync_api.expect(page.locator("#gl-result-card .gl-score")).to_have_text("0")
+    _in_view(page, "#gl-result")
+    sync_api.expect(button).to_be_enabled()
+    sync_api.expect(button).to_have_text("Grade")
+    sync_api.expect(page.locator("#gl-grade-note")).to_be_hidden()
+    page.wait_for_timeout(500)  # a queued duplicate would have reached the judge by now
+    assert len(judge.prompts) == prompts + 1 and len(store.list_judgments()) == judgments + 1
+
+    # Ready again: the next Grade is a new grade; a refused one (no MODEL OUTPUT) frees the button too.
+    field(page, "gl-field-2").fill("")
+    button.scroll_into_view_if_needed()
+    button.click()
+    sync_api.expect(page.locator("#gl-message .gl-message-error")).to_contain_text("The MODEL OUTPUT field is empty")
+    _in_view(page, "#gl-message")
+    sync_api.expect(button).to_be_enabled()
+    assert len(judge.prompts) == prompts + 1
+    context.close()

@@ -1,7 +1,8 @@
 """The Batch tab in headless Chromium: upload a JSONL file, pick a preset, Start, watch every row get its score,
 export the CSV; a model output holding markup stays text; Cancel and Resume while a single grade slips in.
 
-Also saves assets/screenshot-batch.png (for the README) from the finished job, graded by the scripted judge.
+Also saves screenshot-batch.png (for the README) from the finished job, graded by the scripted judge; into
+assets/ only with GLIDER_UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from gradio_client import Client
 from core.judge.base import Generation
 from tests.fakes import ScriptedJudge
 from tests.net import SLOW_MACHINE
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
+from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS, screenshot_path
 from tests.webapp_helpers import (
     BRIDGE_ANSWER,
     BRIDGE_DISTRIBUTION,
@@ -33,7 +34,7 @@ from tests.webapp_helpers import (
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshot-batch.png"
+SCREENSHOT = screenshot_path("screenshot-batch.png")
 XSS = '<img src=x onerror="window.__xss=1">'
 CONTEXT = ("The Hartwell Bridge opened to traffic in March 1987. It spans 412 metres across the Lune estuary; a "
            "pedestrian walkway was added on its eastern side in 2004.")

@@ -1,7 +1,8 @@
 """A blind study in headless Chromium: two annotators sign in through Gradio's login form and label it (by
 mouse and by keyboard), then the admin opens the Agreement tab and sees weighted kappa and the charts.
 
-Also saves assets/screenshot-report.png (used in the README) from the admin's report.
+Also saves screenshot-report.png (used in the README) from the admin's report; into assets/ only with
+GLIDER_UPDATE_SCREENSHOTS=1.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 from core.grading import GradeRequest, grade
 from core.studies import StudySpec
 from tests.fakes import ScriptedJudge
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
+from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS, screenshot_path
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
     FAITHFULNESS_RUBRIC,
@@ -28,7 +29,7 @@ from tests.webapp_helpers import (
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-SCREENSHOT = Path(__file__).resolve().parent.parent / "assets" / "screenshot-report.png"
+SCREENSHOT = screenshot_path("screenshot-report.png")
 REASONING = "The MODEL OUTPUT names the capital that the CONTEXT gives."
 ITEMS = [
     ("France's capital is Paris.", "The capital of France is Paris."),

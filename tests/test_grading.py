@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError, RubricError
-from core.grading import GradeRequest, GradeResult, grade, grade_stream, locate_in_fields
+from core.grading import GradeRequest, GradeResult, grade, grade_batch, grade_stream, locate_in_fields
 from core.store import Store
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import ScriptedJudge
@@ -109,3 +109,37 @@ def test_real_grade_renders_the_same_fresh_and_reopened(trained_judge, store: St
     overlap = '<mark class="gl-hl gl-hl-multi" title="Highlighted: Paris is the capital of France | capital">capital'
     assert html.count(overlap) == 2
     assert render.render_score_card(fresh) == render.render_score_card(reopened)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"CONTEXT": "Paris is the capital of France.", "USER INPUT": "Capital?", "MODEL OUTPUT": "", "GOLD ANSWER": ""},
+        {"CONTEXT": "Paris is the capital of France.", "MODEL OUTPUT": "  \n "},
+        {"USER INPUT": "Capital?", "MODEL OUTPUT": "", "GOLD ANSWER": "Paris"},
+    ],
+)
+def test_an_empty_model_output_is_refused_before_the_judge_runs(fields: dict[str, str], store: Store) -> None:
+    judge = ScriptedJudge()
+    request = GradeRequest(fields, "Is it faithful?", "0: no\n1: yes")
+    with pytest.raises(InputError, match="The MODEL OUTPUT field is empty"):
+        grade(judge, request, store)
+    with pytest.raises(InputError, match="The MODEL OUTPUT field is empty"):
+        list(grade_stream(judge, request, store))
+    [outcome] = grade_batch(judge, [request], store)
+    assert isinstance(outcome, InputError) and "MODEL OUTPUT field is empty" in str(outcome)
+    assert judge.prompts == [] and store.count_judgments() == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"MODEL OUTPUT": "Paris."},
+        {"CONTEXT": "Paris is the capital of France.", "MODEL OUTPUT": "Paris."},
+        # Custom tags: the user's criteria name the judged field; the form's unused default slots stay empty.
+        {"QUESTION": "Capital?", "ANSWER": "Paris.", "MODEL OUTPUT": "", "GOLD ANSWER": ""},
+    ],
+)
+def test_a_model_output_or_custom_fields_are_graded(fields: dict[str, str]) -> None:
+    result = grade(ScriptedJudge(), GradeRequest(fields, "Is it faithful?", "0: no\n1: yes"))
+    assert result.judgment.status == "ok"

@@ -561,3 +561,9 @@ class TestSpeedSwitches:
         print(f"time outside llama.cpp per token: ours {min(ours) * 1e6:.0f} µs, "
               f"llama-cpp-python's generate {min(theirs) * 1e6:.0f} µs")
         assert min(ours) <= max(1.5 * min(theirs), min(theirs) + 300e-6)
+
+
+def test_a_missing_gguf_path_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError, match=r"The model path './glider-Q4_K_M.gguf' does not exist \(looked for "):
+        create_backend("llamacpp", model="./glider-Q4_K_M.gguf")

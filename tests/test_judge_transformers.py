@@ -211,3 +211,23 @@ def test_out_of_memory_while_loading_is_explained() -> None:
     error = _explain_load_failure("PatronusAI/glider", RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert isinstance(error, ModelLoadError) and "--quantization nf4" in str(error)
     assert "Not enough memory" in str(_explain_load_failure("PatronusAI/glider", MemoryError()))
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_the_download_advice_uses_the_hf_command(offline: bool) -> None:
+    """`huggingface-cli` is gone from the pinned huggingface_hub; `hf download` is its replacement."""
+    from core.judge.transformers_backend import _explain_load_failure
+
+    message = str(_explain_load_failure("PatronusAI/glider", OSError("cannot reach the Hub"), offline=offline))
+    assert "hf download PatronusAI/glider --local-dir ./glider" in message
+    assert "huggingface-cli" not in message
+
+
+def test_a_missing_model_path_is_named_as_given_and_where_it_was_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelLoadError) as caught:
+        create_backend("transformers", model="./glidr")
+    assert f"The model path './glidr' does not exist (looked for {tmp_path / 'glidr'})" in str(caught.value)
+    assert "transformers model" not in str(caught.value)

@@ -14,6 +14,7 @@ from core.prompt import (
     chat_messages,
     format_data,
     infer_scale,
+    normalize_instructions,
     prompt_sha256,
     rubric_scores,
 )
@@ -181,3 +182,20 @@ def test_chat_rendering_token_ids_with_real_tokenizer() -> None:
     assert full[0] == 32010 and full[-2:] == [32007, 32001]
     header = chat[: chat.index("Data to evaluate:\n") + len("Data to evaluate:\n")]
     assert len(tokenizer(header, add_special_tokens=False)["input_ids"]) == 204  # the constant, cacheable prefix
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("0: no\n1: yes", "0: no\n1: yes"),
+        ("0: no\n1: yes\n", "0: no\n1: yes"),  # YAML `rubric: |`
+        ("0: no   \r\n1: yes\r\n", "0: no\n1: yes"),  # a Windows paste with trailing spaces
+        ("\n\n  0: no\n    - detail\n1: yes\n\n", "0: no\n    - detail\n1: yes"),  # inner indentation kept
+        ("0: no\r1: yes", "0: no\n1: yes"),
+    ],
+)
+def test_instructions_are_normalised_in_the_prompt(given: str, expected: str) -> None:
+    assert normalize_instructions(given) == expected
+    prompt = build_prompt({"MODEL OUTPUT": "x"}, given, given)
+    assert prompt == build_prompt({"MODEL OUTPUT": "x"}, expected, expected)
+    assert f"Pass Criteria:\n{expected}\n\nRubric:\n{expected}\n\nYour output" in prompt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import gradio as gr
 import pandas as pd
 import pytest
 
+from core.batch import BatchJobs, JobSpec, load_rubric_file
 from core.errors import JudgeError, StorageError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, Generation
 from core.judge.options import judge_choice
@@ -170,6 +172,7 @@ def test_unparseable_answer_shows_a_failed_card_not_a_fake_score(tmp_path: Path)
         (grade_inputs(rubric="Grade it sensibly."), "names no scores"),
         (grade_inputs(criteria=" "), "pass criteria are empty"),
         (grade_inputs(texts=("", " ", "", "")), "Every field is empty"),
+        (grade_inputs(texts=(CONTEXT, "What is the capital of France?", " ", "")), "The MODEL OUTPUT field is empty"),
         (grade_inputs(tags=("A", "A", "C", "D"), texts=("x", "y", "", "")), "both tagged 'A'"),
         (grade_inputs(tags=("CON<TEXT", *DEFAULT_TAGS[1:])), "may not contain"),
     ],
@@ -415,3 +418,107 @@ def test_storage_errors_in_history_become_messages(demo: gr.Blocks, services: Se
     for name, args in (("on_refresh", ()), ("on_open", (1,)), ("on_edit", (1,))):
         message = value(by_id(demo, handler(demo, name)(*args))["gl-history-message"])
         assert "it is read-only" in Markup(message).all_text and "Traceback" not in message
+
+
+def test_the_api_refuses_an_empty_model_output(demo: gr.Blocks, services: Services) -> None:
+    with pytest.raises(gr.Error, match="The MODEL OUTPUT field is empty"):
+        handler(demo, "grade_api")(CONTEXT, "What is the capital of France?", "", "", FAITHFULNESS_CRITERIA,
+                                   FAITHFULNESS_RUBRIC)
+    assert services.store.list_judgments() == []
+
+
+def test_a_yaml_rubric_and_the_same_rubric_typed_give_the_same_prompt(tmp_path: Path) -> None:
+    """`rubric: |` keeps a final newline (and an editor may leave spaces or CRLF); the prompt does not."""
+    rubric_file = tmp_path / "rubric.yaml"
+    criteria_block = "".join(f"  {line}\n" for line in FAITHFULNESS_CRITERIA.splitlines())
+    rubric_block = "".join(f"  {line}   \n" for line in FAITHFULNESS_RUBRIC.splitlines())  # trailing spaces too
+    rubric_file.write_text(f"pass_criteria: |\n{criteria_block}rubric: |\n{rubric_block}", encoding="utf-8")
+    loaded = load_rubric_file(rubric_file)
+    assert loaded["rubric"].endswith("   \n")  # what YAML hands over is not what was typed
+    data = tmp_path / "data.jsonl"
+    data.write_text(json.dumps({"context": CONTEXT, "model_output": OUTPUT}) + "\n", encoding="utf-8")
+
+    judge = ScriptedJudge()
+    services = make_services(tmp_path, judge=judge)
+    jobs = BatchJobs(services.store)
+    spec = JobSpec(pass_criteria=loaded["pass_criteria"], rubric=loaded["rubric"], tags=tuple(loaded["tags"]))
+    job = jobs.open(data, spec, {"backend": "scripted"}).job
+    jobs.run(job.id, judge)
+    [batch_row] = jobs.results(job.id)
+    demo = build(services)
+    typed = grade_inputs(texts=(CONTEXT, "", OUTPUT, ""), rubric=FAITHFULNESS_RUBRIC + "\r\n",
+                         criteria=FAITHFULNESS_CRITERIA)
+    form = final_view(run_grade(demo, *typed))
+    api = handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+
+    assert len(judge.prompts) == 3 and len(set(judge.prompts)) == 1
+    assert f"Rubric:\n{FAITHFULNESS_RUBRIC}\n\nYour output" in judge.prompts[0]
+    sha = {services.store.get_judgment(judgment_id).repro["prompt_sha256"]  # type: ignore[union-attr]
+           for judgment_id in (batch_row.judgment_id, api["judgment_id"])}
+    assert sha == {api["backend"]["prompt_sha256"]} and "gl-result-card" in form
+    services.store.close()
+
+
+# --- the Grade button while a grade runs ----------------------------------------------------------
+
+
+def _button(update: Any) -> tuple[Any, Any]:
+    return update["value"], update["interactive"]
+
+
+@pytest.mark.parametrize(
+    ("judge", "inputs", "message"),
+    [
+        ("default", grade_inputs(), None),
+        ("default", grade_inputs(rubric=""), "rubric names no scores"),
+        ("default", grade_inputs(texts=(CONTEXT, "", "", "")), "MODEL OUTPUT field is empty"),
+        (FailingJudge(RuntimeError("kaboom")), grade_inputs(), "kaboom"),
+        (None, grade_inputs(), "judge model is not loaded"),
+    ],
+)
+def test_the_grade_button_is_busy_while_grading_and_ready_after(
+    tmp_path: Path, judge: Any, inputs: list[Any], message: str | None
+) -> None:
+    services = make_services(tmp_path, judge=judge)
+    updates = run_grade(build(services), *inputs)
+    start, done = updates[0], updates[-1]
+    assert _button(start["gl-grade"]) == ("Grading\u2026", False)
+    assert "Grading" in Markup(value(start["gl-message"])).all_text  # said next to the live box too
+    assert _button(done["gl-grade"]) == ("Grade", True)
+    shown = Markup(value(done["gl-message"])).all_text if value(done["gl-message"]) else ""
+    if message is None:
+        assert shown == "" and "gl-result-card" in done
+    else:
+        assert message in shown
+    services.store.close()
+
+
+def test_a_result_that_cannot_be_shown_still_frees_the_button(
+    demo: gr.Blocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> Any:
+        raise ValueError("unrenderable")
+
+    monkeypatch.setattr(app_module.JudgmentView, "from_result", broken)
+    done = run_grade(demo, *grade_inputs())[-1]
+    assert _button(done["gl-grade"]) == ("Grade", True)
+    assert "unrenderable" in Markup(value(done["gl-message"])).all_text
+
+
+def test_a_second_grade_while_one_runs_is_refused_and_queues_nothing(demo: gr.Blocks) -> None:
+    check = handler(demo, "on_grade_check")
+    assert list(check(False).values()) == [True]  # claims the page's one grade
+    with pytest.raises(gr.Error, match="already running"):
+        check(True)
+    note = by_id(demo, handler(demo, "on_grade_refused")())["gl-grade-note"]
+    assert "already running" in Markup(value(note)).all_text
+    # The grade starts only when the check passed; rendering runs whatever happened to the grade.
+    names = {fn._id: fn.name for fn in demo.fns.values()}
+    deps = {names[dep["id"]]: dep for dep in demo.config["dependencies"] if dep["id"] in names}
+    check_dep, refused, start = deps["on_grade_check"], deps["on_grade_refused"], deps["on_grade_start"]
+    grade, done = deps["on_grade"], deps["on_grade_done"]
+    assert check_dep["trigger_mode"] == "once" and not check_dep["queue"]
+    assert refused["trigger_after"] == check_dep["id"] and refused["trigger_only_on_failure"]
+    assert start["trigger_after"] == check_dep["id"] and start["trigger_only_on_success"]
+    assert grade["trigger_after"] == start["id"]
+    assert done["trigger_after"] == grade["id"] and not done["trigger_only_on_success"]

@@ -72,6 +72,41 @@ QUEUE_POLL_S = 0.005
 STATE_SESSIONS = 1000
 DEFAULT_MAX_UPLOAD_MB = 200
 WAITING = "Waiting for the judge (it grades one item at a time; another grade may be running) \u2026"
+GRADE_LABEL = "Grade"
+GRADING_LABEL = "Grading\u2026"
+GRADING_NOTICE = ("Grading\u2026 The judge's reasoning appears below as it is written; the result follows "
+                  "(on a CPU a grade can take minutes).")
+ALREADY_GRADING = "A grade is already running in this page; its answer appears in the live box. Wait for it to finish."
+# Browser side of the Grade button. The button sits at the bottom of a long form, the live box and the result
+# at the top of the other column: hundreds of pixels above the viewport on a laptop screen. These bring
+# them into view once Gradio has drawn them (it draws after the event's reply; a few frames at most), and
+# only when they are not already in view, so a user who can see them is not scrolled about.
+_SCROLL_JS = """
+(selectors) => {
+  const shown = (el) => el && el.offsetParent !== null && el.getBoundingClientRect().height > 0;
+  let frames = 0;
+  const step = () => {
+    const target = selectors.map((s) => document.querySelector(s)).find(shown);
+    if (!target) { if (frames++ < 120) { requestAnimationFrame(step); } return; }
+    const box = target.getBoundingClientRect();
+    if (box.top < 0 || box.top > window.innerHeight - 80) { target.scrollIntoView({block: "start"}); }
+  };
+  requestAnimationFrame(step);
+}
+"""
+# At once on click, before any reply: the button goes busy (Gradio also disables it from on_grade_start).
+GRADE_CLICK_JS = """
+() => {
+  const button = document.querySelector("#gl-grade");
+  if (button) { button.disabled = true; button.setAttribute("aria-busy", "true"); }
+}
+"""
+SHOW_LIVE_JS = f"() => ({_SCROLL_JS.strip()})(['#gl-message', '#gl-stream'])"
+SHOW_RESULT_JS = f"""() => {{
+  const button = document.querySelector("#gl-grade");
+  if (button) {{ button.removeAttribute("aria-busy"); }}
+  ({_SCROLL_JS.strip()})(['#gl-result', '#gl-message']);
+}}"""
 AUTH_MESSAGE = "Sign in to GLIDER Studio. An admin creates accounts with `python -m core create-user NAME`."
 
 _PLACEHOLDERS = {
@@ -217,12 +252,14 @@ class GradeTab:
     scale: gr.Textbox
     max_tokens: gr.Slider
     grade_button: gr.Button
+    note: gr.HTML  # under the button: why a click did nothing (a grade is already running)
     message: gr.HTML
     stream: gr.Textbox
     panel: ResultPanel
     add: AddToStudy
     graded: gr.State  # the last finished grade's inputs and judgment id, for "Add to study"
     outcome: gr.State  # the running grade's GradeResult, or the message saying why there is none
+    running: gr.State  # True from Grade until its result is shown: a second Grade meanwhile is refused
 
     @classmethod
     def create(cls, presets: list[Preset]) -> "GradeTab":
@@ -259,7 +296,8 @@ class GradeTab:
                                    interactive=False, max_lines=3, elem_id="gl-scale")
                 with gr.Accordion("Advanced", open=False):
                     max_tokens = gr.Slider(64, 4096, value=DEFAULT_MAX_NEW_TOKENS, step=64, label="Max new tokens")
-                grade_button = gr.Button("Grade", variant="primary", elem_id="gl-grade")
+                grade_button = gr.Button(GRADE_LABEL, variant="primary", elem_id="gl-grade")
+                note = gr.HTML(visible=False, elem_id="gl-grade-note")
             with gr.Column(scale=6, elem_classes="gl-outputs"):
                 message = gr.HTML(render.render_hint(
                     "Fill in the fields (or pick a preset and load its example) and press Grade."
@@ -270,8 +308,14 @@ class GradeTab:
                 add = AddToStudy.create()
         graded = gr.State(None)
         outcome = gr.State(None)
+        running = gr.State(False)
         return cls(preset, load_example, preset_info, texts, tags, pass_criteria, rubric, scale, max_tokens,
-                   grade_button, message, stream, panel, add, graded, outcome)
+                   grade_button, note, message, stream, panel, add, graded, outcome, running)
+
+    def busy(self, running: bool) -> dict[Any, Any]:
+        """The Grade button's state: disabled and saying "Grading…" while a grade runs, else ready."""
+        label = GRADING_LABEL if running else GRADE_LABEL
+        return {self.grade_button: gr.update(value=label, interactive=not running), self.running: running}
 
     def fill(self, fields: dict[str, str], pass_criteria: str, rubric: str) -> dict[Any, Any]:
         """Updates that put a tag → text mapping, pass criteria and rubric into the form."""
@@ -351,16 +395,32 @@ class Handlers:
     def on_rubric(self, rubric: str) -> dict[Any, Any]:
         return {self.grade.scale: describe_scale(rubric or "")}
 
-    # Grade is three events: open the live box, stream the answer in the judge's queue, render it. The
+    # Grade is a chain of events: claim the page's one grade (on_grade_check), open the live box, stream the
+    # answer in the judge's queue, render it (plus two browser-only steps that scroll them into view). The
     # streaming event has only the live box and a State as outputs because Gradio 6 rebuilds every other
     # output component of an event (gr.skip()) on each streamed update: with the whole result panel as
     # outputs, that cost more CPU per redraw than a small judge spends on a token.
 
+    def on_grade_check(self, running: bool | None) -> dict[Any, Any]:
+        """Claim this page's one grade, or refuse (an error, so the events chained on success never run)
+        while its previous grade runs: a second click, however it got past the disabled button, queues nothing.
+
+        Its only output is a State, so a refusal marks no visible component as failed; on_grade_refused says why.
+        """
+        if running:
+            raise gr.Error(ALREADY_GRADING, print_exception=False)
+        return {self.grade.running: True}
+
+    def on_grade_refused(self) -> dict[Any, Any]:
+        """Say under the button why the click did nothing (the running grade is left alone)."""
+        return {self.grade.note: _html(render.render_error(ALREADY_GRADING))}
+
     def on_grade_start(self) -> dict[Any, Any]:
-        """Hide the previous answer and open the live box (the grade itself waits in the judge's queue)."""
+        """Hide the previous answer, open the live box and make the button busy (the grade itself waits in
+        the judge's queue)."""
         g = self.grade
-        return {g.message: _html(""), g.stream: gr.update(value="", visible=True), **g.panel.hide(),
-                g.outcome: None}
+        return {g.message: _html(render.render_notice(GRADING_NOTICE)), g.stream: gr.update(value="", visible=True),
+                **g.panel.hide(), g.outcome: None, g.note: _html(""), **g.busy(True)}
 
     def on_grade(self, *values: Any) -> Iterator[dict[Any, Any]]:
         """Stream the raw answer into the live box; the stored GradeResult (or why there is none) goes to `outcome`."""
@@ -396,16 +456,23 @@ class Handlers:
         yield {g.outcome: result if result is not None else "The judge returned no result."}
 
     def on_grade_done(self, outcome: GradeResult | str | None) -> dict[Any, Any]:
-        """Replace the live box with the rendered, stored judgment, or with the message saying why there is none."""
+        """Replace the live box with the rendered, stored judgment, or with the message saying why there is
+        none; the Grade button is ready again whatever happened."""
         g = self.grade
-        cleared = {g.message: _html(""), g.stream: gr.update(value="", visible=False), **g.panel.hide()}
+        cleared = {g.message: _html(""), g.stream: gr.update(value="", visible=False), **g.panel.hide(),
+                   g.note: _html(""), **g.busy(False)}
         if not isinstance(outcome, GradeResult):
             message = outcome or "The grade was stopped before it finished."
             return {**cleared, g.message: _html(render.render_error(message))}
+        try:
+            shown = g.panel.show(JudgmentView.from_result(outcome))
+        except Exception as error:  # never leave the button busy with nothing shown
+            log.exception("Could not render judgment %s", outcome.judgment_id)
+            return {**cleared, g.message: _html(render.render_error(_failure(error)))}
         graded = {"judgment_id": outcome.judgment_id, "pass_criteria": outcome.request.pass_criteria,
                   "rubric": outcome.request.rubric,
                   "fields": {tag: text for tag, text in outcome.request.fields.items() if text and text.strip()}}
-        return {**cleared, **g.panel.show(JudgmentView.from_result(outcome)), g.graded: graded}
+        return {g.graded: graded, **cleared, **shown}  # graded is the first State here, as before `running`
 
     def status_api(self) -> dict[str, Any]:
         """Whether the judge is ready: state is "loading", "ready" or "failed", with the judge or the reason."""
@@ -537,10 +604,21 @@ class Handlers:
                              api_visibility=PRIVATE)
         gr.on([tag.change for tag in g.tags], self.on_tags, g.tags, g.texts, api_visibility=PRIVATE, queue=False)
         g.rubric.change(self.on_rubric, g.rubric, g.scale, api_visibility=PRIVATE, queue=False)
-        g.grade_button.click(
-            self.on_grade_start, None, [g.message, g.stream, g.panel.column, g.outcome], api_visibility=PRIVATE,
-            queue=False, show_progress="hidden",
-        ).then(
+        # Busy at once in the browser; on_grade_check refuses a second grade while one runs (trigger_mode
+        # "once" covers only the click's own event, not the grade chained after it) and on_grade_start makes
+        # the button busy in Gradio's state too; on_grade_done frees it whatever happened.
+        g.grade_button.click(None, js=GRADE_CLICK_JS, queue=False, show_progress="hidden", api_visibility=PRIVATE)
+        checked = g.grade_button.click(self.on_grade_check, g.running, g.running, api_visibility=PRIVATE,
+                                       queue=False, show_progress="hidden", trigger_mode="once")
+        checked.failure(self.on_grade_refused, None, g.note, api_visibility=PRIVATE, queue=False,
+                        show_progress="hidden")
+        started = checked.success(
+            self.on_grade_start, None, [g.message, g.stream, g.panel.column, g.outcome, g.note, g.grade_button,
+                                        g.running],
+            api_visibility=PRIVATE, queue=False, show_progress="hidden",
+        )
+        started.then(None, js=SHOW_LIVE_JS, queue=False, show_progress="hidden", api_visibility=PRIVATE)
+        started.then(
             self.on_grade,
             [*g.tags, *g.texts, g.pass_criteria, g.rubric, g.max_tokens],
             [g.stream, g.outcome],
@@ -551,9 +629,10 @@ class Handlers:
             # a judge on the same CPU as the browser. The live box says it is waiting, then shows the answer.
             show_progress="hidden",
         ).then(
-            self.on_grade_done, g.outcome, [g.message, g.stream, *g.panel.outputs, g.graded], api_visibility=PRIVATE,
-            queue=False, show_progress="hidden",
-        )
+            self.on_grade_done, g.outcome, [g.message, g.stream, *g.panel.outputs, g.graded, g.note, g.grade_button,
+                                            g.running],
+            api_visibility=PRIVATE, queue=False, show_progress="hidden",
+        ).then(None, js=SHOW_RESULT_JS, queue=False, show_progress="hidden", api_visibility=PRIVATE)
         # Room for one batch waiting while another runs; more callers wait in Gradio's queue.
         gr.api(self.grade_api, api_name="grade", concurrency_id=API_CONCURRENCY_ID,
                concurrency_limit=2 * self.batcher.max_batch_size)

@@ -153,7 +153,8 @@ def local_model_file(model: str, filename: str) -> Path:
     """The .gguf file that a local --model names: the file itself, or the one file in a folder matching filename."""
     path = Path(model).expanduser()
     if not path.exists():
-        raise ModelLoadError(f"The model path {str(path)!r} does not exist. Check --model (a .gguf file or a folder).")
+        raise ModelLoadError(f"The model path {model!r} does not exist (looked for {path.absolute()}). "
+                             "Check --model (a .gguf file or a folder).")
     if path.is_dir():
         matches = sorted(p for p in path.rglob("*.gguf") if fnmatch.fnmatch(str(p.relative_to(path)), filename))
         if len(matches) != 1:

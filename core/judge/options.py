@@ -39,7 +39,7 @@ def add_judge_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     env = os.environ if env is None else env
     group = parser.add_argument_group("judge")
     group.add_argument("--backend", choices=BACKEND_CHOICES, default=env.get("GLIDER_BACKEND", AUTO),
-                       help="auto (the fastest this machine can run: transformers nf4 with a CUDA GPU, else llamacpp "
+                       help="auto (chosen for this machine: transformers nf4 with a CUDA GPU, else llamacpp "
                             "Q4_K_M when llama-cpp-python is installed, else transformers nf4; a --model or "
                             "--base-url picks the back-end that reads it), transformers (in-process), openai (an "
                             "OpenAI-compatible server: vLLM, TGI, llama.cpp server, transformers serve) or llamacpp "
@@ -84,6 +84,12 @@ def _gguf_model(model: str) -> bool:
     return model.lower().endswith("gguf")  # PatronusAI/glider-gguf, someone/glider-GGUF
 
 
+def _missing_path(model: str) -> bool:
+    """Whether `model` is written as a local path (absolute, ./ ../ ~, or a .gguf file) that does not exist."""
+    looks_local = Path(model).is_absolute() or model.startswith((".", "~")) or model.lower().endswith(".gguf")
+    return looks_local and not Path(model).expanduser().exists()
+
+
 def resolve_backend(
     requested: str,
     *,
@@ -95,12 +101,12 @@ def resolve_backend(
     cuda_available: bool | None = None,
     llama_cpp_installed: bool | None = None,
 ) -> tuple[str, str]:
-    """(back-end name, why) for --backend `requested`; 'auto' becomes the fastest back-end for this machine.
+    """(back-end name, why) for --backend `requested`; 'auto' becomes the back-end chosen for this machine.
 
     A named back-end is kept. For 'auto', flags only one back-end reads decide first (--base-url: openai;
     --model naming GGUF weights or --gguf-file: llamacpp; another --model, or --quantization other than
     auto: transformers); then a CUDA GPU means transformers (nf4); then llama-cpp-python installed means
-    llamacpp (PatronusAI/glider-gguf, Q4_K_M: about twice nf4's CPU prompt speed, in less memory); else
+    llamacpp (PatronusAI/glider-gguf, Q4_K_M: no quantizing step, less memory, within ~10 % of nf4 per grade); else
     transformers (nf4, loaded from its quantize-once cache after the first start). `cuda_available` and
     `llama_cpp_installed` are looked up (core.judge.hardware) when None; pass them to decide without asking.
     """
@@ -112,6 +118,10 @@ def resolve_backend(
     if base_url:
         return "openai", "auto: --base-url names an OpenAI-compatible server, read by the openai back-end"
     if model:
+        if _missing_path(model):
+            backend = "llamacpp" if _gguf_model(model) else "transformers"
+            return backend, (f"auto: the --model path {model} does not exist (check the path); the {backend} "
+                             "back-end, which reads that kind of model, reports it as missing")
         if _gguf_model(model):
             return "llamacpp", f"auto: {model} is GGUF weights, read by the llamacpp back-end (llama.cpp)"
         return "transformers", f"auto: {model} is a transformers model, read by the transformers back-end"
@@ -125,10 +135,13 @@ def resolve_backend(
         return "transformers", "auto: a CUDA GPU is available, so transformers with GLIDER in nf4 on the GPU"
     if hardware.llama_cpp_installed() if llama_cpp_installed is None else llama_cpp_installed:
         return "llamacpp", ("auto: no CUDA GPU and llama-cpp-python is installed, so llama.cpp with "
-                            "PatronusAI/glider-gguf (Q4_K_M), the fastest way to run GLIDER on a CPU")
+                            "PatronusAI/glider-gguf (Q4_K_M): no quantizing step and less memory (measured in "
+                            "BENCHMARKS.md on a 2-core CPU: 5.8 GB vs 7.2 GB peak for nf4; prompt 17.7 vs 14.2 "
+                            "tok/s, writing 3.5 vs 4.3 tok/s)")
     return "transformers", ("auto: no CUDA GPU and llama-cpp-python is not installed, so transformers with GLIDER "
                             "in nf4 on the CPU (quantized once, then loaded from the cache); pip install "
-                            "llama-cpp-python for about twice the speed")
+                            "llama-cpp-python for a start with no quantizing step and less memory (BENCHMARKS.md: "
+                            "5.8 GB vs 7.2 GB peak, about the same time per grade)")
 
 
 def judge_choice(args: argparse.Namespace) -> JudgeChoice:

@@ -207,19 +207,20 @@ def _explain_load_failure(model: str, exc: BaseException, offline: bool = False)
     looks_local = local.is_absolute() or model.startswith((".", "~")) or local.exists()
     if looks_local:
         if not local.exists():
-            return ModelLoadError(f"The model path {str(local)!r} does not exist. Check --model.")
+            return ModelLoadError(f"The model path {model!r} does not exist (looked for {local.absolute()}). "
+                                  "Check --model.")
         return ModelLoadError(f"{str(local)!r} is not a loadable model directory ({text}). It needs config.json, "
                               "the weights (*.safetensors) and the tokenizer files.")
     if offline:
         return ModelLoadError(
             f"The model {model!r} is not in the local Hugging Face cache and the app is offline "
             "(HF_HUB_OFFLINE is set or the Hub cannot be reached). "
-            "Download it on a machine with internet access (huggingface-cli download PatronusAI/glider --local-dir "
+            "Download it on a machine with internet access (hf download PatronusAI/glider --local-dir "
             "./glider), copy the folder here and start with --model ./glider."
         )
     return ModelLoadError(
         f"Could not load the model {model!r}: {text}. If this machine is offline or cannot reach the Hugging Face "
-        "Hub, download the model elsewhere (huggingface-cli download PatronusAI/glider --local-dir ./glider) and "
+        "Hub, download the model elsewhere (hf download PatronusAI/glider --local-dir ./glider) and "
         "start with --model ./glider. If the id is misspelt, fix --model."
     )
 

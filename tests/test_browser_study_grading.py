@@ -3,7 +3,6 @@ through while the run holds the judge's queue, and the outcome says what was gra
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,9 +65,6 @@ def test_grade_all_shows_progress_in_the_tab_and_can_be_cancelled(browser: sync_
         sync_api.expect(status).to_contain_text(re.compile(r"Grading \u201cCapitals\u201d: [2-8] of 12 items"))
         first = status.inner_text()
         sync_api.expect(status).not_to_have_text(first)
-        if os.environ.get("GLIDER_SCREENSHOT_DIR"):  # the "Studies tab while grading" screenshot
-            page.locator("#gl-grade-all").scroll_into_view_if_needed()
-            page.screenshot(path=str(Path(os.environ["GLIDER_SCREENSHOT_DIR"]) / "studies-grading.png"))
         page.locator("#gl-grade-cancel").click()
         outcome = page.locator("#gl-grade-all-message")
         sync_api.expect(outcome).to_contain_text(re.compile(r"Cancelled: \d+ graded \(\d+ of 12 items"))

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from gradio_client import Client
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import AppError, AuthenticationError
 
 from core.batch import JobSpec
 from core.grading import GradeRequest, grade
@@ -398,6 +398,34 @@ def test_no_door_shows_an_annotator_the_verdict_of_a_blind_item_they_have_not_la
                           for item_id in _verdicts_seen(secured, text, judge.prompts[before:]) - labelled()]
     print(f"{username} made {calls} calls with a blind item's fields")
     assert leaks == []
+
+
+def _readme_api_example() -> str:
+    """The first Python block of the README's "Using it from scripts" section, as a user would copy it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using it from scripts", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_api_example_works_with_sign_in_on(secured: Secured, capsys: pytest.CaptureFixture[str]) -> None:
+    code = _readme_api_example()
+    # The documented call shape, as a user adapts it: their URL and their own user and password.
+    assert 'Client("http://127.0.0.1:7860/", auth=("ada", "her password"))' in code
+    assert 'api_name="/grade"' in code
+    for username, works in (("ada", True), ("cat", True), ("bob", False)):
+        mine = code.replace("http://127.0.0.1:7860/", secured.base + "/").replace(
+            '("ada", "her password")', repr((username, PASSWORD)))
+        if works:
+            exec(compile(mine, "README.md", "exec"), {})  # the README's own example
+            printed = capsys.readouterr().out.strip().splitlines()[-1].split()  # the example's own print
+            assert printed[:2] == ["1", "ok"], printed  # score and status
+        else:  # an annotator without the grade right: refused, with the reason
+            with pytest.raises(AppError, match="Grading is for admins"):
+                exec(compile(mine, "README.md", "exec"), {})
+    without = code.replace("http://127.0.0.1:7860/", secured.base + "/").replace(
+        ', auth=("ada", "her password")', "")
+    with pytest.raises(AuthenticationError, match="credentials were not provided"):  # why the README shows auth
+        exec(compile(without, "README.md", "exec"), {})
 
 
 def test_uploads_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ uploads are bounded in size.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -37,7 +38,9 @@ from tests.webapp_helpers import (
     PASSWORD,
     answer,
     build,
+    by_id,
     free_port,
+    grade_in_form,
     handler,
     launched,
     make_study_services,
@@ -398,6 +401,45 @@ def test_no_door_shows_an_annotator_the_verdict_of_a_blind_item_they_have_not_la
                           for item_id in _verdicts_seen(secured, text, judge.prompts[before:]) - labelled()]
     print(f"{username} made {calls} calls with a blind item's fields")
     assert leaks == []
+
+
+def test_the_grade_and_history_tabs_say_why_they_refuse(secured: Secured) -> None:
+    services = secured.services
+    demo = build(services)
+    studies = services.studies
+    cat = studies.get_user("cat") if studies is not None else None
+    assert studies is not None and cat is not None
+    mine = {a.item_id for a in studies.my_annotations(cat, secured.study_id)}  # earlier tests may have labelled
+    unlabelled = [item for item in secured.items if item.id not in mine]
+    assert unlabelled and secured.items[0] in unlabelled  # ann holds item 0's only place
+    item = unlabelled[-1]
+    form = [*DEFAULT_TAGS, *(item.fields.get(tag, "") for tag in DEFAULT_TAGS), FAITHFULNESS_CRITERIA,
+            FAITHFULNESS_RUBRIC, 256]
+    other = [*DEFAULT_TAGS, "Unrelated context.", "", "An unrelated output.", "", FAITHFULNESS_CRITERIA,
+             FAITHFULNESS_RUBRIC, 256]
+
+    def grade_message(request: Any, values: list[Any]) -> str:
+        done = by_id(demo, grade_in_form(demo, *values, request=request)[-1])
+        return html.unescape(str(done.get("gl-message")) + str(done.get("gl-result-reasoning")))
+
+    assert "Grading is for admins and for annotators an admin allowed to grade" in grade_message(
+        signed_in("bob"), form)
+    assert "Grading is for admins" in grade_message(signed_in("bob"), other)
+    refused = grade_message(signed_in("cat"), form)
+    assert f"item #{item.id} of a blind study that 'cat' has not labelled yet" in refused
+    assert "A fresh verdict" not in refused
+    assert "A fresh verdict" in grade_message(signed_in("cat"), other)  # the right is real
+    assert "Sign in first" in grade_message(None, other)  # sign-in is on: no request, no grade
+    # History: cat's list leaves out every judgment of the blind items she has not labelled; opening one says why.
+    hidden = set().union(*(secured.judgments_of[i.id] for i in unlabelled))
+    listed = by_id(demo, handler(demo, "on_refresh")(request=signed_in("cat")))["gl-history"]
+    ids = {int(row_id) for row_id in listed["ID"]}
+    assert ids and not ids & hidden and secured.judgment_id not in ids
+    opened = html.unescape(str(by_id(demo, handler(demo, "on_open")(secured.judgment_id, request=signed_in("cat")))))
+    assert f"Judgment #{secured.judgment_id} is the verdict on an item of a blind study" in opened
+    assert SECRET_VERDICT not in opened
+    everything = by_id(demo, handler(demo, "on_refresh")(request=signed_in("ada")))["gl-history"]
+    assert hidden <= {int(row_id) for row_id in everything["ID"]}  # the admin sees them all
 
 
 def _readme_api_example() -> str:

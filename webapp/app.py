@@ -431,7 +431,7 @@ class Handlers:
         pass_criteria: str,
         rubric: str,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        request: gr.Request = None,  # type: ignore[assignment]  # Gradio passes it; not an API parameter
+        request: gr.Request | None = None,  # Gradio passes it (who is signed in); not an API parameter
     ) -> dict[str, Any]:
         """Grade one item with GLIDER under the default tags (empty fields are omitted).
 

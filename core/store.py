@@ -45,6 +45,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -376,11 +377,22 @@ def _m003_create_batch_jobs(connection: Connection) -> None:
     rows.create(connection)
 
 
+def _m004_add_users_can_grade(connection: Connection) -> None:
+    """Add `users.can_grade`, frozen: an admin's grant of the grade right to an annotator, off for everyone.
+
+    With sign-in on, grading (and reading stored verdicts) needs this right, so that an annotator cannot
+    ask the judge for the verdict a blind study hides. Admins have it by their role, whatever the flag says.
+    """
+    # FALSE (not 0): the same DDL on SQLite >= 3.23 and PostgreSQL.
+    connection.execute(text("ALTER TABLE users ADD COLUMN can_grade BOOLEAN NOT NULL DEFAULT FALSE"))
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
     Migration(2, "create_studies", _m002_create_studies),
     Migration(3, "create_batch_jobs", _m003_create_batch_jobs),
+    Migration(4, "add_users_can_grade", _m004_add_users_can_grade),
 ]
 
 

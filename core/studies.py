@@ -26,6 +26,7 @@ import random
 import re
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -106,6 +107,9 @@ class User:
     username: str
     role: str  # "admin" | "annotator"
     created_at: datetime
+    # The grade right (with sign-in on: the Grade tab, /grade, History, Batch): admins by their role,
+    # annotators only when an admin granted it (Studies.set_grading).
+    can_grade: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -208,6 +212,7 @@ class UserRow(Base):
     role: Mapped[str] = mapped_column(String(16))
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    can_grade: Mapped[bool] = mapped_column(Boolean, default=False)  # added by migration 4
 
 
 class StudyRow(Base):
@@ -503,7 +508,54 @@ def _item(row: Any, *, hide_judgment: bool = False) -> Item:
 
 
 def _user(row: UserRow) -> User:
-    return User(id=row.id, username=row.username, role=row.role, created_at=row.created_at)
+    return User(id=row.id, username=row.username, role=row.role, created_at=row.created_at,
+                can_grade=row.role == ADMIN or bool(row.can_grade))
+
+
+def _fingerprint(texts: Iterable[object]) -> Counter[str]:
+    """The non-blank texts of an item or a grade request, whitespace collapsed, as a multiset.
+
+    Tags are left out on purpose: the same texts under renamed tags still ask the judge about the item.
+    """
+    found: Counter[str] = Counter()
+    for value in texts:
+        words = " ".join(str(value).split()) if value is not None else ""
+        if words:
+            found[words] += 1
+    return found
+
+
+@dataclass(frozen=True)
+class BlindGuard:
+    """What one user may not see of the judge's verdicts: the items of blind studies they have not labelled.
+
+    Built by Studies.blind_guard; empty for an admin (who may see everything).
+    """
+
+    username: str
+    hidden_judgments: frozenset[int] = frozenset()  # judgments attached to such items
+    items: tuple[tuple[int, Counter[str]], ...] = ()  # (item id, fingerprint) of such items
+
+    def covers(self, fields: Mapping[str, str] | Sequence[Sequence[str]]) -> int | None:
+        """The id of the hidden item whose every text the given fields contain, or None."""
+        pairs = fields.items() if isinstance(fields, Mapping) else fields
+        asked = _fingerprint(pair[1] for pair in pairs)
+        for item_id, item in self.items:
+            if item and not item - asked:  # every text of the item is in the request
+                return item_id
+        return None
+
+    def hides(self, judgment_id: int, fields: Mapping[str, str] | Sequence[Sequence[str]]) -> bool:
+        """Whether a stored judgment is a verdict this user may not see (attached to, or graded on, a hidden item)."""
+        return judgment_id in self.hidden_judgments or self.covers(fields) is not None
+
+    def check(self, fields: Mapping[str, str]) -> None:
+        """PermissionDenied when these fields are (or contain) a blind item this user has not labelled."""
+        item_id = self.covers(fields)
+        if item_id is not None:
+            raise PermissionDenied(
+                f"These fields are item #{item_id} of a blind study that {self.username!r} has not labelled yet: "
+                "its verdict stays hidden until you have labelled it in the Label tab.")
 
 
 def _study(row: StudyRow, created_by: str) -> Study:
@@ -734,6 +786,62 @@ class Studies:
         with self._read() as session:
             self._admin(session, actor, "list users")
             return [_user(row) for row in session.scalars(select(UserRow).order_by(UserRow.username))]
+
+    def set_grading(self, actor: User | None, username: str, allowed: bool) -> User:
+        """Grant (or revoke) an annotator's grade right; `actor` None is the command line (the database's owner).
+
+        PermissionDenied for an annotator actor; StudyInputError for an unknown user or an admin (whose
+        right comes with the role and cannot be revoked without demoting them).
+        """
+        name = _check_username(username)
+
+        def work(session: Session) -> User:
+            if actor is not None:
+                self._admin(session, actor, "grant or revoke the grade right")
+            row = session.scalar(select(UserRow).where(UserRow.username == name))
+            if row is None:
+                raise StudyInputError(f"There is no user {name!r}.")
+            if row.role == ADMIN:
+                raise StudyInputError(f"{name!r} is an admin: admins may always grade.")
+            row.can_grade = bool(allowed)
+            session.flush()
+            return _user(row)
+
+        return self._write("change the grade right in", work)
+
+    def blind_guard(self, actor: User) -> BlindGuard:
+        """What `actor` may not see of the judge's verdicts; PermissionDenied without the grade right.
+
+        Admins see everything. Anyone else with the grade right may not see (nor ask the judge for) the
+        verdict of an item of a blind study they have not labelled yet.
+        """
+        with self._read() as session:
+            me = self._actor(session, actor)
+            if me.role == ADMIN:
+                return BlindGuard(me.username)
+            granted = session.scalar(select(UserRow.can_grade).where(UserRow.id == me.id))
+            if not granted:
+                raise PermissionDenied(
+                    f"{me.username!r} may not grade: grading shows the judge's verdicts, which blind studies hide "
+                    "from annotators. An admin can grant the right (python -m core grant-grading NAME).")
+            mine = select(AnnotationRow.item_id).where(AnnotationRow.annotator_id == me.id)
+            rows = session.execute(
+                select(ItemRow.id, ItemRow.fields, ItemRow.judgment_id)
+                .join(StudyRow, StudyRow.id == ItemRow.study_id)
+                .where(StudyRow.blind.is_(True), ItemRow.id.not_in(mine))).all()
+        hidden = frozenset(row.judgment_id for row in rows if row.judgment_id is not None)
+        items = tuple((row.id, _fingerprint(text for _, text in row.fields)) for row in rows)
+        return BlindGuard(me.username, hidden, items)
+
+    def visible_judgments(self, actor: User, judgment_ids: Iterable[int]) -> set[int]:
+        """Which of these stored judgments `actor` may see (blind_guard's rule); PermissionDenied without the right."""
+        guard = self.blind_guard(actor)
+        wanted = [int(j) for j in judgment_ids]
+        if not guard.items:
+            return set(wanted)
+        with self._read() as session:
+            rows = session.execute(select(JudgmentRow.id, JudgmentRow.fields).where(JudgmentRow.id.in_(wanted)))
+            return {row.id for row in rows if not guard.hides(row.id, row.fields)}
 
     # -- studies and items -----------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""`python -m core create-admin` / `create-user`: add people who sign in to the studies.
+"""`python -m core create-admin` / `create-user`: add people who sign in to the studies;
+`grant-grading` / `revoke-grading`: give an annotator the grade right (Grade tab, /grade, History, Batch).
 
 The password is read from stdin (--password-stdin), an environment variable, or typed at a hidden
 prompt; it is never a command-line argument (other users could read it in the process list) and is
@@ -42,8 +43,21 @@ def register(subparsers: Any) -> None:
     )
     user.add_argument("username")
     user.add_argument("--role", choices=ROLES, default=ANNOTATOR, help="default: %(default)s")
+    user.add_argument("--can-grade", action="store_true",
+                      help="give an annotator the grade right at once (see grant-grading)")
     _common_options(user)
     user.set_defaults(run=_run_create_user)
+
+    for name, allowed, text in (
+        ("grant-grading", True, "let an annotator grade (Grade tab, /grade API, History, Batch); the verdicts of "
+                                "blind-study items they have not labelled stay hidden from them"),
+        ("revoke-grading", False, "take the grade right back from an annotator"),
+    ):
+        rights = subparsers.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+        rights.add_argument("username")
+        rights.add_argument("--db", default=None,
+                            help="SQLAlchemy URL (env GLIDER_DB; default a SQLite file in GLIDER_DATA_DIR or ./data)")
+        rights.set_defaults(run=_run_set_grading, allowed=allowed)
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -69,8 +83,24 @@ def _create(args: argparse.Namespace, role: str, env_var: str) -> int:
         return 2
     try:
         with Store(args.db or default_db_url()) as store:
-            user = Studies(store).create_user(args.username, password, role=role)
-            print(f"Created {user.role} {user.username!r} in {store.url}.")
+            studies = Studies(store)
+            user = studies.create_user(args.username, password, role=role)
+            if getattr(args, "can_grade", False) and not user.is_admin:
+                user = studies.set_grading(None, user.username, True)
+            rights = " who may grade" if user.can_grade and not user.is_admin else ""
+            print(f"Created {user.role} {user.username!r}{rights} in {store.url}.")
+    except GliderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_set_grading(args: argparse.Namespace) -> int:
+    try:
+        with Store(args.db or default_db_url()) as store:
+            user = Studies(store).set_grading(None, args.username, args.allowed)
+            now = "may now grade" if user.can_grade else "may no longer grade"
+            print(f"{user.role.capitalize()} {user.username!r} {now} ({store.url}).")
     except GliderError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

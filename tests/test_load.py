@@ -171,6 +171,9 @@ def study_app(tmp_path: Path) -> Iterator[tuple[str, int, Any]]:
     assert studies is not None
     ada = studies.get_user("ada")
     assert ada is not None
+    for name in users:  # the annotators grade through /grade too, which needs the grade right
+        if users[name] == "annotator":
+            studies.set_grading(ada, name, True)
     study = studies.create_study(ada, StudySpec(name="Load", pass_criteria=FAITHFULNESS_CRITERIA,
                                                 rubric="1: bad\n2: poor\n3: fair\n4: good\n5: great",
                                                 tags=("CONTEXT", "MODEL OUTPUT"), overlap_target=OVERLAP,

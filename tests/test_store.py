@@ -305,6 +305,21 @@ def test_appended_migration_runs_once_on_existing_db(db_path: Path) -> None:
         assert raw.execute("SELECT count(*) FROM schema_migrations WHERE name = 'add_notes'").fetchone() == (1,)
 
 
+def test_migration_4_adds_the_grade_right_off_for_existing_users(db_path: Path) -> None:
+    with Store.from_path(db_path, migrations=MIGRATIONS[:3]) as old:
+        assert old.schema_version() == 3
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("INSERT INTO users (username, role, password_hash, created_at) "
+                    "VALUES ('ann', 'annotator', 'scrypt$x', '2026-01-01 00:00:00')")
+    with Store.from_path(db_path) as new:
+        assert new.schema_version() == 4 and MIGRATIONS[3].name == "add_users_can_grade"
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT username, can_grade FROM users").fetchall() == [("ann", 0)]
+        raw.execute("INSERT INTO users (username, role, password_hash, created_at) "
+                    "VALUES ('bob', 'annotator', 'scrypt$y', '2026-01-01 00:00:00')")  # the default holds
+        assert raw.execute("SELECT can_grade FROM users WHERE username = 'bob'").fetchone() == (0,)
+
+
 def test_failed_migration_is_rolled_back(db_path: Path) -> None:
     def half_done(connection: Any) -> None:
         connection.execute(text("CREATE TABLE half (x INTEGER)"))

@@ -122,6 +122,32 @@ def test_windows_line_ending_is_not_part_of_the_password(tmp_path: Path, monkeyp
     assert _user(url, "ann") == ("ann", ANNOTATOR)
 
 
+def _can_grade(url: str, username: str) -> bool:
+    with Store(url) as store:
+        user = Studies(store).get_user(username)
+        assert user is not None
+        return user.can_grade
+
+
+def test_grant_and_revoke_grading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    url = _db(tmp_path)
+    monkeypatch.setenv("GLIDER_USER_PASSWORD", PASSWORD)
+    assert main(["create-user", "ann", "--db", url]) == 0
+    assert main(["create-user", "bob", "--can-grade", "--db", url]) == 0
+    assert main(["create-user", "lead", "--role", "admin", "--db", url]) == 0
+    assert "Created annotator 'bob' who may grade" in capsys.readouterr().out
+    assert (_can_grade(url, "ann"), _can_grade(url, "bob"), _can_grade(url, "lead")) == (False, True, True)
+    assert main(["grant-grading", "ann", "--db", url]) == 0
+    assert "Annotator 'ann' may now grade" in capsys.readouterr().out and _can_grade(url, "ann")
+    assert main(["revoke-grading", "ann", "--db", url]) == 0
+    assert "'ann' may no longer grade" in capsys.readouterr().out and not _can_grade(url, "ann")
+    assert main(["revoke-grading", "lead", "--db", url]) == 1
+    assert "admins may always grade" in capsys.readouterr().err and _can_grade(url, "lead")
+    assert main(["grant-grading", "nobody", "--db", url]) == 1
+    assert "no user 'nobody'" in capsys.readouterr().err
+
+
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -23,9 +23,16 @@ from core.studies import Studies
 FIXTURE = Path(__file__).parent / "data" / "release-schema2.db"
 
 
-def rows(path: Path, table: str) -> list[tuple[object, ...]]:
+def columns(path: Path, table: str) -> list[str]:
     with sqlite3.connect(path) as connection:
-        return connection.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()  # noqa: S608 (fixed names)
+        return [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+
+
+def rows(path: Path, table: str, names: list[str] | None = None) -> list[tuple[object, ...]]:
+    """Every row of a table, with the named columns (default: all) in that order."""
+    listed = ", ".join(names) if names else "*"
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"SELECT {listed} FROM {table} ORDER BY id").fetchall()  # noqa: S608 (fixed names)
 
 
 @pytest.fixture
@@ -43,14 +50,18 @@ def test_the_fixture_is_the_previous_schema() -> None:
 
 
 def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
-    before = {table: rows(old_db, table) for table in
-              ("judgments", "users", "studies", "items", "annotations", "annotation_edits")}
+    tables = ("judgments", "users", "studies", "items", "annotations", "annotation_edits")
+    old_columns = {table: columns(old_db, table) for table in tables}
+    before = {table: rows(old_db, table) for table in tables}
     store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 3
+    assert store.schema_version() == len(MIGRATIONS) == 4
     store.close()
     for table, old_rows in before.items():
-        assert rows(old_db, table) == old_rows, table  # byte for byte: nothing rewritten, nothing lost
+        # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
+        assert rows(old_db, table, old_columns[table]) == old_rows, table
     assert len(before["judgments"]) == 3 and len(before["annotations"]) == 3
+    # Migration 4: nobody who existed before may grade unless an admin grants it; admins may by their role.
+    assert rows(old_db, "users", ["username", "can_grade"]) == [("ada", 0), ("ann", 0), ("bob", 0)]
 
 
 def test_the_old_data_reads_through_this_release(old_db: Path) -> None:
@@ -64,6 +75,7 @@ def test_the_old_data_reads_through_this_release(old_db: Path) -> None:
         ada = studies.authenticate("ada", "release-2-admin-pw")
         ann = studies.authenticate("ann", "release-2-ann-pw")
         assert ada is not None and ada.is_admin and ann is not None and not ann.is_admin
+        assert ada.can_grade and not ann.can_grade
         assert studies.authenticate("bob", "wrong password") is None
         (study,) = studies.list_studies(ada)
         assert study.name == "Release 2 study" and study.scale == (1, 5)

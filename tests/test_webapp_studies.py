@@ -19,6 +19,7 @@ import httpx
 import pandas as pd
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 from sklearn.metrics import cohen_kappa_score
 
 from core.agreement import agreement_report, load_ratings
@@ -383,7 +384,8 @@ def test_add_to_study_from_the_grade_tab_attaches_the_judgment_only_for_the_same
 ) -> None:
     study_id = create_study(demo)
     tags, texts = ["CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"], ["Paris is in France.", "", "Paris.", ""]
-    updates = grade_in_form(demo, *tags, *texts, FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 512)
+    updates = grade_in_form(demo, *tags, *texts, FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 512,
+                            request=signed_in("ada"))
     graded = next(val for key, val in updates[-1].items() if isinstance(key, gr.State))
     assert graded["fields"] == {"CONTEXT": "Paris is in France.", "MODEL OUTPUT": "Paris."}
 
@@ -699,11 +701,11 @@ def test_without_a_signed_in_user_the_study_tabs_explain_how_to_create_an_admin(
 
 def test_history_is_for_admins_when_sign_in_is_on(demo: gr.Blocks) -> None:
     refused = by_id(demo, handler(demo, "on_refresh")(request=signed_in("ann")))
-    assert "History is for admins" in Markup(value(refused["gl-history-message"])).all_text
+    assert "Grading is for admins" in Markup(value(refused["gl-history-message"])).all_text
     assert "gl-history" not in refused
     assert "gl-history" in by_id(demo, handler(demo, "on_refresh")(request=signed_in("ada")))
     opened = by_id(demo, handler(demo, "on_open")(1, request=signed_in("bob")))
-    assert "History is for admins" in Markup(value(opened["gl-history-message"])).all_text
+    assert "Grading is for admins" in Markup(value(opened["gl-history-message"])).all_text
 
 
 def test_every_study_event_is_private_and_grading_a_study_waits_for_the_judge(demo: gr.Blocks) -> None:
@@ -774,11 +776,18 @@ def test_the_http_api_exposes_no_label_handler_and_refuses_anyone_not_signed_in(
             assert sorted(info["named_endpoints"]) == ["/grade", "/status"]
             assert info.get("unnamed_endpoints", {}) == {}
             assert client.predict(api_name="/status")["state"] == "ready"
-            result = client.predict("Paris is the capital of France.", "", "Paris is the capital.", "",
-                                    FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, api_name="/grade")
-            assert result["score"] == 1
+            with pytest.raises(AppError, match="Grading is for admins"):  # an annotator without the grade right
+                client.predict("Paris is the capital of France.", "", "Paris is the capital.", "",
+                               FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, api_name="/grade")
         finally:
             client.close()
+        admin = Client(url, auth=("ada", PASSWORD), verbose=False, httpx_kwargs=SLOW_MACHINE)
+        try:
+            result = admin.predict("Paris is the capital of France.", "", "Paris is the capital.", "",
+                                   FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, api_name="/grade")
+            assert result["score"] == 1
+        finally:
+            admin.close()
 
         # Private events are hidden from the API, not unreachable: a signed-in script can still post one to
         # the queue. Then the request's own username is what core checks, so an annotator gets no data.

@@ -193,15 +193,15 @@ def handler(demo: gr.Blocks, name: str) -> Callable[..., Any]:
     raise LookupError(f"no event handler named {name!r}")
 
 
-def grade_in_form(demo: gr.Blocks, *inputs: Any) -> list[dict[Any, Any]]:
+def grade_in_form(demo: gr.Blocks, *inputs: Any, request: gr.Request | None = None) -> list[dict[Any, Any]]:
     """Every update the Grade button's three events make, in order, as the page would run them.
 
     on_grade_start opens the live box, on_grade streams (in the judge's queue) and leaves the outcome in a
-    State, on_grade_done renders it.
+    State, on_grade_done renders it. `request`: who is signed in (with sign-in on), handed first as Gradio does.
     """
     updates: list[dict[Any, Any]] = [handler(demo, "on_grade_start")()]
     outcome = None
-    for update in handler(demo, "on_grade")(*inputs):
+    for update in handler(demo, "on_grade")(*([request] if request is not None else []), *inputs):
         updates.append(update)
         outcome = next((val for key, val in update.items() if isinstance(key, gr.State)), outcome)
     updates.append(handler(demo, "on_grade_done")(outcome))

@@ -10,10 +10,12 @@ human-agreement tabs (Studies, Label, Agreement) live in webapp.studies_ui.
 No `from __future__ import annotations` here: Gradio reads the API function's type hints at runtime.
 """
 
+import functools
+import inspect
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ from core.grading import GradeRequest, GradeResult, grade_batch, grade_stream
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.presets import Preset
 from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
-from webapp import render
+from core.studies import PermissionDenied
+from webapp import access, render
 from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
@@ -144,6 +147,7 @@ def launch_options() -> dict[str, Any]:
     return {
         "max_file_size": max_upload_bytes(),
         "state_session_capacity": STATE_SESSIONS,
+        "css": access.TAB_CSS,  # per-role tabs (webapp.access); style.css comes after it
         "css_paths": [CSS_PATH],
         "js": LABEL_KEYS_JS,
         "theme": gr.themes.Soft(primary_hue="indigo", neutral_hue="slate").set(
@@ -494,17 +498,25 @@ class Handlers:
         pass_criteria: str,
         rubric: str,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        request: gr.Request | None = None,  # Gradio passes it (who is signed in); not an API parameter
     ) -> dict[str, Any]:
         """Grade one item with GLIDER under the default tags (empty fields are omitted).
 
         Returns score, status, problems, reasoning, highlights, spans (field/start/end/phrase, offsets
-        in characters of that field), ungrounded, distribution and the stored judgment_id.
+        in characters of that field), ungrounded, distribution and the stored judgment_id. With sign-in on,
+        only admins and annotators allowed to grade may call it, never on an unlabelled blind-study item.
         """
-        if self.services.judge is None:
-            raise gr.Error(_no_judge_message(self.services), print_exception=False)
         try:
             fields = {CONTEXT: context or "", USER_INPUT: user_input or "", MODEL_OUTPUT: model_output or "",
                       GOLD_ANSWER: gold_answer or ""}
+            guard = access.grade_guard(self.services, request)
+            if guard is not None:
+                guard.check(fields)
+        except Exception as error:  # refused before anything else, judge or not
+            raise gr.Error(_failure(error), print_exception=False) from error
+        if self.services.judge is None:
+            raise gr.Error(_no_judge_message(self.services), print_exception=False)
+        try:
             request = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
                                    max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
             # Graded together with the /grade calls that arrive meanwhile; this call's own error comes back here.
@@ -521,20 +533,21 @@ class Handlers:
 
     # --- History tab ----------------------------------------------------------------------------
 
-    def _history_refused(self, request: gr.Request | None) -> str | None:
-        """Why this user may not browse stored judgments, or None when they may.
+    def _history_refused(self, request: gr.Request | None, judgment_id: int | None = None) -> str | None:
+        """Why this user may not browse stored judgments (or open this one), or None when they may.
 
-        With sign-in on, History is for admins: it lists every judgment, including the model's verdicts
-        on items of blind studies that annotators must not see before they label them.
+        With sign-in on, History needs the grade right (webapp.access), and never shows the model's verdict
+        on an item of a blind study that the user has not labelled yet.
         """
-        services = self.services
-        if not services.auth_enabled or services.studies is None:
-            return None
-        username = getattr(request, "username", None) if request is not None else None
-        user = services.studies.get_user(str(username)) if username else None
-        if user is not None and user.is_admin:
-            return None
-        return "History is for admins: it shows the model's verdicts, which blind studies hide from annotators."
+        try:
+            if judgment_id is not None and judgment_id not in access.visible_judgments(self.services, request,
+                                                                                          [judgment_id]):
+                return (f"Judgment #{judgment_id} is the verdict on an item of a blind study that you have not "
+                        "labelled yet: it stays hidden until you have labelled the item in the Label tab.")
+            access.grade_guard(self.services, request)
+        except PermissionDenied as error:
+            return str(error)
+        return None
 
     def on_refresh(self, request: gr.Request | None = None) -> dict[Any, Any]:
         h = self.history
@@ -543,6 +556,8 @@ class Handlers:
             if refused:
                 return {h.message: _html(render.render_error(refused))}
             summaries = self.services.store.list_judgments(limit=HISTORY_LIMIT)
+            shown = access.visible_judgments(self.services, request, [s.id for s in summaries])
+            summaries = [s for s in summaries if s.id in shown]
         except Exception as error:
             return {h.message: _html(render.render_error(_failure(error)))}
         rows = [
@@ -559,7 +574,7 @@ class Handlers:
         except (TypeError, ValueError):
             return {h.message: _html(render.render_error("Enter a judgment id (a whole number)."))}
         try:
-            refused = self._history_refused(request)
+            refused = self._history_refused(request, wanted)
             if refused:
                 return {h.message: _html(render.render_error(refused))}
             stored = self.services.store.get_judgment(wanted)
@@ -579,10 +594,11 @@ class Handlers:
         """Copy an opened judgment's inputs into the Grade form and switch to it."""
         g = self.grade
         try:
-            refused = self._history_refused(request)
+            wanted = int(judgment_id) if judgment_id is not None else None
+            refused = self._history_refused(request, wanted)
             if refused:
                 return {self.history.message: _html(render.render_error(refused))}
-            stored = self.services.store.get_judgment(judgment_id) if judgment_id is not None else None
+            stored = self.services.store.get_judgment(wanted) if wanted is not None else None
         except Exception as error:
             return {self.history.message: _html(render.render_error(_failure(error)))}
         if stored is None:
@@ -594,6 +610,35 @@ class Handlers:
                 self.tabs: gr.Tabs(selected="grade"), g.message: _html(render.render_notice(note)), **g.panel.hide()}
 
     # --- wiring ---------------------------------------------------------------------------------
+
+    def _checked(self, on_grade: Callable[..., Iterator[dict[Any, Any]]]) -> Callable[..., Iterator[dict[Any, Any]]]:
+        """`on_grade` behind the grade right (webapp.access): Gradio hands the wrapper the request first.
+
+        The wrapper keeps on_grade's name and takes the form's values as they are; called without a
+        gr.Request (a test, with sign-in off) it checks the same way, as a visitor who is not signed in.
+        """
+        g = self.grade
+
+        @functools.wraps(on_grade)
+        def checked(*args: Any) -> Iterator[dict[Any, Any]]:
+            request = args[0] if args and isinstance(args[0], gr.Request) else None
+            values = args[1:] if request is not None else args
+            try:
+                guard = access.grade_guard(self.services, request)
+                if guard is not None:
+                    guard.check(request_fields(values[:SLOTS], values[SLOTS : 2 * SLOTS]))
+            except Exception as error:  # refused (or the fields cannot be read): the message, never a grade
+                yield {g.outcome: _failure(error)}
+                return
+            yield from on_grade(*values)
+
+        # What Gradio reads to inject the request: a first positional parameter typed gr.Request.
+        checked.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+            inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request),
+            inspect.Parameter("values", inspect.Parameter.VAR_POSITIONAL)])
+        checked.__annotations__ = {"request": gr.Request}
+        del checked.__wrapped__  # Gradio must see this signature, not on_grade's
+        return checked
 
     def wire(self, demo: gr.Blocks) -> None:
         """Attach every event. Only `grade` and `status` are API endpoints; see the module doc for the queues."""
@@ -619,7 +664,7 @@ class Handlers:
         )
         started.then(None, js=SHOW_LIVE_JS, queue=False, show_progress="hidden", api_visibility=PRIVATE)
         started.then(
-            self.on_grade,
+            self._checked(self.on_grade),
             [*g.tags, *g.texts, g.pass_criteria, g.rubric, g.max_tokens],
             [g.stream, g.outcome],
             api_visibility=PRIVATE,
@@ -655,6 +700,21 @@ def _banner(services: Services) -> str:
     return render.render_backend_banner(info, services.judge_error, services.judge_loading, services.judge_reason)
 
 
+def _tab_options(services: Services) -> dict[str, Any]:
+    """gr.Tabs settings before the page knows who signed in: with sign-in on, only Label until on_tabs says more."""
+    if not services.auth_enabled or services.studies is None:
+        return {}
+    # "wrap": tabs that do not fit go to a second row rather than into a menu whose buttons no CSS can pick.
+    return {"overflow_behavior": "wrap", "selected": "label", "elem_classes": access.hidden_classes(("label",))}
+
+
+def on_tabs(services: Services, request: gr.Request | None) -> dict[str, Any]:
+    """On page load: the tabs this user's role may use, and the one they land on (webapp.access)."""
+    user = access.signed_in_user(services, request)
+    shown = access.tabs_for(services, user)
+    return {"elem_classes": access.hidden_classes(shown), "selected": access.first_tab(shown, user)}
+
+
 def build_app(services: Services) -> gr.Blocks:
     """The whole GLIDER Studio interface, wired to `services`.
 
@@ -673,7 +733,7 @@ def build_app(services: Services) -> gr.Blocks:
         poll.tick(lambda: {banner: _banner(services), poll: gr.Timer(active=services.judge_loading is not None)},
                   None, [banner, poll], api_visibility=PRIVATE, queue=False, show_progress="hidden")
         demo.load(lambda: _banner(services), None, banner, api_visibility=PRIVATE, queue=False)
-        with gr.Tabs(elem_id="gl-tabs") as tabs:
+        with gr.Tabs(elem_id="gl-tabs", **_tab_options(services)) as tabs:
             with gr.Tab("Grade", id="grade"):
                 grade_tab = GradeTab.create(services.presets)
             with gr.Tab("History", id="history") as history:
@@ -687,6 +747,11 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Agreement", id="agreement") as agreement_tab:
                 agreement = AgreementTab.create_in(agreement_tab)
         Handlers(services, tabs, grade_tab, history_tab).wire(demo)
+        if services.auth_enabled:
+            def show_tabs(request: gr.Request) -> Any:
+                return gr.Tabs(**on_tabs(services, request))
+
+            demo.load(show_tabs, None, tabs, api_visibility=PRIVATE, queue=False, show_progress="hidden")
         BatchHandlers(services, batch_tab, no_judge=_no_judge_message).wire(demo)
         ui = StudyTabs(user_line=user_line, logout=logout, studies=studies, label=label,
                        agreement=agreement, add=grade_tab.add, grade_tags=grade_tab.tags, grade_texts=grade_tab.texts,

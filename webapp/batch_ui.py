@@ -5,8 +5,9 @@ judge give the same job, so starting again resumes it), `BatchJobs.run` grades i
 at a time and commits each batch, `BatchJobs.export` writes the results. This module turns widget values
 into those calls and their progress into page updates.
 
-With sign-in on, the tab is for admins: its results show the model's verdicts, which blind studies hide
-from annotators. Every callback checks the signed-in user, not only the layout. Every event is private.
+With sign-in on, the tab needs the grade right (webapp.access): its results show the model's verdicts, which
+blind studies hide from annotators. Every callback checks the signed-in user, not only the layout. Every
+event is private.
 
 No `from __future__ import annotations` here: Gradio reads the callbacks' `gr.Request` and
 `gr.Progress` type hints at runtime to inject them.
@@ -43,7 +44,7 @@ from core.presets import Preset
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT
 from core.studies import PermissionDenied
 from core.tables import read_table
-from webapp import render
+from webapp import access, render
 from webapp.services import Services
 from webapp.views import describe_scale, failure_message, format_duration, format_time, guess_column, parse_tags
 
@@ -67,8 +68,7 @@ JOB_HEADERS = ["ID", "Name", "Status", "Done", "Updated"]
 DATA_TYPES = [".csv", ".tsv", ".jsonl", ".ndjson", ".json"]
 RUBRIC_TYPES = [".yaml", ".yml", ".json", ".toml"]
 
-ADMINS_ONLY = ("Batch grading is for admins: its results show the model's verdicts, which blind studies hide "
-               "from annotators.")
+ADMINS_ONLY = access.NO_RIGHT
 NO_JOBS = "Batch grading is not available: this app was started without a job store."
 
 
@@ -320,13 +320,19 @@ class BatchHandlers:
     # --- who is asking, with what -------------------------------------------------------------------
 
     def refused(self, request: gr.Request | None) -> str | None:
-        """Why this user may not use the Batch tab, or None when they may (sign-in off: everyone may)."""
-        services = self.services
-        if not services.auth_enabled or services.studies is None:
-            return None
-        username = getattr(request, "username", None) if request is not None else None
-        user = services.studies.get_user(str(username)) if username else None
-        return None if user is not None and user.is_admin else ADMINS_ONLY
+        """Why this user may not use the Batch tab, or None when they may (sign-in off: everyone may).
+
+        With sign-in on it needs the grade right (webapp.access): admins, and annotators an admin allowed.
+        """
+        try:
+            access.grade_guard(self.services, request)
+        except PermissionDenied:
+            return ADMINS_ONLY
+        return None
+
+    def _may_see(self, request: gr.Request | None, jobs: BatchJobs, job_id: int) -> None:
+        """PermissionDenied when the job grades a blind-study item this user has not labelled (webapp.access)."""
+        access.check_job(access.grade_guard(self.services, request), jobs, job_id)
 
     def _check(self, request: gr.Request | None) -> BatchJobs:
         """The job store, for a user who may use it; PermissionDenied or Unavailable otherwise."""
@@ -460,6 +466,7 @@ class BatchHandlers:
             tags = parse_tags(tags_text) or DEFAULT_TAGS
             spec = build_spec(pass_criteria, rubric, tags, columns, chosen, name)
             opened = jobs.open(path, spec, self._identity(judge))
+            self._may_see(request, jobs, opened.job.id)
             before = jobs.progress(opened.job.id)
         except Exception as error:
             yield {b.message: _error(error)}
@@ -487,6 +494,7 @@ class BatchHandlers:
             if wanted is None:
                 raise InputError("Enter the id of the job to resume (or click it in the jobs list).")
             job = jobs.get(wanted)
+            self._may_see(request, jobs, job.id)
             before = jobs.progress(job.id)
             if before.finished:
                 finished, total = _counts(before)
@@ -645,6 +653,7 @@ class BatchHandlers:
             if wanted is None:
                 raise InputError("Enter a job id (a whole number), or click a job in the list.")
             job = jobs.get(wanted)
+            self._may_see(request, jobs, job.id)
             return {**self._show(jobs, job, jobs.progress(job.id)), b.jobs_message: _html("")}
         except Exception as error:
             return {b.jobs_message: _error(error)}
@@ -661,6 +670,7 @@ class BatchHandlers:
             if wanted is None:
                 raise InputError("Enter the id of the job to export (or click it in the jobs list).")
             job = jobs.get(wanted)
+            self._may_see(request, jobs, job.id)
             # A fresh folder per export: Gradio serves a file from its cache by path.
             folder = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-", dir=self.export_root))
             path = jobs.export(job.id, folder / f"batch-{job.id}-{_slug(job.name)}{suffix}")

@@ -501,8 +501,8 @@ class StudyHandlers:
     def on_session(self, request: gr.Request) -> dict[Any, Any]:
         """On page load: who is signed in, what each study tab offers them, and the study pickers.
 
-        The admin tabs stay in the tab bar for everyone (Gradio 6.31 ignores visibility updates of a
-        gr.Tab); for an annotator their content is replaced by a notice, and core refuses the calls anyway.
+        The tabs a role cannot use are hidden from its tab bar by webapp.access (Gradio 6.31 ignores visibility
+        updates of a gr.Tab); their content is also replaced by a notice, and core refuses the calls anyway.
         """
         ui = self.ui
         actor, problem = self._optional_actor(request)

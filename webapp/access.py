@@ -1,0 +1,102 @@
+"""Who may grade, and which tabs each role sees (no widgets here: the tabs' callbacks ask these functions).
+
+With sign-in on, grading and reading the judge's verdicts (the Grade tab, `/grade`, History, Batch) need the
+grade right (core.studies.User.can_grade: admins, and annotators an admin granted it to); even then a
+verdict of a blind-study item the user has not labelled is never shown (core.studies.BlindGuard). With
+sign-in off there are no users and everyone may do everything, as before.
+
+Gradio 6.31 ignores visibility updates of a gr.Tab, so the tabs a role cannot use are hidden by classes on
+the gr.Tabs (`TAB_CSS`), set on page load; the callbacks refuse those users anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from core.batch import BatchJobs
+from core.studies import BlindGuard, PermissionDenied, User
+from webapp.services import Services
+
+# Every tab's id (gr.Tab(id=...)) in the order of the tab bar; each role's tabs are a subset.
+TABS = ("grade", "history", "batch", "studies", "label", "agreement")
+GRADING_TABS = ("grade", "history", "batch")
+ADMIN_TABS = ("studies", "agreement")
+HIDDEN_CLASS = "gl-hide-{tab}"
+# One rule per tab: its button in the tab bar (the Tabs wrap instead of folding into a menu, whose
+# buttons carry no tab id) disappears while the gr.Tabs carries the tab's class.
+TAB_CSS = "\n".join(f'#gl-tabs.{HIDDEN_CLASS.format(tab=tab)} button[data-tab-id="{tab}"] {{ display: none; }}'
+                    for tab in TABS)
+NO_RIGHT = ("Grading is for admins and for annotators an admin allowed to grade: it shows the judge's verdicts, "
+            "which blind studies hide from annotators until they have labelled the item.")
+
+
+def signed_in_user(services: Services, request: Any) -> User | None:
+    """The signed-in user of a request, as stored now; None when sign-in is off or nobody is signed in."""
+    if not services.auth_enabled or services.studies is None:
+        return None
+    username = getattr(request, "username", None) if request is not None else None
+    return services.studies.get_user(str(username)) if username else None
+
+
+def grade_guard(services: Services, request: Any) -> BlindGuard | None:
+    """What this request may not see of the judge's verdicts: None when sign-in is off (no limits).
+
+    PermissionDenied when the signed-in user has no grade right (or nobody is signed in).
+    """
+    if not services.auth_enabled or services.studies is None:
+        return None
+    user = signed_in_user(services, request)
+    if user is None:
+        raise PermissionDenied("Sign in first.")
+    if not user.can_grade:
+        raise PermissionDenied(NO_RIGHT)
+    return services.studies.blind_guard(user)
+
+
+def visible_judgments(services: Services, request: Any, judgment_ids: Iterable[int]) -> set[int]:
+    """Which stored judgments this request may see (all of them when sign-in is off)."""
+    wanted = set(judgment_ids)
+    guard = grade_guard(services, request)
+    if guard is None or not guard.items or services.studies is None:
+        return wanted
+    user = signed_in_user(services, request)
+    assert user is not None  # grade_guard returned a guard, so somebody is signed in
+    return services.studies.visible_judgments(user, wanted)
+
+
+def check_job(guard: BlindGuard | None, jobs: BatchJobs, job_id: int) -> None:
+    """PermissionDenied when a batch job grades (or graded) a blind-study item the user has not labelled."""
+    if guard is None or not guard.items:
+        return
+    rows = [result.row_number for result in jobs.results(job_id)
+            if guard.hides(result.judgment_id or 0, list(result.input_values.items()))]
+    if rows:
+        shown = ", ".join(str(row) for row in rows[:10]) + (" ..." if len(rows) > 10 else "")
+        raise PermissionDenied(
+            f"Job {job_id} holds items of a blind study that {guard.username!r} has not labelled yet (data rows "
+            f"{shown}): their verdicts stay hidden until you have labelled them in the Label tab.")
+
+
+def tabs_for(services: Services, user: User | None) -> tuple[str, ...]:
+    """The tabs a user sees: all with sign-in off or for admins; annotators Label (and grading, if granted)."""
+    if not services.auth_enabled or services.studies is None:
+        return TABS
+    if user is None:
+        return ("label",)
+    if user.is_admin:
+        return TABS
+    return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS))
+
+
+def hidden_classes(shown: Iterable[str]) -> list[str]:
+    """The gr.Tabs classes that hide every tab not in `shown`."""
+    visible = set(shown)
+    return [HIDDEN_CLASS.format(tab=tab) for tab in TABS if tab not in visible]
+
+
+def first_tab(shown: tuple[str, ...], user: User | None) -> str:
+    """The tab a user lands on: Label for annotators (what they come for), else the first one shown."""
+    if user is not None and not user.is_admin and "label" in shown:
+        return "label"
+    return shown[0]

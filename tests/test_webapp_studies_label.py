@@ -85,6 +85,7 @@ def test_a_reload_during_the_reveal_comes_back_to_the_reveal(demo: gr.Blocks, se
     assert "not yet kept or changed" in message(view, "gl-label-message")
     assert REASONING_MARK in text_of(view) and v(view, "gl-label-comment") == "Milan?"
     assert view["gl-label-reveal"]["visible"] is True and view["gl-label-submit"]["visible"] is False
+    assert view["gl-label-resume"]["visible"] is False  # new items wait until the reveal is answered
 
     reloaded.change(1)
     assert stored(services, "ann", study_id) == [(first, 0, 1, 1)]
@@ -159,6 +160,7 @@ def test_my_labels_lists_every_label_and_opens_any_in_one_step(demo: gr.Blocks, 
     oldest = pick(ann, table, 4)  # the first label, one click away however many there are
     assert ann.cursor.mode == "edit" and ann.cursor.item_id == mine[0][0].item_id
     assert oldest["gl-label-submit"]["value"] == "Save changes" and oldest["gl-label-work"]["visible"] is True
+    assert oldest["gl-label-resume"]["visible"] is True
     assert oldest["gl-label-score"]["value"] == str(mine[0][0].score) and REASONING_MARK in text_of(oldest)
     ann.submit(1 - mine[0][0].score)
     assert stored(services, "ann", study_id)[0][3] == 1 - mine[0][0].score

@@ -812,7 +812,7 @@ class StudyHandlers:
                                 elem_classes=["gl-score-buttons", *(["gl-score-levels"] if described else [])]),
             lt.submit: gr.update(value="Save changes" if editing else "Submit", visible=not revealing),
             lt.skip: gr.update(visible=cursor.mode == "label"),
-            lt.resume: gr.update(visible=editing or revealing),
+            lt.resume: gr.update(visible=editing),  # a reveal is answered first: new items wait for it
             lt.previous: gr.update(visible=True),
             lt.reveal: gr.update(visible=revealing),
             lt.marking: gr.update(visible=not revealing),

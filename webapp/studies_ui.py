@@ -385,10 +385,11 @@ class LabelTab:
                     keep = gr.Button("Keep my score", variant="primary", elem_id="gl-label-keep")
                     change = gr.Button("Change to \u2026", interactive=False, elem_id="gl-label-change")
         # Never updated from the server: an update of an Accordion's props can swallow the next click on it.
-        with gr.Accordion("My labels", open=False, elem_id="gl-label-mine-box") as mine_box:
+        with gr.Accordion("My labels (newest first; click one to open it)", open=False,
+                          elem_id="gl-label-mine-box") as mine_box:
             mine = gr.Dataframe(headers=MY_LABEL_HEADERS, datatype="str", interactive=False, wrap=True,
-                                max_height=360, show_search="search", elem_id="gl-label-mine",
-                                label="Your labels in this study, newest first: click a row to open that label")
+                                max_height=360, show_search="search", show_label=False, elem_id="gl-label-mine",
+                                label="My labels")
         cursor = gr.State(Cursor())
         # The study chosen last in this browser, and by whom: a reload opens it again (see on_label_restore).
         saved = gr.BrowserState({}, storage_key="glider-label-study")

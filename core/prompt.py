@@ -124,6 +124,27 @@ def rubric_scores(rubric: str) -> list[int]:
     return sorted({int(match.group("value")) for match in _RUBRIC_LINE.finditer(rubric or "")})
 
 
+def rubric_levels(rubric: str) -> list[tuple[int, str]]:
+    """Each score the rubric's numbered lines name, with its description, in ascending score order (pure).
+
+    A description runs on over the following lines until a blank line or the next score line (so a
+    level may have bullet points under it); whitespace is collapsed to single spaces. A score named on
+    two lines gets both descriptions. Text before the first score line is not part of any level.
+    """
+    texts: dict[int, list[str]] = {}
+    current: list[str] | None = None
+    for line in (rubric or "").splitlines():
+        match = _RUBRIC_LINE.match(line)
+        if match is not None:
+            current = texts.setdefault(int(match.group("value")), [])
+            current.append(line[match.end() - 1 :])  # the match ends on the description's first character
+        elif not line.strip():
+            current = None
+        elif current is not None:
+            current.append(line)
+    return [(score, " ".join(" ".join(parts).split())) for score, parts in sorted(texts.items())]
+
+
 def infer_scale(rubric: str) -> tuple[int, int]:
     """The (min, max) score named by the rubric; RubricError when it names none or too many."""
     scores = rubric_scores(rubric)

@@ -1310,6 +1310,40 @@ class Studies:
             )
             return [_annotation(row, me.username) for row in rows]
 
+    def my_labels(self, actor: User, study_id: int) -> list[tuple[Annotation, str | None]]:
+        """The actor's own labels in the study, each with its item's external id (None if it has none), oldest first."""
+        with self._read() as session:
+            me = self._actor(session, actor)
+            self._study_row(session, study_id)
+            rows = session.execute(
+                select(AnnotationRow, ItemRow.external_id)
+                .join(ItemRow, ItemRow.id == AnnotationRow.item_id)
+                .where(AnnotationRow.study_id == study_id, AnnotationRow.annotator_id == me.id)
+                .order_by(AnnotationRow.created_at, AnnotationRow.id)
+            )
+            return [(_annotation(row, me.username), external_id) for row, external_id in rows]
+
+    def pending_reveal(self, actor: User, study_id: int) -> Annotation | None:
+        """The actor's latest label in a blind study whose reveal is not answered yet, else None.
+
+        That is a label whose item has the model's judgment now but that has no after-reveal score: the
+        page was reloaded or closed on the reveal, or the item was graded only after it was labelled.
+        """
+        with self._read() as session:
+            me = self._actor(session, actor)
+            study = self._study_row(session, study_id)
+            if not study.blind:
+                return None
+            row = session.scalars(
+                select(AnnotationRow)
+                .join(ItemRow, ItemRow.id == AnnotationRow.item_id)
+                .where(AnnotationRow.study_id == study.id, AnnotationRow.annotator_id == me.id,
+                       AnnotationRow.score_after_reveal.is_(None), ItemRow.judgment_id.is_not(None))
+                .order_by(AnnotationRow.created_at.desc(), AnnotationRow.id.desc())
+                .limit(1)
+            ).first()
+            return _annotation(row, me.username) if row is not None else None
+
     def get_annotation(self, actor: User, annotation_id: int) -> Annotation:
         """One label: the annotator's own, or any for an admin."""
         with self._read() as session:

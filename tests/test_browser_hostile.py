@@ -32,7 +32,8 @@ pytestmark = [
 P = XSS_PAYLOADS
 # Elements none of our HTML ever contains; an injected payload would create them.
 # (Plotly adds one <style> of its own, with an id, wherever it draws a chart.)
-INJECTED = ("script, img, iframe, object, embed, video, source, details, input[autofocus], math, "
+# The Label tab's own <details> (the rubric's levels, class gl-rubric) is the page's, not injected.
+INJECTED = ("script, img, iframe, object, embed, video, source, details:not(.gl-rubric), input[autofocus], math, "
             "style:not([id^='plotly']), a[href^=javascript]")
 TRAP = """
     window.__xss = undefined;
@@ -193,7 +194,7 @@ def test_study_import_label_and_agreement(signed_in: sync_api.BrowserContext, ap
         number = int(re.search(r"row-(\d+)", header).group(1))  # type: ignore[union-attr]
         shows(page, "#gl-label-fields", f"Context {number}: {P[number]}", f"Output {number}: {P[number]}")
         page.locator("#gl-label-comment textarea").fill(" ".join(P[12:18]))
-        page.locator("#gl-label-score label[data-testid='1-radio-label']").click()
+        page.locator("#gl-label-score label:has(input[value='1'])").click()
         page.locator("#gl-label-submit").click()
         sync_api.expect(page.locator("#gl-label-model")).to_contain_text("Reason 24")
         shows(page, "#gl-label-model", *P)

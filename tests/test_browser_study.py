@@ -142,7 +142,7 @@ def label_everything(page: sync_api.Page, username: str, positions: dict[int, in
             sync_api.expect(page.locator(f"#gl-label-score input[value='{score}']")).to_be_checked()
             page.keyboard.press("Enter")
         else:
-            page.locator(f"#gl-label-score label[data-testid='{score}-radio-label']").click()
+            page.locator(f"#gl-label-score label:has(input[value='{score}'])").click()
             page.locator("#gl-label-submit").click()
         reveal = page.locator("#gl-label-reveal-text .gl-reveal")
         sync_api.expect(reveal).to_contain_text(f"You gave {score}; the model gave {MODEL_SCORES[position]}")

@@ -433,7 +433,14 @@ def test_two_annotators_label_a_blind_study_and_the_admin_reads_the_report(
 
     view = ann.open(study_id)
     assert message(view, "gl-label-progress") == "0 / 5 labelled by you \u00b7 0 of 5 items have 2 of 2 labels"
-    assert view["gl-label-score"]["choices"] == ["0", "1"]
+    # Each score button carries its rubric level; the rubric's levels are in the summary too.
+    assert view["gl-label-score"]["choices"] == [
+        ("0 \u2014 The MODEL OUTPUT contains a claim the CONTEXT does not support.", "0"),
+        ("1 \u2014 Every claim in the MODEL OUTPUT is supported by the CONTEXT.", "1")]
+    assert "gl-score-levels" in view["gl-label-score"]["elem_classes"]
+    summary = Markup(v(view, "gl-label-summary"))
+    assert "What each score means" in summary.all_text
+    assert "1 Every claim in the MODEL OUTPUT is supported by the CONTEXT." in summary.all_text
     # Blind: nothing of the model's verdict reaches the page before the human submits.
     before = text_of(view)
     assert REASONING_MARK not in before and "gl-card" not in before and "gl-hl" not in before

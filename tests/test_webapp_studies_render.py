@@ -14,7 +14,7 @@ from webapp import render
 
 # The markup the study renderers may produce: the general renderers' set plus tables and the field marker.
 ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "table", "thead", "tbody", "tr", "th",
-                "td"}
+                "td", "details", "summary"}
 ALLOWED_ATTRS = {"class", "title", "role", "data-field", "scope"}
 
 
@@ -27,7 +27,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
         {p: f"a {p} b"}, [{"field": p, "start": 2, "end": 2 + len(p)}], [FieldSpan(p, 0, 1, p)]),
     "evidence": lambda p: render.render_evidence({p: p}, [{"field": p, "start": 0, "end": len(p)}]),
     "progress": render.render_progress,
-    "study summary": lambda p: render.render_study_summary(p, p, p, (0, 1), True),
+    "study summary": lambda p: render.render_study_summary(p, p, p, (0, 1), True, [(0, p), (1, p)]),
     "item header": lambda p: render.render_item_header(3, p, p),
     "import report": lambda p: render.render_import_report(1, [(4, p)]),
     "signed in": lambda p: render.render_signed_in(p, p),
@@ -158,3 +158,12 @@ def test_reveal_and_progress_text() -> None:
     assert "You gave 2; the model gave 4." in text and "verdict is shown" in text
     assert "could not be read" in Markup(render.render_reveal(2, None, blind=True)).all_text
     assert render.render_signed_in(None, None) == ""
+
+
+def test_study_summary_folds_the_rubric_levels_away() -> None:
+    levels = [(1, "Poor."), (2, "Fine."), (3, "Great.")]
+    parsed = Markup(render.render_study_summary("S", "", "Is it good?", (1, 3), True, levels))
+    assert [tag for tag, _ in parsed.tags].count("details") == 1  # closed: no "open" attribute
+    assert all("open" not in attrs for tag, attrs in parsed.tags if tag == "details")
+    assert "What each score means1 Poor.2 Fine.3 Great." in parsed.all_text
+    assert "details" not in render.render_study_summary("S", "", "Is it good?", (1, 3), True)

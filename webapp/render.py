@@ -363,15 +363,25 @@ def render_progress(line: str) -> str:
     return f'<div class="gl-progress" role="status">{esc(line)}</div>'
 
 
-def render_study_summary(name: str, description: str, pass_criteria: str, scale: Sequence[int], blind: bool) -> str:
-    """What the annotator is asked: the study's name, description, pass criteria and scale."""
+def render_study_summary(name: str, description: str, pass_criteria: str, scale: Sequence[int], blind: bool,
+                         levels: Sequence[tuple[int, str]] = ()) -> str:
+    """What the annotator is asked: the study's name, description, pass criteria, scale and what each score means.
+
+    The rubric's levels fold away (a <details>), so that on a phone they do not push the item off the screen.
+    """
     mode = ("Blind: the model's verdict is shown after you submit." if blind
             else "The model's verdict is shown alongside.")
     description_html = f"<p>{esc(description)}</p>" if description else ""
+    rubric_html = ""
+    if levels:
+        rows = "".join(f'<li><span class="gl-level-score">{esc(score)}</span> {esc(text)}</li>'
+                       for score, text in levels)
+        rubric_html = (f'<details class="gl-rubric"><summary>What each score means</summary>'
+                       f'<ul class="gl-levels">{rows}</ul></details>')
     return (
         f'<div class="gl-study"><div class="gl-study-name">{esc(name)}</div>{description_html}'
         f'<div class="gl-study-criteria"><b>Pass criteria</b> {esc(pass_criteria)}</div>'
-        f'<div class="gl-note">Scale {esc(_scale_text(scale))} \u00b7 {esc(mode)}</div></div>'
+        f'<div class="gl-note">Scale {esc(_scale_text(scale))} \u00b7 {esc(mode)}</div>{rubric_html}</div>'
     )
 
 

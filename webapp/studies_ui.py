@@ -27,7 +27,7 @@ from core.agreement import agreement_report
 from core.errors import GliderError
 from core.grading import FieldSpan
 from core.presets import Preset
-from core.prompt import DEFAULT_TAGS
+from core.prompt import DEFAULT_TAGS, rubric_levels
 from core.studies import Annotation, Item, PermissionDenied, Studies, Study, StudySpec, User
 from core.study_grading import FAILED, UNGRADED, StudyGrading, Which, grade_study, summary_line
 from webapp import charts, render
@@ -60,6 +60,9 @@ MAX_MAPPED_TAGS = 8  # mapping dropdowns built in advance; a study with more tag
 NO_COLUMN = ""
 STUDY_HEADERS = ["ID", "Name", "Scale", "Items", "Complete", "Overlap", "Blind", "Created by"]
 DISAGREEMENT_HEADERS = ["Item", "Human (mean)", "Model", "|Human \u2212 Model|", "Labels", "Preview"]
+MY_LABEL_HEADERS = ["Item", "External id", "Your score", "Labelled"]
+SCORE_LABEL = "Your score (keys: type its number, Enter submits, S skips)"
+LEVEL_SEPARATOR = " \u2014 "  # between a score and its level's text on the score buttons
 
 NEEDS_SIGN_IN = (
     "Studies need sign-in. Create the first admin with `python -m core create-admin NAME`, then restart the "
@@ -68,6 +71,10 @@ NEEDS_SIGN_IN = (
 NO_STUDIES = "Studies are not available: this app was started without a study store."
 
 # Keyboard for the Label tab, installed once per page (Blocks.launch(js=...)). The buttons work without it.
+# Scores are typed as numbers: on a scale with 10 or more levels "1" then "0" within a second chooses 10 (the
+# "1" alone chooses 1 meanwhile). Enter presses the highlighted (primary) button: Submit, Save changes, or on the
+# reveal whichever of Keep / Change is primary. When a new item comes up and its text is not on the screen (a
+# phone, or after scrolling down to the buttons), the item is scrolled to the top of the screen.
 LABEL_KEYS_JS = """
 () => {
   if (window.__glLabelKeys) { return; }
@@ -78,6 +85,13 @@ LABEL_KEYS_JS = """
     if (usable(el)) { el.click(); return true; }
     return false;
   };
+  const choose = (value) => {
+    const radio = document.querySelector('#gl-label-score input[type="radio"][value="' + value + '"]');
+    // Focus the choice too, so that the next Enter reaches this handler instead of a focused button.
+    if (radio && !radio.disabled) { radio.click(); radio.focus(); return true; }
+    return false;
+  };
+  let typed = "", typedAt = 0;
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.isComposing) { return; }
     const work = document.getElementById("gl-label-work");
@@ -88,16 +102,38 @@ LABEL_KEYS_JS = """
       || (tag === "INPUT" && target.type !== "radio"));
     if (typing) { return; }
     if (/^[0-9]$/.test(event.key)) {
-      const radio = document.querySelector('#gl-label-score input[type="radio"][value="' + event.key + '"]');
-      // Focus the choice too, so that the next Enter reaches this handler instead of a focused button.
-      if (radio && !radio.disabled) { radio.click(); radio.focus(); event.preventDefault(); }
+      const now = Date.now();
+      const longer = (now - typedAt < 1000 ? typed : "") + event.key;
+      typedAt = now;
+      if (longer !== event.key && choose(longer)) { typed = longer; event.preventDefault(); }
+      else if (choose(event.key)) { typed = event.key; event.preventDefault(); }
+      else { typed = ""; }
     } else if (event.key === "Enter") {
       if (tag === "BUTTON" || tag === "A") { return; }  // the focused button takes its own Enter
-      if (click("#gl-label-submit") || click("#gl-label-change") || click("#gl-label-keep")) { event.preventDefault(); }
+      if (click("#gl-label-submit") || click("#gl-label-reveal button.primary")) { event.preventDefault(); }
     } else if (event.key === "s" || event.key === "S") {
       if (click("#gl-label-skip")) { event.preventDefault(); }
     }
   });
+  let shown = "";
+  new MutationObserver(() => {
+    for (const label of document.querySelectorAll("#gl-label-score label")) {  // the whole level on hover
+      const text = label.textContent.trim();
+      if (label.title !== text) { label.title = text; }
+    }
+    const header = document.getElementById("gl-label-item");
+    const fields = document.getElementById("gl-label-fields");
+    const work = document.getElementById("gl-label-work");
+    if (!header || !fields || !work || work.offsetParent === null) { shown = ""; return; }
+    const now = header.textContent;
+    if (now === shown) { return; }
+    shown = now;
+    const top = header.getBoundingClientRect().top;
+    if (top < 0 || fields.getBoundingClientRect().top + 96 > window.innerHeight) {
+      header.scrollIntoView({block: "start"});
+    }
+  }).observe(document.body, {childList: true, subtree: true, characterData: true, attributes: true,
+             attributeFilter: ["style", "class"]});
 }
 """
 
@@ -158,6 +194,14 @@ def _as_id(value: Any) -> int | None:
         return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
+
+
+def _score_choices(study: Study) -> list[tuple[str, str]]:
+    """The score buttons: each score with its rubric level's text (the page shortens a long one until it is
+    hovered, focused or chosen; the full text stays in the button for screen readers)."""
+    levels = dict(rubric_levels(study.rubric))
+    return [(f"{value}{LEVEL_SEPARATOR}{levels[value]}" if levels.get(value) else str(value), str(value))
+            for value in scale_values(study.scale)]
 
 
 def _stored_view(services: Services, judgment_id: int | None) -> JudgmentView | None:
@@ -280,7 +324,8 @@ class Cursor:
 
 @dataclass
 class LabelTab:
-    """Annotators: one item at a time, a score per button, evidence spans, blind reveal, previous labels."""
+    """Annotators: one item at a time, a score per button (with its rubric level), evidence spans, blind reveal,
+    and their own labels (one back, or the whole list) to correct."""
 
     tab: gr.Tab
     notice: gr.HTML
@@ -308,7 +353,10 @@ class LabelTab:
     reveal_text: gr.HTML
     keep: gr.Button
     change: gr.Button
+    mine_box: gr.Accordion
+    mine: gr.Dataframe
     cursor: gr.State
+    saved: gr.BrowserState
 
     @classmethod
     def create_in(cls, tab: gr.Tab) -> "LabelTab":
@@ -317,7 +365,13 @@ class LabelTab:
             study = gr.Dropdown(choices=[], label="Study", scale=4, elem_id="gl-label-study")
             refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="gl-label-refresh")
         summary = gr.HTML(visible=False, elem_id="gl-label-summary")
-        progress = gr.HTML(visible=False, elem_id="gl-label-progress")
+        # Outside the item, so that an annotator who has labelled everything can still go back to a label.
+        with gr.Row(elem_id="gl-label-nav", elem_classes="gl-label-nav"):
+            progress = gr.HTML(visible=False, scale=1, min_width=240, elem_id="gl-label-progress")
+            previous = gr.Button("\u2190 Previous", size="sm", scale=0, min_width=110, visible=False,
+                                 elem_id="gl-label-previous")
+            resume = gr.Button("Back to new items", size="sm", scale=0, min_width=150, visible=False,
+                               elem_id="gl-label-resume")
         message = gr.HTML(visible=False, elem_id="gl-label-message")
         with gr.Row(visible=False, elem_id="gl-label-work") as work:
             with gr.Column(scale=6):
@@ -331,8 +385,8 @@ class LabelTab:
             with gr.Column(scale=4, elem_classes="gl-label-side"):
                 model = gr.HTML(visible=False, elem_id="gl-label-model")
                 reveal_text = gr.HTML(visible=False, elem_id="gl-label-reveal-text")
-                score = gr.Radio(choices=[], label="Your score (keys: digits choose, Enter submits, S skips)",
-                                 elem_id="gl-label-score", elem_classes="gl-score-buttons")
+                score = gr.Radio(choices=[], label=SCORE_LABEL, elem_id="gl-label-score",
+                                 elem_classes="gl-score-buttons")
                 comment = gr.Textbox(label="Comment (optional)", lines=2, max_lines=8, elem_id="gl-label-comment")
                 with gr.Row():
                     submit = gr.Button("Submit", variant="primary", elem_id="gl-label-submit")
@@ -340,19 +394,24 @@ class LabelTab:
                 with gr.Row(visible=False, elem_id="gl-label-reveal") as reveal:
                     keep = gr.Button("Keep my score", variant="primary", elem_id="gl-label-keep")
                     change = gr.Button("Change to \u2026", interactive=False, elem_id="gl-label-change")
-                with gr.Row():
-                    previous = gr.Button("\u2190 Previous", size="sm", elem_id="gl-label-previous")
-                    resume = gr.Button("Back to new items", size="sm", visible=False, elem_id="gl-label-resume")
+        # Never updated from the server: an update of an Accordion's props can swallow the next click on it.
+        with gr.Accordion("My labels (newest first; click one to open it)", open=False,
+                          elem_id="gl-label-mine-box") as mine_box:
+            mine = gr.Dataframe(headers=MY_LABEL_HEADERS, datatype="str", interactive=False, wrap=True,
+                                max_height=360, show_search="search", show_label=False, elem_id="gl-label-mine",
+                                label="My labels")
         cursor = gr.State(Cursor())
+        # The study chosen last in this browser, and by whom: a reload opens it again (see on_label_restore).
+        saved = gr.BrowserState({}, storage_key="glider-label-study")
         return cls(tab, notice, study, refresh, summary, progress, message, work, item_header, fields, marking, mark,
                    clear, selection, evidence, model, score, comment, submit, skip, previous, resume, reveal,
-                   reveal_text, keep, change, cursor)
+                   reveal_text, keep, change, mine_box, mine, cursor, saved)
 
     @property
     def outputs(self) -> list[Any]:
         return [self.cursor, self.notice, self.summary, self.progress, self.message, self.work, self.item_header,
                 self.fields, self.marking, self.evidence, self.model, self.score, self.comment, self.submit, self.skip,
-                self.previous, self.resume, self.reveal, self.reveal_text, self.keep, self.change]
+                self.previous, self.resume, self.reveal, self.reveal_text, self.keep, self.change, self.mine]
 
 
 @dataclass
@@ -756,19 +815,32 @@ class StudyHandlers:
 
     def _label_empty(self, cursor: Cursor, text: str, *, error: bool = False) -> dict[Any, Any]:
         lt = self.ui.label
-        return {lt.cursor: cursor, lt.work: gr.update(visible=False),
+        return {lt.cursor: cursor, lt.work: gr.update(visible=False), lt.resume: gr.update(visible=False),
                 lt.message: _error(text) if error else _notice(text) if text else _html("")}
 
     def _header(self, actor: User, study: Study) -> dict[Any, Any]:
+        """The study's summary (with what each score means), the progress line and the annotator's own labels."""
         lt = self.ui.label
         p = self._studies.progress(actor, study.id)
         return {
             lt.summary: _html(render.render_study_summary(study.name, study.description, study.pass_criteria,
-                                                          study.scale, study.blind)),
+                                                          study.scale, study.blind, rubric_levels(study.rubric))),
             lt.progress: _html(render.render_progress(progress_line(p.labelled_by_me, p.total_items,
                                                                     p.items_complete, p.overlap_target))),
             lt.notice: _html(""),
+            lt.previous: gr.update(visible=True),
+            lt.mine: self._my_label_table(actor, study),
         }
+
+    def _my_label_table(self, actor: User, study: Study) -> pd.DataFrame:
+        """The annotator's own labels in the study, newest first (a revised score also shows the first one)."""
+        rows = []
+        for annotation, external_id in reversed(self._studies.my_labels(actor, study.id)):
+            score = str(annotation.score)
+            if annotation.score != annotation.score_before_reveal:
+                score += f" (first {annotation.score_before_reveal})"
+            rows.append([str(annotation.item_id), external_id or "", score, format_time(annotation.created_at)])
+        return pd.DataFrame(rows, columns=MY_LABEL_HEADERS)
 
     def _show(self, actor: User, study: Study, item: Item, cursor: Cursor, *, message: str = "",
               reveal_model: bool, annotation: Annotation | None = None) -> dict[Any, Any]:
@@ -781,7 +853,8 @@ class StudyHandlers:
             model_html = (render.render_subtitle("The model's verdict") + render.render_score_card(view)
                           + render.render_reasoning(view.reasoning)) if view is not None else render.render_hint(
                 "The model has not graded this item yet.")
-        choices = [str(v) for v in scale_values(study.scale)]
+        choices = _score_choices(study)
+        described = any(label != value for label, value in choices)
         revealing, editing = cursor.mode == "reveal", cursor.mode == "edit"
         score_value = (str(cursor.submitted) if revealing else
                        str(annotation.score) if editing and annotation is not None else None)
@@ -795,10 +868,11 @@ class StudyHandlers:
             lt.fields: render.render_label_fields(item.fields, cursor.spans, model_spans),
             lt.evidence: render.render_evidence(item.fields, cursor.spans),
             lt.model: _html(model_html),
-            lt.score: gr.update(choices=choices, value=score_value, interactive=True),
+            lt.score: gr.update(choices=choices, value=score_value, interactive=True,
+                                elem_classes=["gl-score-buttons", *(["gl-score-levels"] if described else [])]),
             lt.submit: gr.update(value="Save changes" if editing else "Submit", visible=not revealing),
             lt.skip: gr.update(visible=cursor.mode == "label"),
-            lt.resume: gr.update(visible=editing),
+            lt.resume: gr.update(visible=editing),  # a reveal is answered first: new items wait for it
             lt.previous: gr.update(visible=True),
             lt.reveal: gr.update(visible=revealing),
             lt.marking: gr.update(visible=not revealing),
@@ -806,7 +880,8 @@ class StudyHandlers:
             lt.reveal_text: _html(""),
         }
         if revealing:  # the comment was saved with the score; confirming changes only the score
-            updates[lt.comment] = gr.update(interactive=False)
+            updates[lt.comment] = (gr.update(interactive=False) if annotation is None
+                                   else gr.update(value=annotation.comment, interactive=False))
         else:
             updates[lt.comment] = gr.update(value=annotation.comment if editing and annotation is not None else "",
                                             interactive=True)
@@ -814,14 +889,37 @@ class StudyHandlers:
             model_score = view.score if view is not None else None
             updates[lt.reveal_text] = _html(render.render_reveal(int(cursor.submitted or 0), model_score,
                                                                  study.blind))
-            updates[lt.keep] = gr.update(value=f"Keep my score ({cursor.submitted})")
-            updates[lt.change] = gr.update(value="Change to \u2026", interactive=False)
+            updates[lt.keep] = gr.update(value=f"Keep my score ({cursor.submitted})", variant="primary")
+            updates[lt.change] = gr.update(value="Change to \u2026", interactive=False, variant="secondary")
         return updates
 
+    def _open_label(self, actor: User, study: Study, annotation: Annotation, cursor: Cursor,
+                    message: str = "") -> dict[Any, Any]:
+        """One of the annotator's own labels on screen: at its reveal while that is unanswered, else to edit."""
+        item = self._studies.get_item(actor, annotation.item_id)
+        spans = tuple(dict(s) for s in annotation.spans)
+        if study.blind and annotation.score_after_reveal is None and item.judgment_id is not None:
+            revealing = replace(cursor, study_id=study.id, item_id=item.id, mode="reveal", annotation_id=annotation.id,
+                                submitted=annotation.score, spans=spans)
+            note = "You have not yet kept or changed this score since the model's verdict was shown."
+            return {**self._header(actor, study),
+                    **self._show(actor, study, item, revealing, reveal_model=True, annotation=annotation,
+                                 message=" ".join(m for m in (message, note) if m))}
+        editing = replace(cursor, study_id=study.id, item_id=item.id, mode="edit", annotation_id=annotation.id,
+                          submitted=None, spans=spans)
+        return {**self._header(actor, study),
+                **self._show(actor, study, item, editing, reveal_model=True, annotation=annotation, message=message)}
+
     def _next(self, actor: User, study: Study, cursor: Cursor, message: str = "") -> dict[Any, Any]:
-        """The next item to label (from the database, so a reload resumes at the right place)."""
+        """The next item to label (from the database, so a reload resumes at the right place).
+
+        A blind label whose reveal was left unanswered (the page was reloaded on it) comes back first.
+        """
         studies = self._studies
         skipped = cursor.skipped if cursor.study_id == study.id else ()
+        pending = studies.pending_reveal(actor, study.id)
+        if pending is not None:
+            return self._open_label(actor, study, pending, Cursor(study_id=study.id, skipped=skipped), message)
         item = studies.next_item(actor, study.id, skip=skipped)
         if item is None and skipped:  # only skipped items are left: they come round again
             skipped = ()
@@ -832,7 +930,8 @@ class StudyHandlers:
         fresh = Cursor(study_id=study.id, skipped=skipped)
         header = self._header(actor, study)
         if item is None:
-            done = "You have labelled every item of this study that needs you. Thank you!"
+            done = ("You have labelled every item of this study that needs you. Thank you! Your labels are under "
+                    "My labels below, to look at or correct.")
             return {**header, **self._label_empty(fresh, " ".join(m for m in (message, done) if m))}
         cursor = replace(fresh, item_id=item.id, mode="label", shown_at=time.monotonic())
         return {**header, **self._show(actor, study, item, cursor, message=message, reveal_model=not study.blind)}
@@ -844,17 +943,40 @@ class StudyHandlers:
         return actor, self._studies.get_study(actor, cursor.study_id), self._studies.get_item(actor, cursor.item_id)
 
     def on_label_study(self, study_id: Any, cursor: Cursor, request: gr.Request) -> dict[Any, Any]:
+        """Open a study: its next item (or an unanswered reveal); remember the choice in this browser."""
         lt = self.ui.label
         wanted = _as_id(study_id)
+        closed = {lt.summary: _html(""), lt.progress: _html(""), lt.previous: gr.update(visible=False),
+                  lt.mine: pd.DataFrame([], columns=MY_LABEL_HEADERS)}
         if wanted is None:
-            return {**self._label_empty(Cursor(), ""), lt.summary: _html(""), lt.progress: _html("")}
+            return {**self._label_empty(Cursor(), ""), **closed, lt.saved: {}}
         try:
             actor = self.actor(request)
             study = self._studies.get_study(actor, wanted)
-            return self._next(actor, study, cursor if cursor.study_id == wanted else Cursor())
+            return {**self._next(actor, study, cursor if cursor.study_id == wanted else Cursor()),
+                    lt.saved: {"user": actor.username, "study": study.id}}
         except Exception as error:
-            return {**self._label_empty(Cursor(), failure_message(error), error=True), lt.summary: _html(""),
-                    lt.progress: _html("")}
+            return {**self._label_empty(Cursor(), failure_message(error), error=True), **closed}
+
+    def on_label_restore(self, saved: Any, request: gr.Request) -> dict[Any, Any]:
+        """On page load: choose the study this user had open in this browser (or their only study, for an
+        annotator); choosing it opens it, so a reload comes back to the same study and item."""
+        lt = self.ui.label
+        actor, _problem = self._optional_actor(request)
+        if actor is None:
+            return gr.skip()  # on_session says why
+        try:
+            studies = self._studies.list_studies(actor)
+        except Exception:  # on_session reports it
+            return gr.skip()
+        ids = [study.id for study in studies]
+        wanted = _as_id(saved.get("study")) if isinstance(saved, Mapping) and saved.get("user") == actor.username \
+            else None
+        if wanted not in ids:
+            wanted = ids[0] if len(ids) == 1 and not actor.is_admin else None
+        if wanted is None:
+            return gr.skip()
+        return {lt.study: gr.update(choices=_study_choices(studies), value=wanted)}
 
     def on_label_refresh(self, request: gr.Request) -> dict[Any, Any]:
         """Refresh every study picker (the item on screen stays)."""
@@ -898,11 +1020,15 @@ class StudyHandlers:
         return view.spans if view is not None else ()
 
     def on_submit(self, score: Any, comment: str | None, cursor: Cursor, request: gr.Request) -> dict[Any, Any]:
-        """Store the label (committed at once); in a blind study, then reveal the model's verdict."""
+        """Store the label (committed at once); in a blind study, then reveal the model's verdict.
+
+        An edit (a label opened again) changes the current score only: the score given before the
+        reveal stays as it was (core.studies.Studies.edit), so a later change counts as a revision.
+        """
         try:
             actor, study, item = self._load(request, cursor)
             if score in (None, ""):
-                return self._label_error("Choose a score first (click it, or press its digit key).", cursor)
+                return self._label_error("Choose a score first (click it, or type its number).", cursor)
             value = int(score)
             if cursor.mode == "edit" and cursor.annotation_id is not None:
                 saved = self._studies.edit(actor, cursor.annotation_id, score=value, comment=comment or "",
@@ -926,13 +1052,15 @@ class StudyHandlers:
         return self._next(actor, study, cursor, f"Saved your score {annotation.score} for item #{item.id}.{note}")
 
     def on_score_change(self, score: Any, cursor: Cursor) -> dict[Any, Any]:
-        """While revealing, the score buttons choose what "Change to …" changes the label to."""
+        """While revealing, the score buttons choose what "Change to …" changes the label to; the button that
+        Enter presses (the primary one) is "Change to …" once another score is chosen, else "Keep my score"."""
         lt = self.ui.label
         if cursor.mode != "reveal" or score in (None, ""):
             return gr.skip()  # nothing to change ({} would be read as a value)
         changed = str(score) != str(cursor.submitted)
         return {lt.change: gr.update(value=f"Change to {score}" if changed else "Change to \u2026",
-                                     interactive=changed)}
+                                     interactive=changed, variant="primary" if changed else "secondary"),
+                lt.keep: gr.update(variant="secondary" if changed else "primary")}
 
     def _confirm(self, score: Any, cursor: Cursor, request: gr.Request) -> dict[Any, Any]:
         try:
@@ -976,21 +1104,45 @@ class StudyHandlers:
             if not mine:
                 return self._label_error("You have not labelled anything in this study yet.", cursor)
             ids = [a.id for a in mine]
-            if cursor.mode == "edit" and cursor.annotation_id in ids:
+            if cursor.mode in ("edit", "reveal") and cursor.annotation_id in ids:
                 position = ids.index(cursor.annotation_id)
                 if position == 0:
                     return {self.ui.label.message: _notice("This is your first label in this study.")}
                 chosen = mine[position - 1]
             else:
                 chosen = mine[-1]
-            annotation = self._studies.get_annotation(actor, chosen.id)
-            item = self._studies.get_item(actor, annotation.item_id)
+            return self._open_label(actor, study, chosen, cursor)
         except Exception as error:
             return self._label_error(error, cursor)
-        editing = replace(cursor, item_id=item.id, mode="edit", annotation_id=annotation.id, submitted=None,
-                          spans=tuple(dict(s) for s in annotation.spans))
-        return {**self._header(actor, study),
-                **self._show(actor, study, item, editing, reveal_model=True, annotation=annotation)}
+
+    def on_my_labels(self, cursor: Cursor, request: gr.Request) -> dict[Any, Any]:
+        """Opening "My labels": the list as it is now."""
+        lt = self.ui.label
+        try:
+            actor = self.actor(request)
+            if cursor.study_id is None:
+                return self._label_error("Choose a study first.", cursor)
+            return {lt.mine: self._my_label_table(actor, self._studies.get_study(actor, cursor.study_id))}
+        except Exception as error:
+            return self._label_error(error, cursor)
+
+    def on_my_label_select(self, cursor: Cursor, event: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+        """A row of "My labels" clicked: open that label (the page then scrolls the item into view)."""
+        row = event.row_value or []
+        item_id = _as_id(row[0] if row else None)
+        if item_id is None:
+            return gr.skip()  # nothing to change ({} would be read as a value)
+        try:
+            actor = self.actor(request)
+            if cursor.study_id is None:
+                return self._label_error("Choose a study first.", cursor)
+            study = self._studies.get_study(actor, cursor.study_id)
+            chosen = next((a for a, _ in self._studies.my_labels(actor, study.id) if a.item_id == item_id), None)
+            if chosen is None:
+                return self._label_error(f"You have no label for item #{item_id} in this study.", cursor)
+            return self._open_label(actor, study, chosen, cursor)
+        except Exception as error:
+            return self._label_error(error, cursor)
 
     def on_resume(self, cursor: Cursor, request: gr.Request) -> dict[Any, Any]:
         try:
@@ -1134,20 +1286,23 @@ class StudyHandlers:
 
         label_outputs = lt.outputs
         labelling = {"concurrency_id": LABEL_CONCURRENCY_ID, "concurrency_limit": LABEL_CONCURRENCY_LIMIT}
-        on(lt.study.change, self.on_label_study, [lt.study, lt.cursor], label_outputs, **labelling)
+        on(lt.study.change, self.on_label_study, [lt.study, lt.cursor], [*label_outputs, lt.saved], **labelling)
+        demo.load(self.on_label_restore, lt.saved, lt.study, api_visibility=PRIVATE)
         on(lt.refresh.click, self.on_label_refresh, None, [*pickers, lt.notice])
         lt.mark.click(self.on_mark, [lt.selection, lt.cursor], [lt.cursor, lt.fields, lt.evidence, lt.message],
                       js=MARK_SELECTION_JS, api_visibility=PRIVATE)
         on(lt.clear.click, self.on_clear_marks, lt.cursor, [lt.cursor, lt.fields, lt.evidence, lt.message],
            **labelling)
         on(lt.submit.click, self.on_submit, [lt.score, lt.comment, lt.cursor], label_outputs, **labelling)
-        on(lt.score.change, self.on_score_change, [lt.score, lt.cursor], lt.change, queue=False,
+        on(lt.score.change, self.on_score_change, [lt.score, lt.cursor], [lt.change, lt.keep], queue=False,
            show_progress="hidden")
         on(lt.keep.click, self.on_keep, lt.cursor, label_outputs, **labelling)
         on(lt.change.click, self.on_change, [lt.score, lt.cursor], label_outputs, **labelling)
         on(lt.skip.click, self.on_skip, lt.cursor, label_outputs, **labelling)
         on(lt.previous.click, self.on_previous, lt.cursor, label_outputs, **labelling)
         on(lt.resume.click, self.on_resume, lt.cursor, label_outputs, **labelling)
+        on(lt.mine_box.expand, self.on_my_labels, lt.cursor, [lt.mine, lt.message, lt.cursor], **labelling)
+        on(lt.mine.select, self.on_my_label_select, lt.cursor, label_outputs, **labelling)
 
         on(ag.run.click, self.on_report, ag.study, ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)

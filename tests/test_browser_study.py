@@ -1,8 +1,9 @@
 """A blind study in headless Chromium: two annotators sign in through Gradio's login form and label it (by
-mouse and by keyboard), then the admin opens the Agreement tab and sees weighted kappa and the charts.
+mouse and by keyboard), one changes a score at the reveal and the other corrects a label later through "My
+labels"; then the admin opens the Agreement tab and sees the headline computed on the scores given BEFORE the
+reveal, the post-reveal view and the anchoring summary beside it, and the charts.
 
-Also saves screenshot-report.png (used in the README) from the admin's report; into assets/ only with
-GLIDER_UPDATE_SCREENSHOTS=1.
+Also writes the README's report screenshot (tests.test_browser.screenshot_path: assets/ only on request).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.grading import GradeRequest, grade
@@ -39,7 +41,9 @@ ITEMS = [
     ("Austria's capital is Vienna.", "Vienna is the capital of Austria."),
 ]
 MODEL_SCORES = [1, 0, 1, 1, 1]  # the model misses the Bonn error on item 4
-SCORES = {"ann": [1, 0, 1, 0, 1], "bob": [1, 0, 0, 0, 1]}  # keyed by item order as added
+SCORES = {"ann": [1, 0, 1, 0, 1], "bob": [1, 0, 0, 0, 1]}  # keyed by item order as added; the blind scores
+CHANGED_AT_REVEAL = {"ann": {3: 1}}  # ann sees the model's 1 on the Bonn item and moves her 0 to it
+EDITED_LATER = {"bob": {2: 1}}  # bob reopens the Madrid item from "My labels" after finishing and makes it 1
 
 pytestmark = [
     pytest.mark.browser,
@@ -148,6 +152,13 @@ def label_everything(page: sync_api.Page, username: str, positions: dict[int, in
         sync_api.expect(reveal).to_contain_text(f"You gave {score}; the model gave {MODEL_SCORES[position]}")
         sync_api.expect(page.locator("#gl-label-model")).to_contain_text(REASONING)
         sync_api.expect(page.locator("#gl-label-fields mark.gl-hl").first).to_be_visible()
+        changed = CHANGED_AT_REVEAL.get(username, {}).get(position)
+        if changed is not None:
+            page.locator(f"#gl-label-score label:has(input[value='{changed}'])").click()
+            sync_api.expect(page.locator("#gl-label-change")).to_have_text(f"Change to {changed}")
+            page.locator("#gl-label-change").click()
+            sync_api.expect(page.locator("#gl-label-message")).to_contain_text(f"from {score} to {changed}")
+            continue
         if position in keyboard:
             page.keyboard.press("Enter")  # keeps the score
         else:
@@ -181,6 +192,21 @@ def test_two_annotators_label_a_blind_study_and_the_admin_sees_the_agreement(
     sign_in(page, url, "bob")
     open_label_tab(page)
     label_everything(page, "bob", positions, keyboard={0, 1, 2, 3, 4})
+    # A later correction, after the reveal: the label's current score changes, its blind score stays.
+    for position, new_score in EDITED_LATER["bob"].items():
+        item_id = next(item for item, where in positions.items() if where == position)
+        page.locator("#gl-label-mine-box button.label-wrap").click()
+        mine = page.locator("#gl-label-mine")
+        sync_api.expect(mine.locator("[data-testid='cell-4-0']")).to_be_visible()  # all five labels listed
+        ids = [mine.locator(f"[data-testid='cell-{row}-0']").inner_text().strip() for row in range(5)]
+        assert sorted(ids) == sorted(str(item) for item in positions), ids
+        mine.locator(f"[data-testid='cell-{ids.index(str(item_id))}-0']").click()
+        sync_api.expect(page.locator("#gl-label-submit")).to_have_text("Save changes")
+        assert current_item(page, positions) == position
+        page.locator(f"#gl-label-score label:has(input[value='{new_score}'])").click()
+        page.locator("#gl-label-submit").click()
+        sync_api.expect(page.locator("#gl-label-message")).to_contain_text(
+            f"Saved your changes to item #{item_id}: score {new_score}")
 
     admin = browser.new_context(viewport={"width": 1400, "height": 900}, color_scheme="light")
     admin.set_default_timeout(TIMEOUT_MS)
@@ -194,6 +220,7 @@ def test_two_annotators_label_a_blind_study_and_the_admin_sees_the_agreement(
         metrics = report_page.locator("#gl-agree-metrics")
         sync_api.expect(metrics).to_contain_text("Weighted \u03ba (quadratic)")
         sync_api.expect(metrics).to_contain_text("5 of 5 items \u00b7 2 annotators")
+        expect_the_blind_headline_and_the_anchoring(metrics)
         heatmap = report_page.locator("#gl-agree-heatmap .js-plotly-plot")
         sync_api.expect(heatmap).to_be_visible()
         sync_api.expect(report_page.locator("#gl-agree-heatmap .gtitle")).to_have_text("Human vs model scores (items)")
@@ -222,3 +249,34 @@ def test_two_annotators_label_a_blind_study_and_the_admin_sees_the_agreement(
         assert SCREENSHOT.stat().st_size > 20_000
     finally:
         admin.close()
+
+
+def expect_the_blind_headline_and_the_anchoring(metrics: sync_api.Locator) -> None:
+    """The headline uses the scores given before the reveal; the tab shows the post-reveal view and how many moved.
+
+    By hand, from SCORES (before), CHANGED_AT_REVEAL and EDITED_LATER (after) and MODEL_SCORES = 1 0 1 1 1:
+    before, the item means are 1 0 .5 0 1, rounded half up 1 0 1 0 1: 4 of 5 equal the model -> exact 0.800;
+    after (ann's 0 -> 1 on item 4, bob's 0 -> 1 on item 3) the means are 1 0 1 .5 1 -> 1 0 1 1 1: exact 1.000.
+    Single labels equal to the model: before ann 4 + bob 3 = 7 of 10 (0.700), after 5 + 4 = 9 of 10 (0.900).
+    Two of ten labels moved, both towards the model: one at the reveal, one by the later edit.
+    """
+    means_before, means_after = [1, 0, 0.5, 0, 1], [1, 0, 1, 0.5, 1]
+    assert [(s_a + s_b) / 2 for s_a, s_b in zip(SCORES["ann"], SCORES["bob"], strict=True)] == means_before
+    pearson_before = float(np.corrcoef(means_before, MODEL_SCORES)[0, 1])
+    pearson_after = float(np.corrcoef(means_after, MODEL_SCORES)[0, 1])
+    headline = metrics.locator(".gl-metrics-grid")
+    sync_api.expect(headline).to_contain_text("Human vs model \u2014 before the reveal")
+    sync_api.expect(headline.locator("tr", has_text="Exact agreement").locator("td").first).to_have_text("0.800")
+    sync_api.expect(headline.locator("tr", has_text="Pearson r").locator("td").first).to_have_text(
+        f"{pearson_before:.3f}")
+    sync_api.expect(metrics.locator(".gl-score-basis")).to_contain_text("before the model's verdict was shown")
+    sync_api.expect(metrics.locator(".gl-anchoring-summary")).to_have_text(
+        "Revised after the reveal: 2 of 10 labels (2 towards the model, 0 away; 1 when confirming at the reveal, "
+        "1 by a later edit). Exact agreement of single labels with the model: 0.700 before, 0.900 after.")
+    second = metrics.locator(".gl-post-reveal")
+    exact = second.locator("tr", has_text="Exact agreement").locator("td")
+    sync_api.expect(exact.nth(0)).to_have_text("0.800")
+    sync_api.expect(exact.nth(1)).to_have_text("1.000")
+    sync_api.expect(exact.nth(2)).to_have_text("+0.200")
+    sync_api.expect(second.locator("tr", has_text="Pearson r").locator("td").nth(1)).to_have_text(
+        f"{pearson_after:.3f}")

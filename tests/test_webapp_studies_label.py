@@ -105,7 +105,7 @@ def test_a_label_given_before_its_item_was_graded_gets_its_reveal_once_it_is(dem
     assert "has not graded this item yet" in message(ann.submit(1), "gl-label-message")
     assert ann.cursor.mode == "label"  # nothing to reveal yet: on to the next item
 
-    handler(demo, "on_grade_all")(study_id, request=signed_in("ada"))
+    base.grade_all(demo, study_id)
     view = ann.skip()
     assert ann.cursor.mode == "reveal" and ann.cursor.item_id == first
     assert "You gave 1; the model gave 1" in message(view, "gl-label-reveal-text")

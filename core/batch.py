@@ -32,8 +32,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from core.errors import ContextTooLongError, GliderError, InputError, JudgeError
 from core.grading import GradeRequest, GradeResult, grade_batch
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, JudgeBackend
+from core.judgments import JudgmentRow, judgment_row
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT, infer_scale
-from core.store import Base, JudgmentRow, Store, UTCDateTime, judgment_row
+from core.store import Base, Store, UTCDateTime
 from core.tables import RowError, Table, TableError, is_blank, read_table
 
 PENDING, DONE, ERROR = "pending", "done", "error"
@@ -408,14 +409,15 @@ class BatchJobs:
         for number, message in parse_errors.items():
             entries.append((number, {}, [], f"Row {number} could not be read: {message}"))
         entries.sort(key=lambda entry: entry[0])
-        job_row = BatchJobRow(key=key, name=name[:200], source=str(source), source_sha256=digest,
-                              columns=list(table.columns), settings=settings, judge=dict(judge), status=READY,
-                              message="", total_rows=len(entries), runner=None, heartbeat_at=None,
-                              created_at=now, updated_at=now)
-        with self.store.session("create a batch job in", write=True) as session:
+
+        def create(session: Session) -> tuple[Job, bool]:
             raced = session.scalar(select(BatchJobRow).where(BatchJobRow.key == key))
             if raced is not None:  # the same command started twice at once: one job
-                return OpenedJob(_job(raced), False, list(table.notes), list(table.errors))
+                return _job(raced), False
+            job_row = BatchJobRow(key=key, name=name[:200], source=str(source), source_sha256=digest,
+                                  columns=list(table.columns), settings=settings, judge=dict(judge), status=READY,
+                                  message="", total_rows=len(entries), runner=None, heartbeat_at=None,
+                                  created_at=now, updated_at=now)
             session.add(job_row)
             session.flush()
             session.execute(
@@ -425,14 +427,17 @@ class BatchJobs:
                   "updated_at": now}
                  for position, (number, values, fields, problem) in enumerate(entries)],
             )
-            job = _job(job_row)
-        return OpenedJob(job, True, list(table.notes), list(table.errors))
+            return _job(job_row), True
+
+        job, created = self.store.write("create a batch job in", create)
+        return OpenedJob(job, created, list(table.notes), list(table.errors))
 
     def forget(self, source: str | Path, spec: JobSpec, judge: Mapping[str, Any]) -> bool:
         """Delete the job this data, spec and judge would resume (its judgments stay in History)."""
         table, digest = read_source(source)
         key = job_key(digest, spec, judge)
-        with self.store.session("delete a batch job from", write=True) as session:
+
+        def work(session: Session) -> bool:
             job = session.scalar(select(BatchJobRow).where(BatchJobRow.key == key))
             if job is None:
                 return False
@@ -441,6 +446,8 @@ class BatchJobs:
             session.execute(delete(BatchRowRow).where(BatchRowRow.job_id == job.id))
             session.delete(job)
             return True
+
+        return self.store.write("delete a batch job from", work)
 
     # ---- reading
 
@@ -551,7 +558,8 @@ class BatchJobs:
 
     def _acquire(self, job_id: int, token: str) -> Job:
         now = _now()
-        with self.store.session("start a batch job in", write=True) as session:
+
+        def work(session: Session) -> Job:
             row = session.get(BatchJobRow, job_id)
             if row is None:
                 raise InputError(f"There is no batch job with id {job_id!r}.")
@@ -565,14 +573,18 @@ class BatchJobs:
             row.runner, row.heartbeat_at, row.status, row.message, row.updated_at = token, now, RUNNING, "", now
             return _job(row)
 
+        return self.store.write("start a batch job in", work)
+
     def _release(self, job_id: int, token: str, status: str, message: str, *, quiet: bool = False) -> JobProgress:
+        def work(session: Session) -> JobProgress:
+            session.execute(
+                update(BatchJobRow).where(BatchJobRow.id == job_id, BatchJobRow.runner == token)
+                .values(runner=None, status=status, message=message, updated_at=_now())
+            )
+            return self._progress(session, job_id)
+
         try:
-            with self.store.session("save a batch job to", write=True) as session:
-                session.execute(
-                    update(BatchJobRow).where(BatchJobRow.id == job_id, BatchJobRow.runner == token)
-                    .values(runner=None, status=status, message=message, updated_at=_now())
-                )
-                return self._progress(session, job_id)
+            return self.store.write("save a batch job to", work)
         except GliderError:
             if quiet:  # already failing: keep the original error
                 return JobProgress(job_id, status, 0, 0, 0, message=message)
@@ -596,7 +608,8 @@ class BatchJobs:
     ) -> list[RowResult]:
         """Store one batch's judgments and row states in one transaction, if this runner still holds the job."""
         now = _now()
-        with self.store.session("save batch results to", write=True) as session:
+
+        def work(session: Session) -> list[RowResult]:
             held = session.execute(
                 update(BatchJobRow).where(BatchJobRow.id == job_id, BatchJobRow.runner == token)
                 .values(heartbeat_at=now, updated_at=now)
@@ -628,6 +641,8 @@ class BatchJobs:
                 .where(BatchRowRow.id.in_(changed)).order_by(BatchRowRow.position)
             ).all()
             return [_row_result(row, judgment) for row, judgment in rows]
+
+        return self.store.write("save batch results to", work)
 
     # ---- exporting
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from core import __version__
 from core.errors import GliderError, InputError
@@ -18,9 +18,6 @@ from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, Generation,
 from core.parse import Judgment, parse_output
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT, build_prompt, infer_scale, prompt_sha256
 from core.spans import locate
-
-if TYPE_CHECKING:
-    from core.store import Store
 
 
 @dataclass(frozen=True)
@@ -97,6 +94,17 @@ class GradeResult:
         }
 
 
+class GradeSink(Protocol):
+    """Where finished grades are kept: core.judgments.Judgments, or a core.store.Store (which delegates to it).
+
+    Grading depends only on this method, not on the store, so core.grading never imports core.store.
+    """
+
+    def save_grade(self, result: GradeResult) -> int:
+        """Persist one finished grade; return its judgment id."""
+        ...
+
+
 def locate_in_fields(fields: Mapping[str, str], phrases: list[str]) -> tuple[list[FieldSpan], list[str]]:
     """Find each phrase in every non-blank field; return the spans and the phrases found nowhere."""
     spans: list[FieldSpan] = []
@@ -149,7 +157,7 @@ def _finish(
     fields: dict[str, str],
     generation: Generation,
     started: float,
-    store: Store | None,
+    store: GradeSink | None,
 ) -> GradeResult:
     judgment = parse_output(generation.text, scale)
     spans, ungrounded = locate_in_fields(fields, list(judgment.highlights))
@@ -194,8 +202,8 @@ def _with_id(result: GradeResult, judgment_id: int) -> GradeResult:
     return replace(result, judgment_id=judgment_id)
 
 
-def grade(backend: JudgeBackend, request: GradeRequest, store: Store | None = None) -> GradeResult:
-    """Grade one item and (when a store is given) persist it; raises InputError/JudgeError subclasses."""
+def grade(backend: JudgeBackend, request: GradeRequest, store: GradeSink | None = None) -> GradeResult:
+    """Grade one item and (when a GradeSink is given) persist it; raises InputError/JudgeError subclasses."""
     started = time.perf_counter()
     prompt, scale, fields = _prepare(request)
     generation = backend.generate(prompt, scale=scale, max_new_tokens=request.max_new_tokens)
@@ -203,7 +211,7 @@ def grade(backend: JudgeBackend, request: GradeRequest, store: Store | None = No
 
 
 def grade_stream(
-    backend: JudgeBackend, request: GradeRequest, store: Store | None = None
+    backend: JudgeBackend, request: GradeRequest, store: GradeSink | None = None
 ) -> Iterator[str | GradeResult]:
     """Like grade, yielding the generated text's deltas first and the stored GradeResult last."""
     started = time.perf_counter()
@@ -220,7 +228,7 @@ def grade_stream(
 
 
 def grade_batch(
-    backend: JudgeBackend, requests: Sequence[GradeRequest], store: Store | None = None
+    backend: JudgeBackend, requests: Sequence[GradeRequest], store: GradeSink | None = None
 ) -> list[GradeResult | GliderError]:
     """Grade many items with as few model calls as the back-end allows, in the order given.
 

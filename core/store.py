@@ -1,25 +1,28 @@
-"""Storage of judgments through SQLAlchemy 2.x (SQLite file by default, any SQLAlchemy URL works).
+"""The database behind GLIDER Studio through SQLAlchemy 2.x (SQLite file by default, any SQLAlchemy URL works).
 
 One class, `Store`, owns the engine: every read and write opens, commits and closes its session in
-`Store._session`, and every database failure leaves it as a `StorageError` with a message a user can
-act on. The schema only ever changes through `MIGRATIONS`, an ordered list of named steps recorded
-in the `schema_migrations` table; each step carries a frozen copy of the DDL it needs, so appending
-a column to the ORM model later never changes what an old migration does.
+`Store._session`, every write goes through `Store.write` (one transaction, retried while the file is
+locked), and every database failure leaves it as a `StorageError` with a message a user can act on.
+The schema only ever changes through `MIGRATIONS`, an ordered list of named steps recorded in the
+`schema_migrations` table; each step carries a frozen copy of the DDL it needs, so appending a column
+to an ORM model later never changes what an old migration does.
+
+This module is infrastructure only: it imports no domain module. What is stored lives with its
+feature (judgments in core.judgments, studies in core.studies, batch jobs in core.batch).
 """
 
 from __future__ import annotations
 
-import json
+import random
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -41,67 +44,28 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    func,
     insert,
     inspect,
     select,
     text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from core.errors import StorageError
-from core.prompt import MODEL_OUTPUT
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # only for the compatibility methods at the end of Store; never imported at run time
     from core.grading import GradeResult
+    from core.judgments import JudgmentSummary, StoredJudgment
 
 # How long a writer waits for another writer's lock before SQLite gives up with "database is locked".
 BUSY_TIMEOUT_MS = 5000
-PREVIEW_CHARS = 80
+# How often Store.write runs a transaction that found the database locked (or lost a unique-key race).
+WRITE_ATTEMPTS = 6
 
-
-@dataclass(frozen=True)
-class JudgmentSummary:
-    """One row of the History list."""
-
-    id: int
-    created_at: datetime
-    score: int | None
-    status: str
-    model_id: str
-    preview: str  # the first ~80 characters of the graded output field (or first non-empty field)
-
-
-@dataclass(frozen=True)
-class StoredJudgment:
-    """A judgment as stored: everything needed to show it again or reproduce it."""
-
-    id: int
-    created_at: datetime
-    fields: dict[str, str]  # tag -> text, in the original order
-    pass_criteria: str
-    rubric: str
-    scale: tuple[int, int]
-    raw_output: str
-    reasoning: str | None
-    highlights: list[str]
-    score: int | None
-    status: str  # ok | repaired | failed
-    problems: list[str]
-    spans: list[dict[str, Any]]  # each {"field", "start", "end", "phrase"}
-    ungrounded: list[str]
-    distribution: dict[int, float] | None
-    distribution_mass: float | None
-    expected_score: float | None
-    confidence: float | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    timings: dict[str, float] = field(default_factory=dict)
-    repro: dict[str, Any] = field(default_factory=dict)  # backend, model_id, revision, quantization, ...
-    warnings: list[str] = field(default_factory=list)
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,50 +98,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # --------------------------------------------------------------------------------------------------
-# ORM model: the *current* shape of the tables. Migrations below hold their own frozen copies.
+# ORM base: each feature declares the *current* shape of its tables on it (core.judgments,
+# core.studies, core.batch). Migrations below hold their own frozen copies.
 
 
 class Base(DeclarativeBase):
-    """Declarative base of the store's ORM models."""
-
-
-class JudgmentRow(Base):
-    """One stored judgment (table `judgments`)."""
-
-    __tablename__ = "judgments"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    # Plain, indexed copies of the reproducibility record, so History can filter without JSON paths.
-    model_id: Mapped[str] = mapped_column(String(512), index=True)
-    backend: Mapped[str] = mapped_column(String(64), index=True)
-    prompt_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    # A JSON list of [tag, text] pairs: JSON objects are unordered in some databases (Postgres jsonb).
-    fields: Mapped[list[list[str]]] = mapped_column(JSON)
-    # Computed once at save time so the History list never has to load whole fields.
-    preview: Mapped[str] = mapped_column(Text)
-    pass_criteria: Mapped[str] = mapped_column(Text)
-    rubric: Mapped[str] = mapped_column(Text)
-    scale_min: Mapped[int] = mapped_column(Integer)
-    scale_max: Mapped[int] = mapped_column(Integer)
-    raw_output: Mapped[str] = mapped_column(Text)
-    reasoning: Mapped[str | None] = mapped_column(Text)
-    highlights: Mapped[list[str]] = mapped_column(JSON)
-    score: Mapped[int | None] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))
-    problems: Mapped[list[str]] = mapped_column(JSON)
-    spans: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    ungrounded: Mapped[list[str]] = mapped_column(JSON)
-    # none_as_null: "no distribution" is SQL NULL, not the JSON text 'null'.
-    distribution: Mapped[dict[str, float] | None] = mapped_column(JSON(none_as_null=True))
-    distribution_mass: Mapped[float | None] = mapped_column(Float)
-    expected_score: Mapped[float | None] = mapped_column(Float)
-    confidence: Mapped[float | None] = mapped_column(Float)
-    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
-    completion_tokens: Mapped[int | None] = mapped_column(Integer)
-    timings: Mapped[dict[str, float]] = mapped_column(JSON)
-    warnings: Mapped[list[str]] = mapped_column(JSON)
-    repro: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Declarative base of every ORM model kept in this database."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -443,6 +369,22 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _retryable(error: StorageError, integrity_retries_left: bool) -> bool:
+    """Whether Store.write should run a failed transaction again."""
+    cause = error.__cause__
+    if isinstance(cause, OperationalError):
+        text = str(cause).lower()
+        return "locked" in text or "busy" in text
+    # Another writer inserted the same unique key between our check and our insert (databases without
+    # SQLite's up-front write lock): run the work again, which now sees that row.
+    return isinstance(cause, IntegrityError) and integrity_retries_left
+
+
+def _back_off(attempt: int) -> None:
+    # Jittered, so writers that collided do not collide again in step.
+    time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
+
+
 def _explain(error: BaseException, where: str, action: str) -> str:
     """An actionable sentence for a database failure."""
     reason = str(getattr(error, "orig", None) or error).strip()
@@ -463,26 +405,6 @@ def _explain(error: BaseException, where: str, action: str) -> str:
     if "disk" in lowered and ("full" in lowered or "i/o" in lowered):
         return f"Could not {action} the database at {where}: the disk is full or failing ({reason})."
     return f"Could not {action} the database at {where}: {reason}. {hint}"
-
-
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("GradeResult.created_at must be timezone-aware (use datetime.now(UTC)).")
-    return value.astimezone(UTC)
-
-
-def _jsonable(value: Any) -> Any:
-    """A JSON-safe copy: tuples become lists, unknown objects (a torch dtype ...) their str()."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def _preview(fields: Mapping[str, str]) -> str:
-    """The graded output (or the first non-blank field), whitespace collapsed, cut to ~80 characters."""
-    text = fields.get(MODEL_OUTPUT) or ""
-    if not text.strip():
-        text = next((t for t in fields.values() if t and t.strip()), "")
-    flat = " ".join(text.split())
-    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1].rstrip() + "…"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -648,7 +570,7 @@ class Store:
         with self._lock, self._storage_errors(action), self._sessions.begin() as session:
             yield session
 
-    # ---- access for other core modules (core.studies) that keep their own tables in this database
+    # ---- access for the modules that keep their tables in this database (core.judgments, core.studies, ...)
 
     @property
     def engine(self) -> Engine:
@@ -668,6 +590,29 @@ class Store:
                 session.connection(execution_options={"glider_immediate": True})
             yield session
 
+    def write(self, action: str, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` in one short write transaction and return what it returns; THE write path.
+
+        On SQLite the write lock is taken up front (BEGIN IMMEDIATE). When the database stays locked past
+        the busy timeout, the whole transaction runs again after a jittered back-off, up to WRITE_ATTEMPTS
+        times; a unique-constraint race (IntegrityError) runs again once, so work that checks before it
+        inserts sees the other writer's row then. `work` must therefore only change the database through
+        `session`. Failures are StorageError ("Could not {action} the database ..."); other exceptions
+        raised by `work` roll the transaction back and pass through unchanged, without a retry.
+        """
+        integrity_retries = 1
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.session(action, write=True) as session:
+                    return work(session)
+            except StorageError as error:
+                if attempt == WRITE_ATTEMPTS - 1 or not _retryable(error, integrity_retries > 0):
+                    raise
+                if isinstance(error.__cause__, IntegrityError):
+                    integrity_retries -= 1
+                _back_off(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # ---- queries
 
     def schema_version(self) -> int:
@@ -681,122 +626,36 @@ class Store:
             rows = session.execute(select(_SCHEMA_MIGRATIONS).order_by(_SCHEMA_MIGRATIONS.c.version))
             return [(row.version, row.name, row.applied_at) for row in rows]
 
+    # ---- judgments: compatibility for callers written before core.judgments existed. Each delegates to
+    # core.judgments.Judgments (imported when called, so importing this module loads no domain module);
+    # new code uses Judgments(store) directly.
+
     def save_grade(self, result: GradeResult) -> int:
-        """Store one finished grade with its reproducibility record; returns the new judgment id."""
-        row = judgment_row(result)
-        with self._session("save a judgment to") as session:
-            session.add(row)
-            session.flush()
-            return row.id
+        """Judgments(self).save_grade(result): store one finished grade; returns the new judgment id."""
+        from core.judgments import Judgments
+
+        return Judgments(self).save_grade(result)
 
     def get_judgment(self, judgment_id: int) -> StoredJudgment | None:
-        """The stored judgment with this id, or None when there is none."""
-        with self._session("read") as session:
-            row = session.get(JudgmentRow, judgment_id)
-            return None if row is None else _to_stored(row)
+        """Judgments(self).get(judgment_id): the stored judgment with this id, or None."""
+        from core.judgments import Judgments
+
+        return Judgments(self).get(judgment_id)
 
     def list_judgments(self, limit: int = 100, offset: int = 0) -> list[JudgmentSummary]:
-        """Summaries of stored judgments, newest first."""
-        if limit < 0 or offset < 0:
-            raise ValueError("limit and offset must not be negative.")
-        query = (
-            select(
-                JudgmentRow.id,
-                JudgmentRow.created_at,
-                JudgmentRow.score,
-                JudgmentRow.status,
-                JudgmentRow.model_id,
-                JudgmentRow.preview,
-            )
-            # id breaks ties between judgments saved within the same microsecond.
-            .order_by(JudgmentRow.created_at.desc(), JudgmentRow.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        with self._session("read") as session:
-            return [JudgmentSummary(*row) for row in session.execute(query)]
+        """Judgments(self).summaries(limit, offset): summaries of stored judgments, newest first."""
+        from core.judgments import Judgments
+
+        return Judgments(self).summaries(limit, offset)
 
     def count_judgments(self) -> int:
-        """How many judgments are stored."""
-        with self._session("read") as session:
-            return session.scalar(select(func.count()).select_from(JudgmentRow)) or 0
+        """Judgments(self).count(): how many judgments are stored."""
+        from core.judgments import Judgments
+
+        return Judgments(self).count()
 
     def delete_judgment(self, judgment_id: int) -> bool:
-        """Delete one judgment; False when no judgment had this id."""
-        with self._session("delete a judgment from") as session:
-            row = session.get(JudgmentRow, judgment_id)
-            if row is None:
-                return False
-            session.delete(row)
-            return True
+        """Judgments(self).delete(judgment_id): delete one judgment; False when there was none."""
+        from core.judgments import Judgments
 
-
-def judgment_row(result: GradeResult) -> JudgmentRow:
-    """The ORM row of one finished grade (not yet added to a session): for callers that batch writes."""
-    request, judgment, generation = result.request, result.judgment, result.generation
-    fields = {str(tag): str(text) for tag, text in request.fields.items()}
-    repro = _jsonable(dict(result.backend))
-    distribution = generation.distribution
-    status = judgment.status
-    row = JudgmentRow(
-        created_at=_utc(result.created_at),
-        model_id=str(repro.get("model_id") or ""),
-        backend=str(repro.get("backend") or ""),
-        prompt_sha256=str(repro.get("prompt_sha256") or ""),
-        fields=[[tag, text] for tag, text in fields.items()],
-        preview=_preview(fields),
-        pass_criteria=request.pass_criteria,
-        rubric=request.rubric,
-        scale_min=int(result.scale[0]),
-        scale_max=int(result.scale[1]),
-        raw_output=judgment.raw,
-        reasoning=judgment.reasoning,
-        highlights=list(judgment.highlights),
-        score=judgment.score,
-        status=str(getattr(status, "value", status)),
-        problems=list(judgment.problems),
-        spans=[
-            {"field": span.field, "start": span.start, "end": span.end, "phrase": span.phrase}
-            for span in result.spans
-        ],
-        ungrounded=list(result.ungrounded),
-        distribution={str(k): float(v) for k, v in distribution.items()} if distribution else None,
-        distribution_mass=generation.distribution_mass,
-        expected_score=result.expected_score,
-        confidence=result.confidence,
-        prompt_tokens=generation.prompt_tokens,
-        completion_tokens=generation.completion_tokens,
-        timings=_jsonable(dict(result.timings)),
-        warnings=list(result.warnings),
-        repro=repro,
-    )
-    return row
-
-
-def _to_stored(row: JudgmentRow) -> StoredJudgment:
-    return StoredJudgment(
-        id=row.id,
-        created_at=row.created_at,
-        fields={tag: text for tag, text in row.fields},
-        pass_criteria=row.pass_criteria,
-        rubric=row.rubric,
-        scale=(row.scale_min, row.scale_max),
-        raw_output=row.raw_output,
-        reasoning=row.reasoning,
-        highlights=list(row.highlights),
-        score=row.score,
-        status=row.status,
-        problems=list(row.problems),
-        spans=[dict(span) for span in row.spans],
-        ungrounded=list(row.ungrounded),
-        # JSON object keys are always strings: restore the integer score values.
-        distribution={int(k): float(v) for k, v in row.distribution.items()} if row.distribution else None,
-        distribution_mass=row.distribution_mass,
-        expected_score=row.expected_score,
-        confidence=row.confidence,
-        prompt_tokens=row.prompt_tokens,
-        completion_tokens=row.completion_tokens,
-        timings=dict(row.timings),
-        repro=dict(row.repro),
-        warnings=list(row.warnings),
-    )
+        return Judgments(self).delete(judgment_id)

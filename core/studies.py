@@ -58,8 +58,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.errors import GliderError, InputError, RubricError, StorageError
+from core.judgments import JudgmentRow, StoredJudgment
 from core.prompt import infer_scale
-from core.store import Base, JudgmentRow, Store, StoredJudgment, UTCDateTime
+from core.store import Base, Store, UTCDateTime
 from core.tables import RowError, TableError, is_blank, preview_value, read_table
 
 ADMIN, ANNOTATOR = "admin", "annotator"

@@ -29,9 +29,11 @@ from core.batch import (
     load_rubric_file,
 )
 from core.errors import InputError, JudgeError, RubricError
-from core.store import JudgmentRow, Store
+from core.judgments import JudgmentRow
+from core.store import Store
 from core.tables import TableError
 from tests.fakes import ScriptedJudge
+from tests.test_store import WriteLock, release_on_back_off
 
 RUBRIC = "0: The MODEL OUTPUT is not faithful to the CONTEXT.\n1: The MODEL OUTPUT is faithful to the CONTEXT."
 SPEC = JobSpec(pass_criteria="Is the MODEL OUTPUT faithful to the CONTEXT?", rubric=RUBRIC)
@@ -328,6 +330,29 @@ def test_forget_starts_over(jobs: BatchJobs, tmp_path: Path) -> None:
     fresh = jobs.open(data, SPEC, JUDGE)
     assert fresh.created and jobs.progress(fresh.job.id).done == 0
     assert judgment_count(jobs) == 2  # earlier judgments stay in History
+
+
+def test_every_batch_write_waits_out_a_locked_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another program holds the write lock at each kind of batch write; Store.write's retry gets through."""
+    path = tmp_path / "jobs.db"
+    lock = WriteLock(path)
+    backed_off = release_on_back_off(monkeypatch, lock)  # SQLite gives up after 50 ms; the back-off frees it
+    try:
+        jobs = BatchJobs(Store.from_path(path))
+        data = write_jsonl(tmp_path / "data.jsonl", sample_rows(4))
+        lock.take()
+        job = jobs.open(data, SPEC, JUDGE).job  # create
+        assert backed_off == [0]
+        lock.take()
+        # Taken again after every batch: the start, the second batch's results and the end each meet it.
+        final = jobs.run(job.id, ScriptedJudge(), batch_size=2, on_progress=lambda p, f: lock.take())
+        assert final.status == FINISHED and final.done == 4 and judgment_count(jobs) == 4
+        assert backed_off == [0, 0, 0, 0]  # create, start, results of batch 2, finish
+        lock.take()
+        assert jobs.forget(data, SPEC, JUDGE) is True
+        assert backed_off == [0] * 5
+    finally:
+        lock.close()
 
 
 def test_bad_batch_size(jobs: BatchJobs, tmp_path: Path) -> None:

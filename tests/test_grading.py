@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import InputError, RubricError
-from core.grading import GradeRequest, GradeResult, grade, grade_batch, grade_stream, locate_in_fields
+from core.grading import GradeRequest, GradeResult, GradeSink, grade, grade_batch, grade_stream, locate_in_fields
+from core.judgments import Judgments
 from core.store import Store
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import ScriptedJudge
@@ -143,3 +144,31 @@ def test_an_empty_model_output_is_refused_before_the_judge_runs(fields: dict[str
 def test_a_model_output_or_custom_fields_are_graded(fields: dict[str, str]) -> None:
     result = grade(ScriptedJudge(), GradeRequest(fields, "Is it faithful?", "0: no\n1: yes"))
     assert result.judgment.status == "ok"
+
+
+class ListSink:
+    """A GradeSink that keeps grades in a list: grading needs nothing from a database but save_grade."""
+
+    def __init__(self) -> None:
+        self.saved: list[GradeResult] = []
+
+    def save_grade(self, result: GradeResult) -> int:
+        self.saved.append(result)
+        return 100 + len(self.saved)
+
+
+def test_grades_go_to_any_grade_sink_and_the_repository_is_one(tmp_path: Path) -> None:
+    sink: GradeSink = ListSink()
+    request = GradeRequest({"CONTEXT": "Paris is the capital of France.", "MODEL OUTPUT": "The capital is Paris."},
+                           "Faithful?", "0: no\n1: yes")
+    one = grade(ScriptedJudge(), request, sink)
+    *_, streamed = grade_stream(ScriptedJudge(), request, sink)
+    batched = grade_batch(ScriptedJudge(), [request, request], sink)
+    assert [one.judgment_id, streamed.judgment_id] + [r.judgment_id for r in batched] == [101, 102, 103, 104]
+    assert [r.judgment.score for r in sink.saved] == [1, 1, 1, 1]
+    assert all(r.judgment_id is None for r in sink.saved)  # the sink gets the result; the id comes back
+
+    with Store.from_path(tmp_path / "judgments.db") as store:
+        judgments: GradeSink = Judgments(store)
+        stored = Judgments(store).get(grade(ScriptedJudge(), request, judgments).judgment_id)  # type: ignore[arg-type]
+        assert stored is not None and stored.score == 1 and stored.fields == dict(request.fields)

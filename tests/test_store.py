@@ -1,4 +1,7 @@
-"""The judgment store, tested on real SQLite files (no mocks)."""
+"""The database infrastructure (core.store): files, migrations, errors, the one write path.
+
+Tested on real SQLite files (no mocks); stored judgments are the data (their own tests: test_judgments.py).
+"""
 
 from __future__ import annotations
 
@@ -6,71 +9,18 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
+import core.store
 from core.errors import StorageError
-from core.grading import FieldSpan, GradeRequest, GradeResult
-from core.judge.base import Generation
-from core.parse import parse_output
+from core.judgments import Judgments
 from core.settings import default_data_dir, default_db_url
-from core.store import MIGRATIONS, JudgmentRow, Migration, Store
-from tests.fakes import WELL_FORMED
-
-ANSWER = WELL_FORMED
-
-REPRO = {
-    "backend": "transformers",
-    "model_id": "PatronusAI/glider",
-    "revision": "abc123",
-    "quantization": "nf4",
-    "dtype": "bfloat16",
-    "device": "cuda:0",
-    "decoding": {"strategy": "greedy", "temperature": 0.0},
-    "max_new_tokens": 1024,
-    "prompt_sha256": "0" * 64,
-    "app_version": "0.1.0",
-}
-
-CREATED = datetime(2025, 3, 1, 12, 30, 45, 123456, tzinfo=UTC)
-
-
-def make_result(
-    fields: dict[str, str] | None = None,
-    raw: str = ANSWER,
-    created_at: datetime = CREATED,
-    distribution: dict[int, float] | None = None,
-    pass_criteria: str = "Is the response faithful to the context?",
-    rubric: str = "0: The response is not faithful.\n1: The response is faithful.",
-) -> GradeResult:
-    """A complete GradeResult built from the real value types and a really parsed answer."""
-    fields = fields if fields is not None else {
-        "CONTEXT": "France's capital is Paris.",
-        "USER INPUT": "What is the capital of France?",
-        "MODEL OUTPUT": "Paris is the capital of France.",
-    }
-    distribution = distribution if distribution is not None else {0: 0.125, 1: 0.875}
-    generation = Generation(text=raw, prompt_tokens=412, completion_tokens=57, finish_reason="stop",
-                            distribution=distribution, distribution_mass=0.97, seconds=1.25,
-                            first_token_seconds=0.5, settings={"top_k": None})
-    return GradeResult(
-        request=GradeRequest(fields=fields, pass_criteria=pass_criteria, rubric=rubric),
-        prompt="<the rendered GLIDER prompt>",
-        scale=(0, 1),
-        judgment=parse_output(raw, (0, 1)),
-        spans=[FieldSpan("MODEL OUTPUT", 0, 30, "Paris is the capital of France"),
-               FieldSpan("CONTEXT", 10, 17, "capital")],
-        ungrounded=["not in any field"],
-        generation=generation,
-        backend=dict(REPRO),
-        created_at=created_at,
-        timings={"total_s": 1.5, "generation_s": 1.25, "first_token_s": 0.5},
-        warnings=("The prompt is long.",),
-    )
+from core.store import MIGRATIONS, Migration, Store
+from tests.test_judgments import make_result
 
 
 @pytest.fixture
@@ -82,177 +32,6 @@ def db_path(tmp_path: Path) -> Path:
 def store(db_path: Path) -> Iterator[Store]:
     with Store.from_path(db_path) as opened:
         yield opened
-
-
-# ---- round trip
-
-
-def test_full_grade_round_trips(store: Store) -> None:
-    result = make_result()
-    judgment_id = store.save_grade(result)
-    stored = store.get_judgment(judgment_id)
-
-    assert stored is not None
-    assert stored.id == judgment_id
-    assert stored.created_at == CREATED
-    assert stored.fields == dict(result.request.fields)
-    assert stored.pass_criteria == result.request.pass_criteria
-    assert stored.rubric == result.request.rubric
-    assert stored.scale == (0, 1)
-    assert stored.raw_output == ANSWER
-    assert stored.reasoning == result.judgment.reasoning
-    assert stored.highlights == ["Paris is the capital of France", "capital"]
-    assert stored.score == 1
-    assert stored.status == "ok"
-    assert stored.problems == []
-    assert stored.spans == [
-        {"field": "MODEL OUTPUT", "start": 0, "end": 30, "phrase": "Paris is the capital of France"},
-        {"field": "CONTEXT", "start": 10, "end": 17, "phrase": "capital"},
-    ]
-    assert stored.ungrounded == ["not in any field"]
-    assert stored.distribution == {0: 0.125, 1: 0.875}
-    assert stored.distribution_mass == 0.97
-    assert stored.expected_score == pytest.approx(0.875)
-    assert stored.confidence == 0.875
-    assert stored.prompt_tokens == 412
-    assert stored.completion_tokens == 57
-    assert stored.timings == {"total_s": 1.5, "generation_s": 1.25, "first_token_s": 0.5}
-    assert stored.repro == REPRO
-    assert stored.warnings == ["The prompt is long."]
-
-
-def test_repro_is_also_in_indexed_columns(store: Store, db_path: Path) -> None:
-    store.save_grade(make_result())
-    with sqlite3.connect(db_path) as raw:
-        row = raw.execute("SELECT model_id, backend, prompt_sha256 FROM judgments").fetchone()
-        indexes = {r[1] for r in raw.execute("PRAGMA index_list(judgments)")}
-    assert row == ("PatronusAI/glider", "transformers", "0" * 64)
-    assert {"ix_judgments_model_id", "ix_judgments_backend", "ix_judgments_prompt_sha256",
-            "ix_judgments_created_at"} <= indexes
-
-
-def test_missing_distribution_and_score_are_none(store: Store) -> None:
-    result = make_result(raw="no tags at all", distribution={})
-    stored = store.get_judgment(store.save_grade(result))
-    assert stored is not None
-    assert stored.distribution is None
-    assert stored.expected_score is None and stored.confidence is None
-    assert stored.raw_output == "no tags at all"
-    assert (stored.score, stored.status, stored.reasoning, stored.highlights) == (None, "failed", None, [])
-    assert stored.problems == result.judgment.problems and stored.problems
-
-
-PAYLOADS = [
-    "<script>alert('x')</script>",
-    '<img src=x onerror="alert(1)">',
-    "Ünïcödé — “quotes” ‘single’ … 中文 العربية עברית",
-    "emoji 🧪👩🏽‍🔬 and combining e\u0301 vs \u00e9",
-    "line\r\nbreaks\rand\ttabs\n\n  trailing spaces  ",
-    "json-ish {\"a\": [1, 2]} and back\\slashes \\u0000",
-    "nul \x00 inside",
-]
-
-
-@pytest.mark.parametrize("payload", PAYLOADS)
-def test_text_survives_byte_exact(store: Store, payload: str) -> None:
-    fields = {f"TAG {payload[:3]}": payload, "MODEL OUTPUT": payload}
-    result = make_result(fields=fields, raw=payload + ANSWER, pass_criteria=payload, rubric="0: " + payload)
-    stored = store.get_judgment(store.save_grade(result))
-    assert stored is not None
-    assert stored.fields == fields
-    assert stored.raw_output == payload + ANSWER
-    assert stored.pass_criteria == payload
-    assert stored.rubric == "0: " + payload
-    assert all(a.encode() == b.encode() for a, b in zip(stored.fields.values(), fields.values(), strict=True))
-
-
-def test_field_order_is_preserved(store: Store) -> None:
-    fields = {"Zeta": "z", "MODEL OUTPUT": "out", "Alpha": "a", "10": "ten", "2": "two"}
-    stored = store.get_judgment(store.save_grade(make_result(fields=fields)))
-    assert stored is not None
-    assert list(stored.fields.items()) == list(fields.items())
-
-
-def test_distribution_keys_are_ints(store: Store) -> None:
-    result = make_result(distribution={1: 0.1, 2: 0.2, 3: 0.3, 4: 0.25, 5: 0.15})
-    stored = store.get_judgment(store.save_grade(result))
-    assert stored is not None and stored.distribution is not None
-    assert stored.distribution == {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.25, 5: 0.15}
-    assert all(type(key) is int for key in stored.distribution)
-
-
-def test_datetimes_are_aware_utc(store: Store) -> None:
-    india = timezone(timedelta(hours=5, minutes=30))
-    local = datetime(2025, 3, 1, 18, 0, 45, 123456, tzinfo=india)
-    stored = store.get_judgment(store.save_grade(make_result(created_at=local)))
-    assert stored is not None
-    assert stored.created_at.tzinfo is UTC
-    assert stored.created_at == local == CREATED
-    summary = store.list_judgments()[0]
-    assert summary.created_at.tzinfo is UTC and summary.created_at == CREATED
-    assert all(applied_at.tzinfo is UTC for _, _, applied_at in store.applied_migrations())
-
-
-def test_naive_created_at_is_refused(store: Store) -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        store.save_grade(make_result(created_at=datetime(2025, 3, 1, 12, 0)))
-    assert store.count_judgments() == 0
-
-
-# ---- listing, counting, deleting
-
-
-def test_list_is_newest_first_with_paging(store: Store) -> None:
-    days = [3, 1, 4, 2]
-    ids = {day: store.save_grade(make_result(fields={"MODEL OUTPUT": f"answer of day {day}"},
-                                             created_at=CREATED + timedelta(days=day))) for day in days}
-    listed = store.list_judgments()
-    assert [s.id for s in listed] == [ids[4], ids[3], ids[2], ids[1]]
-    assert [s.preview for s in listed] == [f"answer of day {d}" for d in (4, 3, 2, 1)]
-    assert [s.id for s in store.list_judgments(limit=2, offset=1)] == [ids[3], ids[2]]
-    assert store.list_judgments(limit=10, offset=10) == []
-    assert store.count_judgments() == 4
-    first = listed[0]
-    assert (first.score, first.status, first.model_id) == (1, "ok", "PatronusAI/glider")
-
-
-def test_same_timestamp_breaks_ties_by_id(store: Store) -> None:
-    ids = [store.save_grade(make_result()) for _ in range(3)]
-    assert [s.id for s in store.list_judgments()] == ids[::-1]
-
-
-@pytest.mark.parametrize(
-    ("fields", "preview"),
-    [
-        ({"CONTEXT": "ctx", "MODEL OUTPUT": "the  output\n text"}, "the output text"),
-        ({"CONTEXT": "  ", "USER INPUT": "first non-blank", "GOLD ANSWER": "x"}, "first non-blank"),
-        ({"MODEL OUTPUT": "   ", "CONTEXT": "fallback"}, "fallback"),
-        ({"MODEL OUTPUT": "word " * 40}, ("word " * 16).strip() + "…"),
-    ],
-)
-def test_preview(store: Store, fields: dict[str, str], preview: str) -> None:
-    store.save_grade(make_result(fields=fields))
-    got = store.list_judgments()[0].preview
-    assert got == preview
-    assert len(got) <= 80
-
-
-def test_delete(store: Store) -> None:
-    keep, gone = store.save_grade(make_result()), store.save_grade(make_result())
-    assert store.delete_judgment(gone) is True
-    assert store.delete_judgment(gone) is False
-    assert store.get_judgment(gone) is None
-    assert store.get_judgment(keep) is not None
-    assert store.count_judgments() == 1
-
-
-def test_missing_id_is_none(store: Store) -> None:
-    assert store.get_judgment(12345) is None
-
-
-def test_negative_paging_is_refused(store: Store) -> None:
-    with pytest.raises(ValueError):
-        store.list_judgments(limit=-1)
 
 
 # ---- files, connections, migrations
@@ -274,12 +53,6 @@ def test_reopen_keeps_data_and_does_not_reapply_migrations(db_path: Path) -> Non
 def test_wal_mode_is_on(store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:  # journal_mode=WAL is persistent, so a bare connection sees it
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def test_orm_model_matches_migrated_schema(store: Store, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as raw:
-        columns = [row[1] for row in raw.execute("PRAGMA table_info(judgments)")]
-    assert columns == [column.name for column in JudgmentRow.__table__.columns]
 
 
 def _counting_migration(calls: list[str]) -> Migration:
@@ -385,6 +158,144 @@ def test_in_memory_database(url: str) -> None:
         thread.join()
         assert seen[0] is not None  # one shared database, not one per thread
         assert store.schema_version() == MIGRATIONS[-1].version
+
+
+# ---- the one write path: Store.write
+
+
+class WriteLock:
+    """Another program's write transaction on a SQLite file (BEGIN IMMEDIATE), held until released."""
+
+    def __init__(self, path: Path) -> None:
+        self._raw = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.held = False
+
+    def take(self) -> None:
+        self._raw.execute("BEGIN IMMEDIATE")
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self._raw.execute("COMMIT")
+            self.held = False
+
+    def close(self) -> None:
+        self.release()
+        self._raw.close()
+
+
+def release_on_back_off(monkeypatch: pytest.MonkeyPatch, lock: WriteLock | None) -> list[int]:
+    """Make SQLite give up on a lock after 50 ms (for Stores opened afterwards) and Store.write's back-off
+    release `lock` instead of sleeping; returns the attempts that backed off, in order."""
+    backed_off: list[int] = []
+
+    def back_off(attempt: int) -> None:
+        backed_off.append(attempt)
+        if lock is not None:
+            lock.release()
+
+    monkeypatch.setattr(core.store, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(core.store, "_back_off", back_off)
+    return backed_off
+
+
+@pytest.fixture
+def notes(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Store, WriteLock, list[int]]]:
+    """A Store with a `notes` table, another program's (not yet taken) write lock, and the back-offs seen."""
+    db_path.parent.mkdir(parents=True)
+    lock = WriteLock(db_path)
+    backed_off = release_on_back_off(monkeypatch, lock)
+    try:
+        with Store.from_path(db_path) as store:
+            create = text("CREATE TABLE notes (name TEXT UNIQUE NOT NULL)")
+            store.write("create a table in", lambda session: session.execute(create))
+            yield store, lock, backed_off
+    finally:
+        lock.close()
+
+
+def _names(store: Store) -> list[str]:
+    with store.session("read") as session:
+        return list(session.scalars(text("SELECT name FROM notes ORDER BY name")))
+
+
+def test_write_commits_and_returns_what_the_work_returns(notes: tuple[Store, WriteLock, list[int]]) -> None:
+    store, _, backed_off = notes
+    assert store.write("save a note to", lambda s: s.execute(text("INSERT INTO notes VALUES ('a')")).rowcount) == 1
+    assert _names(store) == ["a"] and backed_off == []
+
+
+def test_write_waits_out_a_locked_database(notes: tuple[Store, WriteLock, list[int]]) -> None:
+    store, lock, backed_off = notes
+    lock.take()  # another program is writing: our BEGIN IMMEDIATE times out with "database is locked"
+    calls: list[int] = []
+
+    def work(session: Any) -> str:
+        calls.append(1)
+        session.execute(text("INSERT INTO notes VALUES ('b')"))
+        return "saved"
+
+    assert store.write("save a note to", work) == "saved"
+    assert backed_off == [0] and not lock.held  # one locked attempt, then the retry got the lock
+    assert calls == [1] and _names(store) == ["b"]  # the work ran once: the lock was refused at BEGIN
+
+
+def test_write_gives_up_after_write_attempts(notes: tuple[Store, WriteLock, list[int]],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    store, lock, backed_off = notes
+    lock.take()
+    monkeypatch.setattr(core.store, "_back_off", backed_off.append)  # the lock is never released
+    with pytest.raises(StorageError, match="Could not save a note to the database .* locked") as caught:
+        store.write("save a note to", lambda s: s.execute(text("INSERT INTO notes VALUES ('c')")))
+    assert backed_off == list(range(core.store.WRITE_ATTEMPTS - 1))
+    assert "Traceback" not in str(caught.value)
+    lock.release()
+    assert _names(store) == []
+
+
+def test_write_reruns_a_lost_unique_key_race_once(notes: tuple[Store, WriteLock, list[int]]) -> None:
+    store, _, backed_off = notes
+    store.write("save a note to", lambda s: s.execute(text("INSERT INTO notes VALUES ('d')")))
+    calls: list[int] = []
+
+    def check_then_insert(session: Any) -> str:
+        calls.append(1)
+        # The first run "checked" before the other writer's row existed; the rerun sees it.
+        if len(calls) > 1 and session.scalar(text("SELECT count(*) FROM notes WHERE name = 'd'")):
+            return "already there"
+        session.execute(text("INSERT INTO notes VALUES ('d')"))
+        return "inserted"
+
+    assert store.write("save a note to", check_then_insert) == "already there"
+    assert len(calls) == 2 and backed_off == [0]
+
+    calls.clear()
+    always = lambda s: (calls.append(1), s.execute(text("INSERT INTO notes VALUES ('d')")))  # noqa: E731
+    with pytest.raises(StorageError, match="UNIQUE"):
+        store.write("save a note to", always)
+    assert len(calls) == 2  # one rerun for a unique-key race, not WRITE_ATTEMPTS
+
+
+def test_write_does_not_rerun_other_errors_and_rolls_back(notes: tuple[Store, WriteLock, list[int]]) -> None:
+    store, _, backed_off = notes
+    calls: list[int] = []
+
+    def half_done(session: Any) -> None:
+        calls.append(1)
+        session.execute(text("INSERT INTO notes VALUES ('e')"))
+        raise ValueError("bad input found half way")
+
+    with pytest.raises(ValueError, match="half way"):
+        store.write("save a note to", half_done)
+    assert calls == [1] and backed_off == [] and _names(store) == []
+
+
+def test_judgment_methods_of_store_delegate_to_the_repository(store: Store) -> None:
+    judgments = Judgments(store)
+    saved = store.save_grade(make_result())
+    assert store.get_judgment(saved) == judgments.get(saved) is not None
+    assert store.list_judgments() == judgments.summaries() and store.count_judgments() == judgments.count() == 1
+    assert store.delete_judgment(saved) and judgments.count() == 0
 
 
 # ---- errors a user can act on

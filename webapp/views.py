@@ -22,7 +22,7 @@ from core.spans import locate
 
 if TYPE_CHECKING:
     from core.grading import GradeResult
-    from core.store import StoredJudgment
+    from core.judgments import StoredJudgment
 
 SLOTS = len(DEFAULT_TAGS)
 

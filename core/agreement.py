@@ -42,7 +42,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import krippendorff
 import numpy as np
@@ -338,9 +338,9 @@ def _check_consistency(rows: pd.DataFrame, label: str) -> None:
     item = _first_conflict(items, status_code, present, len(item_ids))
     if item is not None:
         mask = (items == item) & present
-        found = sorted({str(s) for s in status[mask]})
+        statuses = sorted({str(s) for s in status[mask]})
         where = _where(rows, mask, label)
-        raise InputError(f"item {item_ids[item]!r} has conflicting model_status values {found} ({where})")
+        raise InputError(f"item {item_ids[item]!r} has conflicting model_status values {statuses} ({where})")
 
 
 def _first_conflict(items: np.ndarray, values: np.ndarray, present: np.ndarray, n_items: int) -> int | None:
@@ -568,7 +568,9 @@ def _add_ci(metric: dict[str, Any], resampled: np.ndarray | None, n_resamples: i
 # --- human vs human ----------------------------------------------------------------------------
 
 
-def _alpha(value_counts: np.ndarray, labels: list[int], n_annotators: int, level: str) -> dict[str, Any]:
+def _alpha(
+    value_counts: np.ndarray, labels: list[int], n_annotators: int, level: Literal["ordinal", "interval"]
+) -> dict[str, Any]:
     pairable = value_counts[value_counts.sum(axis=1) >= 2]
     n = int(len(pairable))
     if n_annotators < 2:
@@ -738,7 +740,7 @@ def _span_agreement(rows: pd.DataFrame) -> dict[str, Any]:
             for span in spans or ():
                 valid = _valid_span(span)
                 segment = segment_of.get(valid[0]) if valid else None
-                if segment is None:
+                if valid is None or segment is None:
                     ignored += 1
                 else:
                     spans_at[side].append((segment, valid[1], valid[2]))

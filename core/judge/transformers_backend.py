@@ -183,7 +183,7 @@ def _load_tokenizer(model: str, revision: str | None, local_files_only: bool) ->
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    kwargs = {"revision": revision, "local_files_only": local_files_only}
+    kwargs: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(model, **kwargs)
     except (OSError, ValueError, TypeError):

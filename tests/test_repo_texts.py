@@ -47,3 +47,16 @@ def test_running_the_tests_leaves_the_tracked_screenshots_alone(monkeypatch: pyt
     writers = [path for path in sorted((ROOT / "tests").glob("test_*.py")) if ".screenshot(path=" in path.read_text()]
     assert writers and all("screenshot_path(" in path.read_text() for path in writers)
     assert "GLIDER_UPDATE_SCREENSHOTS=1" in (ROOT / "README.md").read_text()
+
+
+def test_every_core_command_a_text_names_exists() -> None:
+    """`python -m core NAME` in the README, the code or the tests names a registered sub-command."""
+    from core.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions if action.dest == "command")
+    registered = set(commands.choices)
+    texts = [*_shipped_texts(), *sorted((ROOT / "tests").rglob("*.py"))]
+    named = {(path.relative_to(ROOT).as_posix(), name) for path in texts
+             for name in re.findall(r"python -m core ([a-z][a-z-]*)", path.read_text())}
+    assert {name for _, name in named} >= {"grade", "agreement", "create-admin"}, named
+    assert sorted(entry for entry in named if entry[1] not in registered) == []

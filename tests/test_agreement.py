@@ -333,6 +333,7 @@ def test_bootstrap_can_be_turned_off() -> None:
     assert report["pearson"]["ci_low"] is None and "disabled" in report["pearson"]["ci_reason"]
 
 
+@pytest.mark.timing
 def test_bootstrap_of_10000_items_is_quick() -> None:
     import time
 

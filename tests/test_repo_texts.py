@@ -60,3 +60,35 @@ def test_every_core_command_a_text_names_exists() -> None:
              for name in re.findall(r"python -m core ([a-z][a-z-]*)", path.read_text())}
     assert {name for _, name in named} >= {"grade", "agreement", "create-admin"}, named
     assert sorted(entry for entry in named if entry[1] not in registered) == []
+
+
+# Imported only where they are present, each behind an ImportError with advice (or only on Hugging Face Spaces).
+OPTIONAL_IMPORTS = {"datasets", "llama_cpp", "spaces"}
+
+
+def test_every_direct_dependency_is_declared() -> None:
+    """Each third-party package that core/, webapp/ or app.py imports is listed in requirements.txt."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    modules = set()
+    for path in [ROOT / "app.py", *sorted((ROOT / "core").rglob("*.py")), *sorted((ROOT / "webapp").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules.add(node.module.split(".")[0])
+    third_party = modules - set(sys.stdlib_module_names) - {"core", "webapp"} - OPTIONAL_IMPORTS
+    assert {"yaml", "tqdm", "gradio", "sqlalchemy"} <= third_party
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    declared = {canonical(re.split(r"[\[<>=!~ ;]", line.strip(), maxsplit=1)[0])
+                for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith(("#", "-"))}
+    installed = packages_distributions()
+    undeclared = sorted(module for module in third_party
+                        if not {canonical(name) for name in installed.get(module, [module])} & declared)
+    assert undeclared == []

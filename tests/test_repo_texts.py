@@ -92,3 +92,11 @@ def test_every_direct_dependency_is_declared() -> None:
     undeclared = sorted(module for module in third_party
                         if not {canonical(name) for name in installed.get(module, [module])} & declared)
     assert undeclared == []
+
+
+def test_every_document_the_code_points_to_is_in_the_repository() -> None:
+    """A comment or docstring that says 'see X.md' names a file a reader of this repository can open."""
+    named = {(path.relative_to(ROOT).as_posix(), doc) for path in _shipped_texts()
+             for doc in re.findall(r"[\w./-]*\w\.md\b", path.read_text())}
+    assert ("core/judge/llamacpp_backend.py", "BENCHMARKS.md") in named
+    assert sorted((where, doc) for where, doc in named if not (ROOT / doc).is_file()) == []

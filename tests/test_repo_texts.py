@@ -100,3 +100,18 @@ def test_every_document_the_code_points_to_is_in_the_repository() -> None:
              for doc in re.findall(r"[\w./-]*\w\.md\b", path.read_text())}
     assert ("core/judge/llamacpp_backend.py", "BENCHMARKS.md") in named
     assert sorted((where, doc) for where, doc in named if not (ROOT / doc).is_file()) == []
+
+
+def test_metric_labels_are_written_once() -> None:
+    """Only core.agreement_labels spells a metric's display name (as given, in ASCII or in lower case)."""
+    import ast
+
+    from core.agreement_labels import METRIC_LABELS, ascii_label
+
+    spellings = {form for key, label in METRIC_LABELS.items() for form in (label, ascii_label(key), label.lower())}
+    home = ROOT / "core" / "agreement_labels.py"
+    found = sorted((path.relative_to(ROOT).as_posix(), node.value) for path in _shipped_texts()
+                   if path.suffix == ".py" and path != home for node in ast.walk(ast.parse(path.read_text()))
+                   if isinstance(node, ast.Constant) and node.value in spellings)
+    assert found == []
+    assert "Spearman rho" in spellings and "weighted \u03ba (quadratic)" in spellings

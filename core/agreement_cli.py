@@ -91,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from core.agreement import agreement_report, load_ratings  # scipy/sklearn load only for this command
 
     try:
-        report = agreement_report(
-            load_ratings(args.file), scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind
-        )
+        rows = load_ratings(args.file)
+        for note in rows.attrs.get("notes", ()):  # e.g. read as Windows-1252: check the accents
+            print(f"note: {note}", file=sys.stderr)
+        report = agreement_report(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -42,7 +42,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import krippendorff
 import numpy as np
@@ -51,6 +51,7 @@ from scipy import stats
 from sklearn.metrics import cohen_kappa_score
 
 from core.errors import InputError
+from core.tables import read_table
 
 REQUIRED_COLUMNS = ("item_id", "annotator", "human_score", "model_score")
 BEFORE, AFTER = "human_score_before_reveal", "human_score_after_reveal"
@@ -90,65 +91,26 @@ _TOKEN = re.compile(r"\w+")
 
 
 def load_ratings(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or JSONL ratings file into validated rows for `agreement_report`; InputError if unreadable.
+    """Read a ratings file into validated rows for `agreement_report`; InputError if unreadable.
 
-    .jsonl / .ndjson / .json are JSON (lines, or one array in a .json file); anything else is read as CSV. Every
-    cell of a CSV is text: ids keep leading zeros, and an empty cell (or NA, N/A, NaN, null, None) in a score
-    column is a missing score. Errors name the data row (CSV, header not counted, or array element) or line.
+    Files are read by core.tables.read_table, as batch grading and study imports read them (CSV with ',' or
+    ';', TSV, JSON Lines, a JSON array; UTF-8 with or without BOM, UTF-16, else Windows-1252 with a note in
+    `.attrs["notes"]`), then checked strictly: a row the reader could not parse is an error here, not a
+    skipped row. Every CSV cell is text: ids keep leading zeros, and an empty cell (or NA, N/A, NaN, null,
+    None) in a score column is a missing score. Errors name the data row (header not counted), line or element.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        frame = _read_jsonl(path) if suffix in {".jsonl", ".ndjson", ".json"} else _read_csv(path)
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    return _normalise(frame, row_label=frame.attrs.get("row_label", "row"))
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        # Every cell as text: item ids keep leading zeros and scores are validated by _normalise.
-        # utf-8-sig: spreadsheet programs often start a CSV with a byte-order mark.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError as exc:
-        raise InputError(f"{path} is empty: expected a header row with {', '.join(REQUIRED_COLUMNS)}") from exc
-    except pd.errors.ParserError as exc:
-        raise InputError(f"{path} is not a readable CSV file: {exc}") from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    frame["source_row"] = np.arange(1, len(frame) + 1)  # data rows, header not counted
-    return frame
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    """JSON lines (one object per line); a .json file may instead hold one array of objects."""
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-        for number, record in enumerate(records, start=1):
-            if not isinstance(record, dict):
-                raise InputError(f"{path}: element {number} of the array is not a JSON object")
-        frame = pd.DataFrame.from_records([{**r, "source_row": n} for n, r in enumerate(records, start=1)])
-        frame.attrs["row_label"] = "element"
-        return frame
-    parsed: list[dict[str, Any]] = []
-    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines(): JSON text may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}: line {number} is not valid JSON ({exc.msg})") from exc
-        if not isinstance(record, dict):
-            raise InputError(f"{path}: line {number} is not a JSON object")
-        parsed.append({**record, "source_row": number})
-    frame = pd.DataFrame.from_records(parsed)
-    frame.attrs["row_label"] = "line"
-    return frame
+    table = read_table(path)
+    if table.errors:
+        shown = "; ".join(f"{table.row_word} {error.row}: {error.message}" for error in table.errors[:3])
+        more = f" (and {len(table.errors) - 3} more)" if len(table.errors) > 3 else ""
+        raise InputError(f"{Path(path).name}: {shown}{more}")
+    columns = list(dict.fromkeys([*table.columns, "source_row"]))  # a header column every row leaves out stays
+    frame = pd.DataFrame([{**values, "source_row": number} for number, values in table.rows], columns=columns)
+    if table.kind in ("csv", "tsv"):
+        frame.columns = [str(c).strip() for c in frame.columns]
+    rows = _normalise(frame, row_label=table.row_word)
+    rows.attrs["notes"] = list(table.notes)
+    return rows
 
 
 def _is_missing(value: Any) -> bool:
@@ -338,9 +300,9 @@ def _check_consistency(rows: pd.DataFrame, label: str) -> None:
     item = _first_conflict(items, status_code, present, len(item_ids))
     if item is not None:
         mask = (items == item) & present
-        found = sorted({str(s) for s in status[mask]})
+        statuses = sorted({str(s) for s in status[mask]})
         where = _where(rows, mask, label)
-        raise InputError(f"item {item_ids[item]!r} has conflicting model_status values {found} ({where})")
+        raise InputError(f"item {item_ids[item]!r} has conflicting model_status values {statuses} ({where})")
 
 
 def _first_conflict(items: np.ndarray, values: np.ndarray, present: np.ndarray, n_items: int) -> int | None:
@@ -568,7 +530,9 @@ def _add_ci(metric: dict[str, Any], resampled: np.ndarray | None, n_resamples: i
 # --- human vs human ----------------------------------------------------------------------------
 
 
-def _alpha(value_counts: np.ndarray, labels: list[int], n_annotators: int, level: str) -> dict[str, Any]:
+def _alpha(
+    value_counts: np.ndarray, labels: list[int], n_annotators: int, level: Literal["ordinal", "interval"]
+) -> dict[str, Any]:
     pairable = value_counts[value_counts.sum(axis=1) >= 2]
     n = int(len(pairable))
     if n_annotators < 2:
@@ -738,7 +702,7 @@ def _span_agreement(rows: pd.DataFrame) -> dict[str, Any]:
             for span in spans or ():
                 valid = _valid_span(span)
                 segment = segment_of.get(valid[0]) if valid else None
-                if segment is None:
+                if valid is None or segment is None:
                     ignored += 1
                 else:
                     spans_at[side].append((segment, valid[1], valid[2]))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.agreement_labels import ascii_label
 from core.errors import InputError
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -24,20 +25,10 @@ _SCALE = re.compile(
     re.VERBOSE,
 )
 
-HEADLINE_LABELS = (
-    ("pearson", "Pearson r"),
-    ("spearman", "Spearman rho"),
-    ("kendall", "Kendall tau-b"),
-    ("exact", "Exact agreement"),
-    ("within_1", "Within +/-1"),
-    ("weighted_kappa", "Weighted kappa (quadratic)"),
-)
-HUMAN_LABELS = (
-    ("krippendorff_alpha_ordinal", "Krippendorff alpha (ordinal)"),
-    ("krippendorff_alpha_interval", "Krippendorff alpha (interval)"),
-    ("mean_pairwise_weighted_kappa", "Mean pairwise weighted kappa"),
-    ("pairwise_exact", "Pairwise exact agreement"),
-)
+HEADLINE_LABELS = tuple((key, ascii_label(key))
+                        for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
+HUMAN_LABELS = tuple((key, ascii_label(key)) for key in ("krippendorff_alpha_ordinal", "krippendorff_alpha_interval",
+                                                         "mean_pairwise_weighted_kappa", "pairwise_exact"))
 
 
 def parse_scale(text: str) -> tuple[int, int]:
@@ -100,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from core.agreement import agreement_report, load_ratings  # scipy/sklearn load only for this command
 
     try:
-        report = agreement_report(
-            load_ratings(args.file), scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind
-        )
+        rows = load_ratings(args.file)
+        for note in rows.attrs.get("notes", ()):  # e.g. read as Windows-1252: check the accents
+            print(f"note: {note}", file=sys.stderr)
+        report = agreement_report(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,9 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, delete, func, select, update
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.errors import ContextTooLongError, GliderError, InputError, JudgeError
@@ -421,7 +422,7 @@ class BatchJobs:
             session.add(job_row)
             session.flush()
             session.execute(
-                BatchRowRow.__table__.insert(),
+                Base.metadata.tables[BatchRowRow.__tablename__].insert(),
                 [{"job_id": job_row.id, "position": position, "row_number": number, "input_values": values,
                   "fields": fields, "status": ERROR if problem else PENDING, "error": problem, "judgment_id": None,
                   "updated_at": now}
@@ -610,10 +611,10 @@ class BatchJobs:
         now = _now()
 
         def work(session: Session) -> list[RowResult]:
-            held = session.execute(
+            held = _rowcount(session.execute(
                 update(BatchJobRow).where(BatchJobRow.id == job_id, BatchJobRow.runner == token)
                 .values(heartbeat_at=now, updated_at=now)
-            ).rowcount
+            ))
             if not held:
                 raise JobBusyError(f"Batch job {job_id} was taken over by another process; this run stops.")
             changed: list[int] = []
@@ -627,10 +628,10 @@ class BatchJobs:
                     values = {"status": ERROR, "error": str(outcome), "judgment_id": None}
                 else:
                     continue  # a judge failure: the row stays pending for the next run
-                done = session.execute(
+                done = _rowcount(session.execute(
                     update(BatchRowRow).where(BatchRowRow.id == row_id, BatchRowRow.status == PENDING)
                     .values(updated_at=now, **values)
-                ).rowcount
+                ))
                 if done:
                     changed.append(row_id)
             if not changed:
@@ -672,6 +673,11 @@ class BatchJobs:
             temporary.unlink(missing_ok=True)
             raise InputError(f"Could not write {path}: {error.strerror or error}.") from error
         return path
+
+
+def _rowcount(result: Result) -> int:
+    """Rows an UPDATE matched: Session.execute is typed to return a Result, but for DML it is a CursorResult."""
+    return cast(CursorResult, result).rowcount
 
 
 def _row_problem(error: GliderError) -> bool:

@@ -1,6 +1,6 @@
 """One grade end to end: prompt → judge → parse → locate spans → store.
 
-The UI, the HTTP API and (later) the CLI all call these functions, so a grade means the same thing
+The UI, the HTTP API and the CLI all call these functions, so a grade means the same thing
 whichever way it was asked for.
 """
 
@@ -17,7 +17,7 @@ from core.errors import GliderError, InputError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, Generation, JudgeBackend, generate_many
 from core.parse import Judgment, parse_output
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT, build_prompt, infer_scale, prompt_sha256
-from core.spans import locate
+from core.spans import locate, ungrounded
 
 
 @dataclass(frozen=True)
@@ -111,8 +111,7 @@ def locate_in_fields(fields: Mapping[str, str], phrases: list[str]) -> tuple[lis
     for tag, text in fields.items():
         if text and text.strip():
             spans.extend(FieldSpan(tag, s.start, s.end, s.phrase) for s in locate(text, phrases))
-    found = {span.phrase for span in spans}
-    return spans, [phrase for phrase in phrases if phrase not in found]
+    return spans, ungrounded(phrases, spans)
 
 
 def check_graded_text(fields: Mapping[str, str]) -> None:
@@ -137,7 +136,7 @@ def _prepare(request: GradeRequest) -> tuple[str, tuple[int, int], dict[str, str
     return prompt, scale, fields
 
 
-def _context_warnings(backend: JudgeBackend, generation: Generation) -> tuple[str, ...]:
+def _context_warnings(generation: Generation) -> tuple[str, ...]:
     warnings = list(generation.warnings)
     if generation.prompt_tokens > TRAINED_CONTEXT and not any("8,192" in w for w in warnings):
         warnings.append(
@@ -188,7 +187,7 @@ def _finish(
         backend=repro,
         created_at=datetime.now(UTC),
         timings=timings,
-        warnings=_context_warnings(backend, generation),
+        warnings=_context_warnings(generation),
     )
     if store is not None:
         judgment_id = store.save_grade(result)

@@ -1160,7 +1160,7 @@ class Studies:
         return self._write("hand out an item from", work)
 
     @staticmethod
-    def _queue_study(sql: Connection, study_id: int) -> Row[Any]:
+    def _queue_study(sql: Connection, study_id: int) -> Row[Any, Any, Any]:
         study = sql.execute(_SQL_QUEUE_STUDY, {"study_id": _id(study_id, "study")}).one_or_none()
         if study is None:
             raise StudyInputError(f"There is no study with id {study_id!r}.")
@@ -1233,6 +1233,7 @@ class Studies:
                       "score_before_reveal": value, "score_after_reveal": None, "spans": checked,
                       "comment": comment, "seconds": seconds, "created_at": now, "updated_at": now}
             added = sql.execute(_SQL_ADD_LABEL, values).inserted_primary_key
+            assert added is not None  # an INSERT into a table with an integer primary key
             # The label now holds its place itself. Claim the annotator's next item in this same
             # transaction, so the next_item call that follows is a read, not a second commit.
             study = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target)

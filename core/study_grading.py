@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from core.batch import DEFAULT_BATCH_SIZE
 from core.errors import GliderError, InputError, JudgeError
@@ -26,7 +26,8 @@ from core.judge.base import DEFAULT_MAX_NEW_TOKENS, JudgeBackend
 from core.store import Store
 from core.studies import Item, Studies, User
 
-UNGRADED, FAILED = "ungraded", "failed"
+UNGRADED: Final = "ungraded"
+FAILED: Final = "failed"
 Which = Literal["ungraded", "failed"]
 PARSE_FAILED = "failed"  # core.parse's status of an answer that gave no score
 

@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from core.judge.options import describe_options, judge_options
     from core.store import Store
     from core.studies import Studies
-    from core.study_grading import FAILED, UNGRADED, select_items, summary_line
+    from core.study_grading import FAILED, UNGRADED, Which, select_items, summary_line
 
-    which = FAILED if args.failed else UNGRADED
+    which: Which = FAILED if args.failed else UNGRADED
     backend_name, options = judge_options(args)
     try:
         store = Store(args.db)
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
             return _fail(EXIT_FAILED, f"{error}\nItems graded so far are kept; run the same command again.")
         print(f"{summary_line(result)} ({result.done} of {result.total} items of {study.name!r} in "
               f"{result.seconds:.1f} s).", file=sys.stderr)
-        for error in result.errors:
-            print(f"not graded: item {error.label}: {error.message}", file=sys.stderr)
+        for problem in result.errors:
+            print(f"not graded: item {problem.label}: {problem.message}", file=sys.stderr)
         if result.failed_to_parse:
             print(f"{result.failed_to_parse} answer(s) failed to parse; regrade them with --failed.", file=sys.stderr)
         if result.halted:

@@ -39,6 +39,12 @@ class Table:
     rows: list[tuple[int, dict[str, Any]]]  # (1-based row number, values); a missing key = a missing value
     errors: list[RowError]  # rows that could not be parsed at all
     notes: list[str]  # remarks about the whole file (e.g. the encoding used)
+    kind: str = "csv"  # the format read: csv, tsv, jsonl (one object per line) or json (an array)
+
+    @property
+    def row_word(self) -> str:
+        """What a row number counts in this format: a data row (header not counted), a line, an element."""
+        return {"jsonl": "line", "json": "element"}.get(self.kind, "row")
 
 
 def _decode(path: Path) -> tuple[str, list[str]]:
@@ -119,12 +125,13 @@ def read_table(path: str | Path) -> Table:
         if stripped.startswith("["):
             table = _read_json_array(path, stripped)
         else:  # a .json file holding one object per line
-            table = _read_jsonl(text)
+            table, kind = _read_jsonl(text), "jsonl"
     elif kind == "jsonl":
         table = _read_jsonl(text)
     else:
         table = _read_csv(path, text, "\t" if kind == "tsv" else None)
     table.notes[:0] = notes
+    table.kind = kind
     if not table.rows and not table.errors:
         raise TableError(f"{path.name} has no data rows.")
     if not table.rows:
@@ -210,7 +217,23 @@ def _read_csv(path: Path, text: str, sep: str | None) -> Table:
         # A short line leaves the missing trailing values as None: those columns are "missing".
         rows.append((number, {column: value for column, value in zip(columns, record, strict=True)
                               if value is not None}))
+    swallowed = _unclosed_quote_row(text, sep)
+    if swallowed is not None and swallowed not in {number for number, _ in rows}:
+        errors.append(RowError(swallowed, "A quote opened in this row is never closed, so the rest of the file "
+                                          "was read into it; close the quote."))
     return Table(columns, rows, errors, [])
+
+
+def _unclosed_quote_row(text: str, sep: str) -> int | None:
+    """The data row whose quote runs to the end of the file, which pandas drops without a word; else None."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True)
+    records = 0  # non-blank records so far, the header included: the failing row's data row number
+    try:
+        for record in reader:
+            records += bool(record)
+    except csv.Error as error:
+        return records if "unexpected end of data" in str(error) else None
+    return None
 
 
 def is_blank(value: Any) -> bool:

@@ -333,6 +333,7 @@ def test_bootstrap_can_be_turned_off() -> None:
     assert report["pearson"]["ci_low"] is None and "disabled" in report["pearson"]["ci_reason"]
 
 
+@pytest.mark.timing
 def test_bootstrap_of_10000_items_is_quick() -> None:
     import time
 
@@ -758,11 +759,13 @@ def test_load_ratings_jsonl(tmp_path: Path) -> None:
             r"row 2: human_score is not a number",
         ),
         ("m.csv", "item_id,annotator,human_score,model_score\n1,a,2,3\n1,b,2,4\n", r"item '1' has conflicting model"),
-        ("j.jsonl", '{"item_id": 1}\nnot json\n', r"line 2 is not valid JSON"),
-        ("k.jsonl", "[1, 2]\n", r"line 1 is not a JSON object"),
+        ("j.jsonl", '{"item_id": 1}\nnot json\n', r"line 2: Not valid JSON"),
+        ("k.jsonl", "[1, 2]\n", r"row 1: Expected a JSON object"),  # no row readable: core.tables' own message
+        ("o.jsonl", '{"item_id": 1}\n[1, 2]\n', r"line 2: Expected a JSON object"),
         ("l.jsonl", '{"item_id": 1, "annotator": "a", "human_score": 1, "model_score": "x"}\n', r"line 1: model_score"),
-        ("b.csv", b"item_id,annotator,human_score,model_score\n1,\xff,2,3\n", "not UTF-8"),
-        ("q.csv", 'item_id,annotator,human_score,model_score\n1,a,2,3,"x\n', "not a readable CSV"),
+        ("q.csv", 'item_id,annotator,human_score,model_score\n1,a,2,3,"x\n', r"row 1: A quote opened"),
+        ("w.csv", "item_id,annotator,human_score,model_score\n1,a,2,3\n2,a,2,3,4\n", r"row 2: Has 5 values"),
+        ("x.xlsx", b"PK\x03\x04 a zip", "looks like a spreadsheet"),
         (
             "f.csv",
             'item_id,annotator,human_score,model_score,fields\n1,a,2,3,"{oops"\n',
@@ -818,8 +821,21 @@ def test_load_ratings_reads_the_apps_export_as_it_is(tmp_path: Path) -> None:
 
 
 def test_load_ratings_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="There is no file at"):
         load_ratings(tmp_path / "nope.csv")
+
+
+def test_load_ratings_reads_files_as_batch_and_import_do(tmp_path: Path) -> None:
+    """Through core.tables: ';' and tab separators, Windows-1252 with a note, numbered rows."""
+    header, row = ["item_id", "annotator", "human_score", "model_score"], ["q1", "Jos\u00e9", "2", "2"]
+    semicolon = tmp_path / "excel-fr.csv"
+    semicolon.write_bytes((";".join(header) + "\r\n" + ";".join(row) + "\r\n").encode("cp1252"))
+    rows = load_ratings(semicolon)
+    assert rows["annotator"].tolist() == ["Jos\u00e9"]
+    assert any("read as Windows-1252" in note for note in rows.attrs["notes"])
+    tab = tmp_path / "r.tsv"
+    tab.write_text("\t".join(header) + "\n" + "\t".join(row) + "\n", encoding="utf-16")
+    assert load_ratings(tab)["item_id"].tolist() == ["q1"] and load_ratings(tab).attrs["notes"] == []
 
 
 def test_core_agreement_needs_no_ui_libraries() -> None:

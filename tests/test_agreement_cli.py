@@ -109,7 +109,7 @@ def test_bad_file_exits_2_without_a_traceback(tmp_path: Path) -> None:
 
 def test_missing_file_and_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(capsys, tmp_path / "absent.csv")
-    assert code == 2 and "cannot read" in err
+    assert code == 2 and "There is no file at" in err
     ratings = ratings_csv(tmp_path / "ratings.csv")
     for args in (("--scale", "5-1"), ("--scale", "one"), ("--resamples", "-4")):
         code, _, err = run_main(capsys, ratings, *args)
@@ -193,3 +193,11 @@ def test_a_non_blind_export_says_the_verdict_was_visible(tmp_path: Path, capsys:
     assert code == 0, err
     assert "Scores: given with the model's verdict visible (not a blind study)" in out
     assert "after the reveal" not in out and "Anchoring" not in out
+
+
+def test_a_file_read_as_windows_1252_is_graded_with_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = ratings_csv(tmp_path / "ratings.csv")
+    path.write_bytes(path.read_text(encoding="utf-8").replace("bob", "Jos\u00e9").encode("cp1252"))
+    code, out, err = run_main(capsys, path)
+    assert code == 0 and "note: ratings.csv is not UTF-8" in err and "read as Windows-1252" in err
+    assert "Human vs model" in out

@@ -84,6 +84,13 @@ def test_ungrounded_highlights_are_reported() -> None:
     assert [s.phrase for s in spans] == ["sky"] and ungrounded == ["faithful to the context"]
 
 
+def test_ungrounded_highlights_follow_spans_ungrounded_once_each_and_never_blank() -> None:
+    """Fields report what core.spans.ungrounded reports for one text: each phrase once, blanks left out."""
+    phrases = ["sky", "faithful", "faithful", "  ", "sea"]
+    spans, ungrounded = locate_in_fields({"MODEL OUTPUT": "The sky is blue.", "CONTEXT": "A grey sea."}, phrases)
+    assert sorted(s.phrase for s in spans) == ["sea", "sky"] and ungrounded == ["faithful"]
+
+
 @pytest.mark.parametrize(
     ("fields", "rubric", "error"),
     [({"MODEL OUTPUT": "x"}, "be nice", RubricError), ({"MODEL OUTPUT": " "}, "0: a\n1: b", InputError)],

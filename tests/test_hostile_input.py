@@ -71,6 +71,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 
 @pytest.mark.parametrize("case", sorted(FORM_CASES))
+@pytest.mark.timing
 def test_the_grade_form_and_the_api_answer_bad_input_with_a_message(services: Services, case: str) -> None:
     fields, criteria, rubric, expected = FORM_CASES[case]
     demo = build(services)
@@ -88,6 +89,7 @@ def test_the_grade_form_and_the_api_answer_bad_input_with_a_message(services: Se
     assert services.store.count_judgments() == 0  # nothing half-graded was stored
 
 
+@pytest.mark.timing
 def test_a_1_mb_paste_to_the_real_judge_is_refused_quickly(trained_model_dir: Path) -> None:
     """The real tokenizer counts the pasted megabyte and refuses it before anything runs on the model."""
     judge = create_backend("transformers", model=str(trained_model_dir), quantization="none")
@@ -148,6 +150,7 @@ FILE_CASES: dict[str, tuple[str, bytes, int, str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(FILE_CASES))
+@pytest.mark.timing
 def test_a_bad_study_import_is_reported_and_good_rows_are_kept(tmp_path: Path, case: str) -> None:
     name, content, good, expected = FILE_CASES[case]
     services = make_study_services(tmp_path)
@@ -175,6 +178,7 @@ def test_a_bad_study_import_is_reported_and_good_rows_are_kept(tmp_path: Path, c
 
 
 @pytest.mark.parametrize("case", sorted(FILE_CASES))
+@pytest.mark.timing
 def test_a_bad_batch_file_is_reported_and_good_rows_are_graded(tmp_path: Path, case: str) -> None:
     name, content, good, expected = FILE_CASES[case]
     services = with_batch(make_services(tmp_path))

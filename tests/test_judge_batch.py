@@ -166,6 +166,7 @@ def test_batch_of_one_and_empty_batch(trained_judge: TransformersJudge, taught_p
     assert row.settings["stop_token_ids"] == trained_judge.stop_token_ids and row.settings["do_sample"] is False
 
 
+@pytest.mark.timing
 def test_batch_timing_is_amortised(trained_judge: TransformersJudge, taught_prompt: str) -> None:
     prompts = [taught_prompt, variant(" It lies on the Seine.")]
     started = time.perf_counter()

@@ -522,6 +522,7 @@ class TestSpeedSwitches:
         generation = judge.generate(taught_prompt, scale=(0, 1))
         assert generation.text == WELL_FORMED and parse_output(generation.text, (0, 1)).score == 1
 
+    @pytest.mark.timing
     def test_the_greedy_loop_adds_no_time_to_the_engines(self, trained_gguf: Path, taught_prompt: str) -> None:
         """Per generated token, the time spent outside llama.cpp's eval: ours against llama-cpp-python's own loop.
 

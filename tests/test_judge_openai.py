@@ -444,6 +444,7 @@ def test_transformers_serve_would_tokenize_glider_prompts_differently(taught_pro
     assert first_word == ["An", "\u2581Anal"]  # 'Analyze', right after <|user|>
 
 
+@pytest.mark.timing
 def test_count_tokens_estimates_then_learns_from_usage(judge: OpenAIJudge, served_answer: Generation,
                                                        taught_prompt: str) -> None:
     started = time.perf_counter()
@@ -516,6 +517,7 @@ def test_the_served_model_is_found_or_named(server_url: str, judge: OpenAIJudge,
     assert "'PatronusAI/glider'" in str(caught.value) and repr(judge.model) in str(caught.value)
 
 
+@pytest.mark.timing
 def test_nothing_listening_fails_quickly(backends: Callable[..., OpenAIJudge]) -> None:
     url = f"http://127.0.0.1:{free_port()}/v1"
     started = time.perf_counter()
@@ -561,6 +563,7 @@ def test_503s_beyond_the_retries_raise(proxy_factory: Callable[..., FaultProxy],
     assert len(proxy.chats()) == 2
 
 
+@pytest.mark.timing
 def test_429_retry_after_is_honoured_and_logprobs_are_read(proxy_factory: Callable[..., FaultProxy],
                                                            backends: Callable[..., OpenAIJudge]) -> None:
     entries = vllm_answer({"1": LN(0.9), "0": LN(0.1)}, "1", END)

@@ -37,6 +37,8 @@ from tests.webapp_helpers import (
     make_study_services,
 )
 
+pytestmark = pytest.mark.load
+
 CLIENTS = 50
 SECONDS = float(os.environ.get("GLIDER_LOAD_SECONDS", "20"))
 ITEMS = 120

@@ -70,6 +70,7 @@ def _label_counts(db_path: Path) -> tuple[int, int, list[int]]:
     return rows, pairs, per_item
 
 
+@pytest.mark.timing
 def test_eight_annotators_label_200_items_each_at_once(db_path: Path, tmp_path: Path) -> None:
     study_id, people = _setup(db_path, tmp_path, ITEMS, overlap=ANNOTATORS)
     done = [0] * ANNOTATORS

@@ -163,7 +163,7 @@ def test_rubric_file_fills_the_form_and_renames_the_mapped_fields(demo: gr.Block
 
 
 def test_spec_keeps_the_command_lines_key_for_the_default_mapping(tmp_path: Path, data: Path) -> None:
-    """The app and `python -m core batch` (no --map) find the same job for the same file and rubric."""
+    """The app and `python -m core grade` (no --map) find the same job for the same file and rubric."""
     columns = ["id", "context", "model_output"]
     ui = build_spec(FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, DEFAULT_TAGS, columns, MAPPING)
     cli = JobSpec(FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)

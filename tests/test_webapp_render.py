@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import html
+import importlib
+import inspect
+import pkgutil
+import re
+import sys
+import types
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
@@ -14,12 +21,13 @@ from core.judge.base import BackendInfo
 from core.presets import Preset
 from core.spans import locate
 from tests.webapp_helpers import XSS_PAYLOADS
-from webapp import render
+from webapp import render, report_html
 from webapp.views import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
 ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1"}
-ALLOWED_ATTRS = {"class", "title", "role"}
+ALLOWED_ATTRS = {"class", "title", "role", "aria-hidden"}
+FIXED_STYLE = re.compile(r"width: \d+(\.\d+)?%")  # a progress bar's width, from numbers only
 
 
 class Markup(HTMLParser):
@@ -62,8 +70,9 @@ def assert_safe(fragment: str, payload: str) -> Markup:
     parsed = Markup(fragment)
     for tag, attrs in parsed.tags:
         assert tag in ALLOWED_TAGS, f"unexpected <{tag}> in {fragment!r}"
-        for name in attrs:
-            assert name in ALLOWED_ATTRS, f"unexpected attribute {name}= in {fragment!r}"
+        for name, value in attrs.items():
+            assert name in ALLOWED_ATTRS or (name == "style" and FIXED_STYLE.fullmatch(value or "")), \
+                f"unexpected attribute {name}= in {fragment!r}"
     lowered = fragment.lower()
     assert "<script" not in lowered and "<img" not in lowered and "<svg" not in lowered
     if any(ch in payload for ch in "<>\""):
@@ -119,6 +128,9 @@ RENDERERS = {
     "hint": render.render_hint,
     "preset": lambda p: render.render_preset(Preset(p, p, p, p, p, {})),
     "marked text": lambda p: render.render_marked_text(p + p, locate(p + p, [p])),
+    "subtitle": render.render_subtitle,
+    "batch status": lambda p: render.render_batch_status(3, p, p, 10, 4, 1, rate=p, eta=p, message=p),
+    "batch judge": lambda p: render.render_batch_judge(p, p, p),
 }
 
 
@@ -126,6 +138,100 @@ RENDERERS = {
 @pytest.mark.parametrize("renderer", sorted(RENDERERS))
 def test_every_renderer_escapes(renderer: str, payload: str) -> None:
     assert_safe(RENDERERS[renderer](payload), payload)
+
+
+def _hostile_report_page(payload: str) -> str:
+    """The downloadable agreement report with the payload as its title, an item id and an annotator's name."""
+    from core.agreement import agreement_report
+
+    rows = [{"item_id": payload if item == 0 else f"q{item}", "annotator": name,
+             "human_score": (item + person) % 5 + 1, "model_score": item % 5 + 1}
+            for item in range(6) for person, name in enumerate((payload, "bob"))]
+    return report_html.report_to_html(agreement_report(rows, scale=(1, 5), n_resamples=0), [], title=payload)
+
+
+# Whole pages: a document's head and tables besides the fragments' markup, still no script, link or image.
+PAGES = {"agreement report": _hostile_report_page}
+PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "table", "thead", "tbody", "tr",
+                            "th", "td"}
+PAGE_ATTRS = ALLOWED_ATTRS | {"lang", "charset", "name", "content", "scope"}
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_every_page_escapes(page: str, payload: str) -> None:
+    document = PAGES[page](payload)
+    parsed = Markup(document)
+    for tag, attrs in parsed.tags:
+        assert tag in PAGE_TAGS and set(attrs) <= PAGE_ATTRS, f"unexpected <{tag} {attrs}>"
+    if any(ch in payload for ch in '<>"'):
+        assert payload not in document and html.escape(payload, quote=True) in document
+    assert payload in parsed.all_text
+
+
+# Renderers that write only their own fixed sentences, whatever the input says.
+FIXED_TEXT = {"score basis": lambda p: render.render_score_basis({"headline_score": {"blind": p, "score": p}})}
+
+
+@pytest.mark.parametrize("payload", XSS_PAYLOADS)
+@pytest.mark.parametrize("renderer", sorted(FIXED_TEXT))
+def test_fixed_text_renderers_show_none_of_the_input(renderer: str, payload: str) -> None:
+    fragment = FIXED_TEXT[renderer](payload)
+    assert fragment and payload not in Markup(fragment).all_text and html.escape(payload) not in fragment
+    assert_safe(fragment, "")
+
+
+def _html_renderers() -> dict[str, Callable[..., str]]:
+    """Every public function of webapp that writes HTML, found by name: render_* and *_html."""
+    import webapp
+
+    found: dict[str, Callable[..., str]] = {}
+    for info in pkgutil.walk_packages(webapp.__path__, "webapp."):
+        module = importlib.import_module(info.name)
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            public = function.__module__ == module.__name__ and not name.startswith("_")
+            if public and (name.startswith("render_") or name.endswith("_html")):
+                found[f"{module.__name__}.{name}"] = function
+    return found
+
+
+def _takes_no_text(function: Callable[..., str]) -> bool:
+    """Only numbers and flags in (or nothing at all): nothing a person or the model wrote can reach the HTML."""
+    annotations = [str(parameter.annotation) for parameter in inspect.signature(function).parameters.values()]
+    return all({part.strip() for part in annotation.split("|")} <= {"int", "float", "bool", "None"}
+               for annotation in annotations)
+
+
+def _called_by(case: Callable[[str], str], payload: str) -> set[types.CodeType]:
+    """The code of every function the case calls directly (or the case itself, when it is a renderer)."""
+    called = {case.__code__} if hasattr(case, "__code__") else set()
+
+    def profile(frame: types.FrameType, event: str, _: object) -> None:
+        if event == "call" and frame.f_back is not None and frame.f_back.f_code is case.__code__:
+            called.add(frame.f_code)
+
+    sys.setprofile(profile)
+    try:
+        case(payload)
+    finally:
+        sys.setprofile(None)
+    return called
+
+
+def test_every_renderer_has_an_escaping_case() -> None:
+    """A renderer added to webapp is found here; it fails until a case pushes the payloads through it."""
+    from tests.test_webapp_studies_render import RENDERERS as STUDY_RENDERERS
+
+    renderers = _html_renderers()
+    assert {"webapp.render.render_score_card", "webapp.render.render_label_fields",
+            "webapp.report_html.report_to_html"} <= set(renderers)
+    cases = [*RENDERERS.values(), *STUDY_RENDERERS.values(), *PAGES.values(), *FIXED_TEXT.values()]
+    covered = set().union(*(_called_by(case, XSS_PAYLOADS[0]) for case in cases))
+    missing = sorted(name for name, function in renderers.items()
+                     if function.__code__ not in covered and not _takes_no_text(function))
+    assert missing == [], f"add a case to RENDERERS (fragments), PAGES (documents) or FIXED_TEXT for each of {missing}"
+    assert {name for name, function in renderers.items() if _takes_no_text(function)} == {
+        "webapp.render.render_header", "webapp.render.render_reveal"}
 
 
 @pytest.mark.parametrize("payload", XSS_PAYLOADS)

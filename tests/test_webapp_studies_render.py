@@ -36,6 +36,8 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "human labels": lambda p: render.render_human_labels([(p, 1, p)]),
     "score basis": lambda p: render.render_agreement_metrics({"headline_score": {"blind": True},
                                                                "pearson": metric(None, reason=p)}),
+    "metric table (label, title, counts, reason)": lambda p: render.render_metric_table(
+        {p: metric(None, reason=p)}, {p: p}, p, p),
     "post-reveal view": lambda p: render.render_anchoring(
         {"post_reveal": {"available": True, "n_items": p, "pearson": metric(0.5)}, "pearson": metric(0.4)}),
 }

@@ -174,9 +174,6 @@ def auth_options(services: Services) -> dict[str, Any]:
     return {"auth": check, "auth_message": AUTH_MESSAGE}
 
 
-_failure = failure_message
-
-
 def _no_judge_message(services: Services) -> str:
     if services.judge_loading:
         return f"The judge ({services.judge_loading}) is still loading; try again when the banner says it is ready."
@@ -455,7 +452,7 @@ class Handlers:
                     else:
                         result = event
         except Exception as error:  # core's errors and anything else: a message, never a traceback
-            yield {g.outcome: _failure(error)}
+            yield {g.outcome: failure_message(error)}
             return
         yield {g.outcome: result if result is not None else "The judge returned no result."}
 
@@ -472,7 +469,7 @@ class Handlers:
             shown = g.panel.show(JudgmentView.from_result(outcome))
         except Exception as error:  # never leave the button busy with nothing shown
             log.exception("Could not render judgment %s", outcome.judgment_id)
-            return {**cleared, g.message: _html(render.render_error(_failure(error)))}
+            return {**cleared, g.message: _html(render.render_error(failure_message(error)))}
         graded = {"judgment_id": outcome.judgment_id, "pass_criteria": outcome.request.pass_criteria,
                   "rubric": outcome.request.rubric,
                   "fields": {tag: text for tag, text in outcome.request.fields.items() if text and text.strip()}}
@@ -513,7 +510,7 @@ class Handlers:
             if guard is not None:
                 guard.check(fields)
         except Exception as error:  # refused before anything else, judge or not
-            raise gr.Error(_failure(error), print_exception=False) from error
+            raise gr.Error(failure_message(error), print_exception=False) from error
         if self.services.judge is None:
             raise gr.Error(_no_judge_message(self.services), print_exception=False)
         try:
@@ -522,7 +519,7 @@ class Handlers:
             # Graded together with the /grade calls that arrive meanwhile; this call's own error comes back here.
             return self.batcher.submit(request).to_dict()
         except Exception as error:  # gradio_client raises with this message
-            raise gr.Error(_failure(error), print_exception=False) from error
+            raise gr.Error(failure_message(error), print_exception=False) from error
 
     def _grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult | GliderError]:
         """One batch of /grade calls: one batched generation where the back-end has one (core.grading.grade_batch)."""
@@ -559,7 +556,7 @@ class Handlers:
             shown = access.visible_judgments(self.services, request, [s.id for s in summaries])
             summaries = [s for s in summaries if s.id in shown]
         except Exception as error:
-            return {h.message: _html(render.render_error(_failure(error)))}
+            return {h.message: _html(render.render_error(failure_message(error)))}
         rows = [
             [str(s.id), format_time(s.created_at), "\u2014" if s.score is None else str(s.score), s.status,
              s.model_id, s.preview]
@@ -579,7 +576,7 @@ class Handlers:
                 return {h.message: _html(render.render_error(refused))}
             stored = self.services.store.get_judgment(wanted)
         except Exception as error:
-            return {h.message: _html(render.render_error(_failure(error)))}
+            return {h.message: _html(render.render_error(failure_message(error)))}
         if stored is None:
             return {h.message: _html(render.render_error(f"There is no judgment #{wanted}.")),
                     h.selected: None, h.edit_button: gr.update(interactive=False), **h.panel.hide()}
@@ -600,7 +597,7 @@ class Handlers:
                 return {self.history.message: _html(render.render_error(refused))}
             stored = self.services.store.get_judgment(wanted) if wanted is not None else None
         except Exception as error:
-            return {self.history.message: _html(render.render_error(_failure(error)))}
+            return {self.history.message: _html(render.render_error(failure_message(error)))}
         if stored is None:
             return {self.history.message: _html(render.render_error("Open a judgment first."))}
         note = f"Loaded the inputs of judgment #{stored.id}; edit them and press Grade."
@@ -628,7 +625,7 @@ class Handlers:
                 if guard is not None:
                     guard.check(request_fields(values[:SLOTS], values[SLOTS : 2 * SLOTS]))
             except Exception as error:  # refused (or the fields cannot be read): the message, never a grade
-                yield {g.outcome: _failure(error)}
+                yield {g.outcome: failure_message(error)}
                 return
             yield from on_grade(*values)
 

@@ -127,7 +127,7 @@ def build_spec(pass_criteria: str, rubric: str, tags: Sequence[str], columns: Se
         raise InputError("Give at least one field tag, such as MODEL OUTPUT.")
     if len(tags) > MAX_MAPPED_TAGS:
         raise InputError(f"The Batch tab maps at most {MAX_MAPPED_TAGS} field tags; this rubric has {len(tags)}. "
-                         "Run it with the command line (`python -m core batch`) instead.")
+                         "Run it with the command line (`python -m core grade`) instead.")
     mapping: dict[str, str] = {}
     used: list[str] = []
     for tag, column in zip(tags, list(chosen) + [None] * len(tags), strict=False):

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.agreement_labels import METRIC_LABELS
 from webapp.render import esc
 
 HUMAN_COLOR, MODEL_COLOR, IDENTITY_COLOR = "#2563eb", "#f97316", "#6b7280"
@@ -158,7 +159,7 @@ def score_distributions(report: Mapping[str, Any]) -> go.Figure:
     return fig
 
 
-PER_ANNOTATOR_METRICS = (("weighted_kappa", "weighted κ (quadratic)"), ("exact", "exact agreement"))
+PER_ANNOTATOR_METRICS = tuple((key, METRIC_LABELS[key].lower()) for key in ("weighted_kappa", "exact"))
 
 
 def per_annotator_bars(report: Mapping[str, Any]) -> go.Figure:

@@ -105,7 +105,7 @@ def build_services(args: argparse.Namespace, store: Store, auth: bool, choice: J
         studies=Studies(store),
         auth_enabled=auth,
         # The identity the CLI computes from the same flags: a batch job started in the app and one
-        # started with `python -m core batch` on the same data and settings are the same job.
+        # started with `python -m core grade` on the same data and settings are the same job.
         judge_identity=judge_identity(backend, options),
         batch=BatchJobs(store),
     )

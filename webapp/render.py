@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 
+from core.agreement_labels import METRIC_LABELS
 from core.grading import FieldSpan
 from core.spans import Span, segments
 from webapp.views import format_time
@@ -281,20 +282,10 @@ def distribution_figure(
 _HUMAN = "\x00human"
 
 # Human vs model: keys of the report itself. Human vs human: keys of its "human_human" block.
-MODEL_METRICS = {
-    "weighted_kappa": "Weighted \u03ba (quadratic)",
-    "pearson": "Pearson r",
-    "spearman": "Spearman \u03c1",
-    "kendall": "Kendall \u03c4-b",
-    "exact": "Exact agreement",
-    "within_1": "Within \u00b11",
-}
-HUMAN_METRICS = {
-    "krippendorff_alpha_ordinal": "Krippendorff \u03b1 (ordinal)",
-    "krippendorff_alpha_interval": "Krippendorff \u03b1 (interval)",
-    "pairwise_exact": "Pairwise exact agreement",
-    "mean_pairwise_weighted_kappa": "Mean pairwise weighted \u03ba",
-}
+MODEL_METRICS = {key: METRIC_LABELS[key]
+                 for key in ("weighted_kappa", "pearson", "spearman", "kendall", "exact", "within_1")}
+HUMAN_METRICS = {key: METRIC_LABELS[key] for key in ("krippendorff_alpha_ordinal", "krippendorff_alpha_interval",
+                                                     "pairwise_exact", "mean_pairwise_weighted_kappa")}
 
 
 def _number(value: object, digits: int = 3) -> str:

@@ -11,23 +11,14 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from core.agreement_labels import METRIC_LABELS
 from webapp.charts import item_label
 from webapp.render import esc
 
-HEADLINE = (
-    ("pearson", "Pearson r"),
-    ("spearman", "Spearman ρ"),
-    ("kendall", "Kendall τ-b"),
-    ("exact", "Exact agreement"),
-    ("within_1", "Within ±1"),
-    ("weighted_kappa", "Weighted κ (quadratic)"),
-)
-HUMAN = (
-    ("krippendorff_alpha_ordinal", "Krippendorff α (ordinal)"),
-    ("krippendorff_alpha_interval", "Krippendorff α (interval)"),
-    ("mean_pairwise_weighted_kappa", "Mean pairwise weighted κ"),
-    ("pairwise_exact", "Pairwise exact agreement"),
-)
+HEADLINE = tuple((key, METRIC_LABELS[key])
+                 for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
+HUMAN = tuple((key, METRIC_LABELS[key]) for key in ("krippendorff_alpha_ordinal", "krippendorff_alpha_interval",
+                                                    "mean_pairwise_weighted_kappa", "pairwise_exact"))
 PER_ANNOTATOR = (
     ("weighted_kappa", "κ"),
     ("exact", "exact"),

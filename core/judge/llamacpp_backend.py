@@ -5,7 +5,7 @@ imported inside the constructor, so core imports without it. Decoding is a plain
 llama.cpp's low-level eval and logits, which gives the text, the stop tokens and, at the score step,
 the model's own probabilities — the same contract as the transformers back-end.
 
-Speed on a CPU (measured on 2 AVX-512 cores, shared/notes/cpu-speed.md): the Q4_K weights are used as
+Speed on a CPU (measured on 2 AVX-512 cores, BENCHMARKS.md and bench/README.md): the Q4_K weights are used as
 stored (llama.cpp's CPU weight repacking lengthened loading, took ~1.5 GB more memory and slowed prompt
 processing there), flash attention is on, and the prompt's constant head (the chat opening and GLIDER's
 instructions, ~204 tokens) stays in the key/value cache from one grade to the next.

@@ -126,10 +126,8 @@ def configure_cpu_threads(device: str) -> str | None:
 def warm_parallel_runtime() -> None:
     """Run one parallel op on the calling thread, so generation on worker threads runs at full speed.
 
-    Measured here (2 cores, tiny judge, 64 tokens): in a process whose loading thread had not run a parallel
-    op after the weights were loaded, every generate on a worker thread took 5.0-5.5 s; after one matmul on
-    that thread, 0.13-0.16 s (OMP_WAIT_POLICY=passive gives the same 0.15-0.19 s). Call it on the main
-    thread when the judge is loaded elsewhere.
+    Without it, generation on worker threads ran many times slower (OpenMP threads spinning; figures in
+    bench/README.md). Call it on the main thread when the judge is loaded elsewhere.
     """
     import torch
 
@@ -183,7 +181,7 @@ def _load_tokenizer(model: str, revision: str | None, local_files_only: bool) ->
     """
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    kwargs = {"revision": revision, "local_files_only": local_files_only}
+    kwargs: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
     try:
         tokenizer = PreTrainedTokenizerFast.from_pretrained(model, **kwargs)
     except (OSError, ValueError, TypeError):
@@ -248,9 +246,8 @@ class _GenerateThread:
     """`model.generate` running on its own thread, which the caller streams from or waits for, and can stop.
 
     Both `stream` and `generate_batch` generate this way, so they run under the same conditions: on a busy
-    CPU, PyTorch's small parallel ops (the cache's `cat`, `argmax`) were measured 10-40x slower when called
-    from the main thread than from a fresh one (OpenMP workers spinning against other processes): a batch
-    of 5 on the main thread took 8x as long as streaming the 5 one by one. `stop` ends the generation at
+    CPU, PyTorch's small parallel ops are much slower on the main thread than on a fresh one (OpenMP workers
+    spinning against other processes; figures in bench/README.md). `stop` ends the generation at
     its next step, so a caller that leaves early (a closed stream, Ctrl-C) can wait for it before
     releasing the model's lock.
     """

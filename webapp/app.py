@@ -29,7 +29,7 @@ from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.presets import Preset
 from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
 from core.studies import PermissionDenied
-from webapp import access, render
+from webapp import access, charts, render
 from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
@@ -226,7 +226,7 @@ class ResultPanel:
                 self.raw]
 
     def show(self, view: JudgmentView) -> dict[Any, Any]:
-        figure = render.distribution_figure(view.distribution, view.scale, view.score)
+        figure = charts.distribution_figure(view.distribution, view.scale, view.score)
         return {
             self.column: gr.update(visible=True),
             self.card: render.render_score_card(view),

@@ -33,7 +33,7 @@ from webapp import access, charts, render
 from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
-from webapp.studies_ui import (
+from webapp.studies.label_tab import (
     JUDGE_CONCURRENCY_ID,
     LABEL_KEYS_JS,
     PRIVATE,

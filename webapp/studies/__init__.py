@@ -1,0 +1,1 @@
+"""The human-agreement tabs: Studies (admins), Label (annotators and admins), Agreement (admins)."""

@@ -47,7 +47,7 @@ from tests.webapp_helpers import (
 )
 from webapp import Services
 from webapp.main import parse_args, users_exist
-from webapp.studies.label_tab import NEEDS_SIGN_IN, Cursor
+from webapp.studies_ui import NEEDS_SIGN_IN, Cursor
 from webapp.views import guess_column, parse_tags, place_selection, progress_line
 
 # Gradio's queue analytics use pandas options that pandas 3 deprecates (raised in the server thread).

@@ -29,7 +29,7 @@ from tests.test_webapp_studies import (
 )
 from tests.webapp_helpers import handler, signed_in
 from webapp import Services
-from webapp.studies.label_tab import MY_LABEL_HEADERS, Cursor
+from webapp.studies_ui import MY_LABEL_HEADERS, Cursor
 
 app, services, demo = base.app, base.services, base.demo  # the fixtures: one built app, a fresh database each test
 

@@ -1,4 +1,7 @@
-"""Who may grade, and which tabs each role sees (no widgets here: the tabs' callbacks ask these functions).
+"""Who is signed in, who may grade, and which tabs each role sees (the tabs' callbacks ask these functions).
+
+`current_user` is the one lookup of who is asking: the study tabs call it, and `signed_in_user` (History,
+Batch and the tab bar, through `grade_guard`) is built on it.
 
 With sign-in on, grading and reading the judge's verdicts (the Grade tab, `/grade`, History, Batch) need the
 grade right (core.studies.User.can_grade: admins, and annotators an admin granted it to); even then a
@@ -41,8 +44,10 @@ def signed_in_user(services: Services, request: Any) -> User | None:
     """The signed-in user of a request, as stored now; None when sign-in is off or nobody is signed in."""
     if not services.auth_enabled or services.studies is None:
         return None
-    username = getattr(request, "username", None) if request is not None else None
-    return services.studies.get_user(str(username)) if username else None
+    try:
+        return current_user(services, request)
+    except (Unavailable, PermissionDenied):
+        return None
 
 
 def current_user(services: Services, request: Any) -> User:

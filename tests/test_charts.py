@@ -13,6 +13,7 @@ from webapp.charts import (
     UNDEFINED_LABEL,
     agreement_scatter,
     confusion_heatmap,
+    distribution_figure,
     per_annotator_bars,
     report_figures,
     score_distributions,
@@ -239,3 +240,21 @@ def test_charts_of_a_blind_study_name_their_scores_and_the_users_ids(blind_repor
     assert score_distributions(blind_report).data[0].name.startswith("human before the reveal")
     assert confusion_heatmap(agreement_report(rows_for(SCORES), scale=(1, 5), n_resamples=0)).layout.yaxis.title.text \
         == "human score (mean, rounded half up)"
+
+
+# --- a judgment's score distribution (the Grade and History tabs) ------------------------------------
+
+
+def test_distribution_has_a_bar_for_every_score_and_marks_the_chosen_one() -> None:
+    fig = distribution_figure({1: 0.1, 3: 0.7, 4: 0.2}, (1, 5), chosen=3)
+    assert fig is not None
+    bar = fig.data[0]
+    assert list(bar.x) == ["1", "2", "3", "4", "5"]
+    assert list(bar.y) == [0.1, 0.0, 0.7, 0.2, 0.0]
+    colors = list(bar.marker.color)
+    assert colors[2] != colors[0] and len(set(colors)) == 2
+
+
+@pytest.mark.parametrize("distribution", [None, {}])
+def test_no_distribution_gives_no_figure(distribution: dict[int, float] | None) -> None:
+    assert distribution_figure(distribution, (0, 1), chosen=None) is None

@@ -366,24 +366,6 @@ def test_backend_banner_says_why_the_back_end_was_chosen_in_every_state() -> Non
         assert f"Why this back-end: {reason}" in Markup(banner).all_text
 
 
-# --- distribution chart ------------------------------------------------------------------------
-
-
-def test_distribution_has_a_bar_for_every_score_and_marks_the_chosen_one() -> None:
-    fig = render.distribution_figure({1: 0.1, 3: 0.7, 4: 0.2}, (1, 5), chosen=3)
-    assert fig is not None
-    bar = fig.data[0]
-    assert list(bar.x) == ["1", "2", "3", "4", "5"]
-    assert list(bar.y) == [0.1, 0.0, 0.7, 0.2, 0.0]
-    colors = list(bar.marker.color)
-    assert colors[2] != colors[0] and len(set(colors)) == 2
-
-
-@pytest.mark.parametrize("distribution", [None, {}])
-def test_no_distribution_gives_no_figure(distribution: dict[int, float] | None) -> None:
-    assert render.distribution_figure(distribution, (0, 1), chosen=None) is None
-
-
 # --- view helpers --------------------------------------------------------------------------------
 
 

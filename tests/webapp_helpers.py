@@ -261,6 +261,13 @@ def _closing_stray_event_loops() -> Iterator[None]:
         asyncio.set_event_loop(None)
 
 
+@contextmanager
+def blocks() -> Iterator[gr.Blocks]:
+    """A bare gr.Blocks to build components in, closing the event loops Gradio creates and drops meanwhile."""
+    with _closing_stray_event_loops(), gr.Blocks() as demo:
+        yield demo
+
+
 def build(services: Services) -> gr.Blocks:
     """build_app, closing the event loops Gradio creates and drops while building."""
     with _closing_stray_event_loops():

@@ -1,4 +1,7 @@
-"""Who may grade, and which tabs each role sees (no widgets here: the tabs' callbacks ask these functions).
+"""Who is signed in, who may grade, and which tabs each role sees (the tabs' callbacks ask these functions).
+
+`current_user` is the one lookup of who is asking: the study tabs call it, and `signed_in_user` (History,
+Batch and the tab bar, through `grade_guard`) is built on it.
 
 With sign-in on, grading and reading the judge's verdicts (the Grade tab, `/grade`, History, Batch) need the
 grade right (core.studies.User.can_grade: admins, and annotators an admin granted it to); even then a
@@ -16,6 +19,7 @@ from typing import Any
 
 from core.batch import BatchJobs
 from core.studies import BlindGuard, PermissionDenied, User
+from webapp.components import Unavailable
 from webapp.services import Services
 
 # Every tab's id (gr.Tab(id=...)) in the order of the tab bar; each role's tabs are a subset.
@@ -27,6 +31,11 @@ HIDDEN_CLASS = "gl-hide-{tab}"
 # buttons carry no tab id) disappears while the gr.Tabs carries the tab's class.
 TAB_CSS = "\n".join(f'#gl-tabs.{HIDDEN_CLASS.format(tab=tab)} button[data-tab-id="{tab}"] {{ display: none; }}'
                     for tab in TABS)
+NEEDS_SIGN_IN = (
+    "Studies need sign-in. Create the first admin with `python -m core create-admin NAME`, then restart the "
+    "app: it asks everyone to sign in as soon as a user exists (or start it with --auth)."
+)
+NO_STUDIES = "Studies are not available: this app was started without a study store."
 NO_RIGHT = ("Grading is for admins and for annotators an admin allowed to grade: it shows the judge's verdicts, "
             "which blind studies hide from annotators until they have labelled the item.")
 
@@ -35,8 +44,33 @@ def signed_in_user(services: Services, request: Any) -> User | None:
     """The signed-in user of a request, as stored now; None when sign-in is off or nobody is signed in."""
     if not services.auth_enabled or services.studies is None:
         return None
+    try:
+        return current_user(services, request)
+    except (Unavailable, PermissionDenied):
+        return None
+
+
+def current_user(services: Services, request: Any) -> User:
+    """The signed-in user of a request, as stored now: the only identity a callback trusts.
+
+    Unavailable when there is no user store or nobody is signed in; PermissionDenied when the account is gone.
+    """
+    if services.studies is None:
+        raise Unavailable(NO_STUDIES)
     username = getattr(request, "username", None) if request is not None else None
-    return services.studies.get_user(str(username)) if username else None
+    if not username:
+        raise Unavailable(NEEDS_SIGN_IN)
+    user = services.studies.get_user(str(username))
+    if user is None:
+        raise PermissionDenied(f"There is no account named {username!r} any more; sign out and in again.")
+    return user
+
+
+def require_admin(user: User, doing: str) -> User:
+    """`user` when they are an admin; PermissionDenied ("Only an admin may {doing}; ...") otherwise."""
+    if not user.is_admin:
+        raise PermissionDenied(f"Only an admin may {doing}; {user.username!r} is an annotator.")
+    return user
 
 
 def grade_guard(services: Services, request: Any) -> BlindGuard | None:

@@ -5,7 +5,7 @@ from webapp.render. Two generations never run on one model at the same time: the
 (and a study's grading) queue in the judge's concurrency group, and every generation the page or the API
 starts holds the judge's gate (Services.judge_gate). Concurrent `/grade` API calls are batched into one
 generation (webapp.grade_queue). The Batch tab (webapp.batch_ui) runs in its own queue. The
-human-agreement tabs (Studies, Label, Agreement) live in webapp.studies_ui.
+human-agreement tabs (Studies, Label, Agreement) live in webapp.studies.
 
 No `from __future__ import annotations` here: Gradio reads the API function's type hints at runtime.
 """
@@ -29,25 +29,17 @@ from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.presets import Preset
 from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_INPUT
 from core.studies import PermissionDenied
-from webapp import access, render
+from webapp import access, charts, render
 from webapp.batch_ui import BatchHandlers, BatchTab
+from webapp.components import JUDGE_CONCURRENCY_ID, PRIVATE, RubricForm
+from webapp.components import html_update as _html
 from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
-from webapp.studies_ui import (
-    JUDGE_CONCURRENCY_ID,
-    LABEL_KEYS_JS,
-    PRIVATE,
-    AddToStudy,
-    AgreementTab,
-    LabelTab,
-    StudiesTab,
-    StudyHandlers,
-    StudyTabs,
-)
+from webapp.studies import AddToStudy, AgreementTab, LabelTab, StudiesTab, StudyHandlers, StudyTabs
+from webapp.studies.label_tab import LABEL_KEYS_JS
 from webapp.views import (
     SLOTS,
     JudgmentView,
-    describe_scale,
     failure_message,
     fill_slots,
     format_time,
@@ -183,11 +175,6 @@ def _no_judge_message(services: Services) -> str:
     return f"Grading is unavailable: the judge model is not loaded. {reason}{fix}"
 
 
-def _html(markup: str) -> Any:
-    """An HTML update that hides the component while it is empty, so it takes no space in the layout."""
-    return gr.update(value=markup, visible=bool(markup))
-
-
 @dataclass
 class ResultPanel:
     """The components that show one judgment; used by the Grade tab and the History tab."""
@@ -223,7 +210,7 @@ class ResultPanel:
                 self.raw]
 
     def show(self, view: JudgmentView) -> dict[Any, Any]:
-        figure = render.distribution_figure(view.distribution, view.scale, view.score)
+        figure = charts.distribution_figure(view.distribution, view.scale, view.score)
         return {
             self.column: gr.update(visible=True),
             self.card: render.render_score_card(view),
@@ -243,14 +230,11 @@ class ResultPanel:
 class GradeTab:
     """The Grade tab: the form on the left, the live answer and its rendering on the right."""
 
-    preset: gr.Dropdown
+    form: RubricForm  # preset, pass criteria, rubric, scale
     load_example: gr.Button
     preset_info: gr.HTML
     texts: list[gr.Textbox]
     tags: list[gr.Textbox]
-    pass_criteria: gr.Textbox
-    rubric: gr.Textbox
-    scale: gr.Textbox
     max_tokens: gr.Slider
     grade_button: gr.Button
     note: gr.HTML  # under the button: why a click did nothing (a grade is already running)
@@ -269,8 +253,7 @@ class GradeTab:
         with gr.Row():
             with gr.Column(scale=5, elem_classes="gl-inputs"):
                 with gr.Row(equal_height=True):
-                    preset = gr.Dropdown(choices=[(p.name, p.key) for p in presets], value=first.key if first else None,
-                                         label="Rubric preset", scale=3, elem_id="gl-preset")
+                    preset = RubricForm.picker(presets, "gl-preset", scale=3)
                     load_example = gr.Button("Load example", scale=1, elem_id="gl-load-example")
                 preset_info = gr.HTML(render.render_preset(first))
                 texts = [
@@ -289,12 +272,8 @@ class GradeTab:
                                        elem_id=f"gl-tag-{i}")
                             for i, tag in enumerate(DEFAULT_TAGS)
                         ]
-                pass_criteria = gr.Textbox(label="Pass criteria", lines=2, max_lines=10,
-                                           value=first.pass_criteria if first else "", elem_id="gl-pass-criteria")
-                rubric = gr.Textbox(label="Rubric", lines=3, max_lines=15, value=first.rubric if first else "",
-                                    elem_id="gl-rubric")
-                scale = gr.Textbox(label="Scale", value=describe_scale(first.rubric if first else ""),
-                                   interactive=False, max_lines=3, elem_id="gl-scale")
+                form = RubricForm.create(presets, preset, criteria_id="gl-pass-criteria", rubric_id="gl-rubric",
+                                         scale_id="gl-scale")
                 with gr.Accordion("Advanced", open=False):
                     max_tokens = gr.Slider(64, 4096, value=DEFAULT_MAX_NEW_TOKENS, step=64, label="Max new tokens")
                 grade_button = gr.Button(GRADE_LABEL, variant="primary", elem_id="gl-grade")
@@ -310,7 +289,7 @@ class GradeTab:
         graded = gr.State(None)
         outcome = gr.State(None)
         running = gr.State(False)
-        return cls(preset, load_example, preset_info, texts, tags, pass_criteria, rubric, scale, max_tokens,
+        return cls(form, load_example, preset_info, texts, tags, max_tokens,
                    grade_button, note, message, stream, panel, add, graded, outcome, running)
 
     def busy(self, running: bool) -> dict[Any, Any]:
@@ -320,7 +299,7 @@ class GradeTab:
 
     def fill(self, fields: dict[str, str], pass_criteria: str, rubric: str) -> dict[Any, Any]:
         """Updates that put a tag → text mapping, pass criteria and rubric into the form."""
-        updates: dict[Any, Any] = {self.pass_criteria: pass_criteria, self.rubric: rubric}
+        updates: dict[Any, Any] = {self.form.pass_criteria: pass_criteria, self.form.rubric: rubric}
         for (tag, text), tag_box, text_box in zip(fill_slots(fields), self.tags, self.texts, strict=True):
             updates[tag_box] = tag
             updates[text_box] = text
@@ -363,7 +342,6 @@ class Handlers:
 
     def __init__(self, services: Services, tabs: gr.Tabs, grade: GradeTab, history: HistoryTab) -> None:
         self.services = services
-        self.presets = {preset.key: preset for preset in services.presets}
         self.tabs = tabs
         self.grade = grade
         self.history = history
@@ -375,15 +353,14 @@ class Handlers:
 
     def on_preset(self, key: str | None) -> dict[Any, Any]:
         g = self.grade
-        chosen = self.presets.get(key or "")
+        chosen = g.form.chosen(key)
         if chosen is None:
             return {g.preset_info: ""}
-        return {g.pass_criteria: chosen.pass_criteria, g.rubric: chosen.rubric,
-                g.preset_info: render.render_preset(chosen)}
+        return {**g.form.filled(chosen), g.preset_info: render.render_preset(chosen)}
 
     def on_load_example(self, key: str | None) -> dict[Any, Any]:
         g = self.grade
-        chosen = self.presets.get(key or "")
+        chosen = g.form.chosen(key)
         if chosen is None:
             return {g.message: _html(render.render_error("Choose a rubric preset first, then load its example."))}
         return {**g.fill(dict(chosen.example), chosen.pass_criteria, chosen.rubric),
@@ -394,7 +371,7 @@ class Handlers:
                 for box, name in zip(self.grade.texts, names, strict=True)}
 
     def on_rubric(self, rubric: str) -> dict[Any, Any]:
-        return {self.grade.scale: describe_scale(rubric or "")}
+        return self.grade.form.scale_of(rubric)
 
     # Grade is a chain of events: claim the page's one grade (on_grade_check), open the live box, stream the
     # answer in the judge's queue, render it (plus two browser-only steps that scroll them into view). The
@@ -640,12 +617,11 @@ class Handlers:
     def wire(self, demo: gr.Blocks) -> None:
         """Attach every event. Only `grade` and `status` are API endpoints; see the module doc for the queues."""
         g, h = self.grade, self.history
-        g.preset.change(self.on_preset, g.preset, [g.pass_criteria, g.rubric, g.preset_info], api_visibility=PRIVATE)
-        g.load_example.click(self.on_load_example, g.preset,
-                             [g.pass_criteria, g.rubric, g.preset_info, g.message, *g.tags, *g.texts],
+        g.form.wire(self.on_preset, self.on_rubric, also=[g.preset_info])
+        g.load_example.click(self.on_load_example, g.form.preset,
+                             [g.form.pass_criteria, g.form.rubric, g.preset_info, g.message, *g.tags, *g.texts],
                              api_visibility=PRIVATE)
         gr.on([tag.change for tag in g.tags], self.on_tags, g.tags, g.texts, api_visibility=PRIVATE, queue=False)
-        g.rubric.change(self.on_rubric, g.rubric, g.scale, api_visibility=PRIVATE, queue=False)
         # Busy at once in the browser; on_grade_check refuses a second grade while one runs (trigger_mode
         # "once" covers only the click's own event, not the grade chained after it) and on_grade_start makes
         # the button busy in Gradio's state too; on_grade_done frees it whatever happened.
@@ -662,7 +638,7 @@ class Handlers:
         started.then(None, js=SHOW_LIVE_JS, queue=False, show_progress="hidden", api_visibility=PRIVATE)
         started.then(
             self._checked(self.on_grade),
-            [*g.tags, *g.texts, g.pass_criteria, g.rubric, g.max_tokens],
+            [*g.tags, *g.texts, g.form.pass_criteria, g.form.rubric, g.max_tokens],
             [g.stream, g.outcome],
             api_visibility=PRIVATE,
             concurrency_id=JUDGE_CONCURRENCY_ID,
@@ -687,7 +663,7 @@ class Handlers:
         h.open_id.submit(self.on_open, h.open_id, opened, api_visibility=PRIVATE)
         h.table.select(self.on_select, None, opened, api_visibility=PRIVATE)
         h.edit_button.click(self.on_edit, h.selected,
-                            [self.tabs, g.message, h.message, g.pass_criteria, g.rubric, *g.tags, *g.texts,
+                            [self.tabs, g.message, h.message, g.form.pass_criteria, g.form.rubric, *g.tags, *g.texts,
                              *g.panel.outputs],
                             api_visibility=PRIVATE)
 

@@ -38,31 +38,40 @@ from core.batch import (
     column_name,
     load_rubric_file,
 )
-from core.errors import GliderError, InputError
+from core.errors import InputError
 from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT
 from core.studies import PermissionDenied
 from core.tables import read_table
 from webapp import access, render
+from webapp.components import (
+    MAX_MAPPED_TAGS,
+    PRIVATE,
+    ColumnMapping,
+    RubricForm,
+    Unavailable,
+)
+from webapp.components import as_id as _as_id
+from webapp.components import error_update as _error
+from webapp.components import html_update as _html
+from webapp.components import notice_update as _notice
+from webapp.components import session_of as _session
 from webapp.services import Services
-from webapp.views import describe_scale, failure_message, format_duration, format_time, guess_column, parse_tags
+from webapp.views import failure_message, format_duration, format_time, parse_tags
 
 log = logging.getLogger(__name__)
 
-PRIVATE = "private"  # Gradio 6: hidden from the API page and not callable by gradio_client
 # Batch runs queue in their own group, one at a time: a second Start waits for the first run to end.
 # Not the "judge" group of single grades: a batch holds its group for its whole run (minutes to hours),
 # and single grades must keep working meanwhile. Two generations never overlap anyway: the back-end
 # serialises them (the transformers back-end holds a per-model lock), so a single grade slips in
 # between two batches.
 BATCH_CONCURRENCY_ID = "batch"
-MAX_MAPPED_TAGS = 8  # mapping dropdowns built in advance; a rubric with more tags is run from the CLI
 MAX_BATCH_SIZE = 32
 PREVIEW_ROWS = 5
 TABLE_LIMIT = 1000  # rows shown in the results table; the exports hold every row
 PREVIEW_CHARS = 160
-NO_COLUMN = ""
 RESULT_HEADERS = ["Row", "Score", "Status", "Error", "Model output"]
 JOB_HEADERS = ["ID", "Name", "Status", "Done", "Updated"]
 DATA_TYPES = [".csv", ".tsv", ".jsonl", ".ndjson", ".json"]
@@ -70,31 +79,6 @@ RUBRIC_TYPES = [".yaml", ".yml", ".json", ".toml"]
 
 ADMINS_ONLY = access.NO_RIGHT
 NO_JOBS = "Batch grading is not available: this app was started without a job store."
-
-
-class Unavailable(GliderError):
-    """The Batch tab cannot do this now: no job store, no judge, or nothing to act on."""
-
-
-def _html(markup: str) -> Any:
-    """An HTML update that hides the component while it is empty."""
-    return gr.update(value=markup, visible=bool(markup))
-
-
-def _error(error: Exception | str) -> Any:
-    text = error if isinstance(error, str) else failure_message(error)
-    return _html(render.render_error(text))
-
-
-def _notice(text: str) -> Any:
-    return _html(render.render_notice(text))
-
-
-def _as_id(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _short(value: Any, limit: int = PREVIEW_CHARS) -> str:
@@ -178,13 +162,10 @@ class BatchTab:
     upload: gr.File
     preview: gr.Dataframe
     preview_note: gr.HTML
-    preset: gr.Dropdown
     rubric_file: gr.File
-    pass_criteria: gr.Textbox
-    rubric: gr.Textbox
-    scale: gr.Textbox
+    form: RubricForm  # preset, pass criteria, rubric, scale
     tags: gr.Textbox
-    mapping: list[gr.Dropdown]
+    mapping: ColumnMapping
     batch_size: gr.Slider
     name: gr.Textbox
     start: gr.Button
@@ -206,7 +187,6 @@ class BatchTab:
 
     @classmethod
     def create_in(cls, tab: gr.Tab, presets: list[Preset]) -> "BatchTab":
-        first = presets[0] if presets else None
         notice = gr.HTML(visible=False, elem_id="gl-batch-notice")
         with gr.Column(elem_id="gl-batch-body") as body:
             judge = gr.HTML(elem_id="gl-batch-judge")
@@ -219,29 +199,19 @@ class BatchTab:
                     preview = gr.Dataframe(datatype="str", interactive=False, wrap=True, max_height=220,
                                            label="Preview (first rows)", visible=False, elem_id="gl-batch-preview")
                     gr.HTML(render.render_subtitle("Rubric"))
-                    preset = gr.Dropdown(choices=[(p.name, p.key) for p in presets],
-                                         value=first.key if first else None, label="Rubric preset",
-                                         elem_id="gl-batch-preset")
+                    preset = RubricForm.picker(presets, "gl-batch-preset")
                     with gr.Accordion("\u2026 or load a rubric file (YAML, JSON or TOML)", open=False):
                         rubric_file = gr.File(label="Rubric file with pass_criteria, rubric and optional tags",
                                               file_types=RUBRIC_TYPES, type="filepath", height=120,
                                               elem_id="gl-batch-rubric-file")
-                    pass_criteria = gr.Textbox(label="Pass criteria", lines=2, max_lines=10,
-                                               value=first.pass_criteria if first else "",
-                                               elem_id="gl-batch-criteria")
-                    rubric = gr.Textbox(label="Rubric", lines=3, max_lines=15, value=first.rubric if first else "",
-                                        elem_id="gl-batch-rubric")
-                    scale = gr.Textbox(label="Scale", value=describe_scale(first.rubric if first else ""),
-                                       interactive=False, max_lines=3, elem_id="gl-batch-scale")
+                    form = RubricForm.create(presets, preset, criteria_id="gl-batch-criteria",
+                                             rubric_id="gl-batch-rubric", scale_id="gl-batch-scale")
                     tags = gr.Textbox(label="Field tags (comma-separated, in prompt order)", max_lines=3,
                                       value=", ".join(DEFAULT_TAGS), elem_id="gl-batch-tags")
                     gr.HTML(render.render_subtitle("Columns"))
                     gr.HTML(render.render_hint("Choose the column that feeds each field tag; upload a file to "
                                                "see its columns."))
-                    with gr.Row():
-                        mapping = [gr.Dropdown(choices=[], label=f"Field {i + 1}", visible=False, min_width=160,
-                                               elem_id=f"gl-batch-map-{i}")
-                                   for i in range(MAX_MAPPED_TAGS)]
+                    mapping = ColumnMapping.create("gl-batch-map")
                     with gr.Row(equal_height=True):
                         batch_size = gr.Slider(1, MAX_BATCH_SIZE, value=DEFAULT_BATCH_SIZE, step=1,
                                                label="Batch size (rows graded together)",
@@ -284,10 +254,9 @@ class BatchTab:
                                        elem_id="gl-batch-download")
                     jobs_message = gr.HTML(visible=False, elem_id="gl-batch-jobs-message")
         columns = gr.State([])
-        return cls(tab, notice, body, judge, upload, preview, preview_note, preset, rubric_file, pass_criteria,
-                   rubric, scale, tags, mapping, batch_size, name, start, cancel, message, status, meter, results,
-                   refresh, jobs, job_id, open_button, resume, export_csv, export_jsonl, download, jobs_message,
-                   columns)
+        return cls(tab, notice, body, judge, upload, preview, preview_note, rubric_file, form, tags, mapping,
+                   batch_size, name, start, cancel, message, status, meter, results, refresh, jobs, job_id, open_button,
+                   resume, export_csv, export_jsonl, download, jobs_message, columns)
 
     @property
     def run_outputs(self) -> list[Any]:
@@ -383,16 +352,8 @@ class BatchHandlers:
     # --- the form -------------------------------------------------------------------------------------
 
     def _mapping_updates(self, columns: Sequence[str], tags: Sequence[str]) -> dict[Any, Any]:
-        """One column picker per tag, guessed by name ("MODEL OUTPUT" -> model_output)."""
-        choices = [("(not in the file)", NO_COLUMN), *[(c, c) for c in columns]]
-        updates: dict[Any, Any] = {}
-        for i, box in enumerate(self.ui.mapping):
-            if columns and i < len(tags):
-                updates[box] = gr.update(choices=choices, value=guess_column(tags[i], columns) or NO_COLUMN,
-                                         label=tags[i], visible=True)
-            else:
-                updates[box] = gr.update(choices=choices, value=NO_COLUMN, visible=False)
-        return updates
+        """One column picker per tag, guessed by name (none without columns)."""
+        return self.ui.mapping.show(columns, tags if columns else ())
 
     def on_batch_upload(self, path: str | None, tags_text: str, request: gr.Request) -> dict[Any, Any]:
         """Show the first rows and columns of the uploaded file and guess the column of each field tag."""
@@ -424,13 +385,13 @@ class BatchHandlers:
 
     def on_batch_preset(self, key: str | None) -> dict[Any, Any]:
         b = self.ui
-        chosen = next((p for p in self.services.presets if p.key == key), None)
+        chosen = b.form.chosen(key)
         if chosen is None:
             return gr.skip()  # nothing to change ({} would be read as a value)
-        return {b.pass_criteria: chosen.pass_criteria, b.rubric: chosen.rubric, b.tags: ", ".join(DEFAULT_TAGS)}
+        return {**b.form.filled(chosen), b.tags: ", ".join(DEFAULT_TAGS)}
 
     def on_batch_rubric(self, rubric: str) -> dict[Any, Any]:
-        return {self.ui.scale: describe_scale(rubric or "")}
+        return self.ui.form.scale_of(rubric)
 
     def on_batch_rubric_file(self, path: str | None, request: gr.Request) -> dict[Any, Any]:
         """Fill the pass criteria, rubric and tags from a YAML/JSON/TOML rubric file."""
@@ -442,8 +403,8 @@ class BatchHandlers:
             loaded = load_rubric_file(path)
         except Exception as error:
             return {b.message: _error(error)}
-        return {b.pass_criteria: loaded["pass_criteria"], b.rubric: loaded["rubric"],
-                b.tags: ", ".join(loaded["tags"]), b.preset: gr.update(value=None),
+        return {b.form.pass_criteria: loaded["pass_criteria"], b.form.rubric: loaded["rubric"],
+                b.tags: ", ".join(loaded["tags"]), b.form.preset: gr.update(value=None),
                 b.message: _notice(f"Loaded the rubric from {Path(path).name}.")}
 
     # --- running --------------------------------------------------------------------------------------
@@ -699,17 +660,17 @@ class BatchHandlers:
 
         gr.on([demo.load, b.tab.select], self.on_batch_session, None, [b.notice, b.body, b.judge, b.jobs],
               api_visibility=PRIVATE)
-        mapping_outputs = [*b.mapping]
+        mapping_outputs = [*b.mapping.boxes]
         on(b.upload.change, self.on_batch_upload, [b.upload, b.tags],
            [b.preview, b.preview_note, b.columns, *mapping_outputs])
         on(b.tags.change, self.on_batch_tags, [b.tags, b.columns], mapping_outputs, queue=False)
-        on(b.preset.change, self.on_batch_preset, b.preset, [b.pass_criteria, b.rubric, b.tags])
-        on(b.rubric.change, self.on_batch_rubric, b.rubric, b.scale, queue=False)
+        b.form.wire(self.on_batch_preset, self.on_batch_rubric, also=[b.tags])
         on(b.rubric_file.change, self.on_batch_rubric_file, b.rubric_file,
-           [b.pass_criteria, b.rubric, b.tags, b.preset, b.message])
+           [b.form.pass_criteria, b.form.rubric, b.tags, b.form.preset, b.message])
         running = {"concurrency_id": BATCH_CONCURRENCY_ID, "concurrency_limit": 1, "show_progress_on": [b.meter]}
         on(b.start.click, self.on_batch_start,
-           [b.upload, b.pass_criteria, b.rubric, b.tags, b.batch_size, b.name, *b.mapping], b.run_outputs, **running)
+           [b.upload, b.form.pass_criteria, b.form.rubric, b.tags, b.batch_size, b.name, *b.mapping.boxes],
+           b.run_outputs, **running)
         on(b.resume.click, self.on_batch_resume, [b.job_id, b.batch_size], [*b.run_outputs, b.jobs_message],
            **running)
         # Not queued: Cancel must get through while the run holds the batch queue.
@@ -720,11 +681,6 @@ class BatchHandlers:
         on(b.jobs.select, self.on_batch_select, None, opened)
         on(b.export_csv.click, self.on_batch_export_csv, b.job_id, [b.download, b.jobs_message])
         on(b.export_jsonl.click, self.on_batch_export_jsonl, b.job_id, [b.download, b.jobs_message])
-
-
-def _session(request: gr.Request | None) -> str | None:
-    """The browser session a request comes from (None outside a served page, e.g. in tests)."""
-    return getattr(request, "session_hash", None) if request is not None else None
 
 
 def _batch_size(value: Any) -> int:

@@ -1,4 +1,6 @@
-"""Plotly charts of an agreement report (core.agreement.agreement_report); builders never query storage.
+"""Plotly charts: a judgment's score distribution, and an agreement report's (core.agreement.agreement_report).
+
+Builders take results and never query storage.
 
 Plotly draws text as a small subset of HTML, so every item id and annotator name placed in a figure
 goes through `esc` first (plotly shows the entities as the original characters).
@@ -19,6 +21,40 @@ from webapp.render import esc
 HUMAN_COLOR, MODEL_COLOR, IDENTITY_COLOR = "#2563eb", "#f97316", "#6b7280"
 UNDEFINED_LABEL = "undefined"
 JITTER = 0.15  # half-width of the uniform jitter, in score units (scores are at least 1 apart)
+
+
+def distribution_figure(
+    distribution: Mapping[int, float] | None, scale: Sequence[int], chosen: int | None
+) -> go.Figure | None:
+    """A bar per score value of the scale (missing ones at 0), the chosen score drawn in the accent colour."""
+    if not distribution:
+        return None
+    low, high = int(scale[0]), int(scale[1])
+    values = list(range(low, high + 1))
+    probs = [float(distribution.get(v, 0.0)) for v in values]
+    colors = ["#4f46e5" if v == chosen else "#c7cbd6" for v in values]
+    fig = go.Figure(
+        go.Bar(
+            x=[str(v) for v in values],
+            y=probs,
+            marker_color=colors,
+            text=[f"{p:.0%}" for p in probs],
+            textposition="outside",
+            hovertemplate="score %{x}: %{y:.1%}<extra></extra>",
+            cliponaxis=False,
+        )
+    )
+    fig.update_layout(
+        title={"text": "Score distribution", "x": 0, "font": {"size": 14}},
+        height=240,
+        margin={"l": 40, "r": 10, "t": 40, "b": 30},
+        yaxis={"range": [0, 1.15], "tickformat": ".0%", "showgrid": True, "gridcolor": "rgba(128,128,128,0.2)"},
+        xaxis={"title": {"text": "score"}, "type": "category"},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        showlegend=False,
+    )
+    return fig
 
 
 def _labels(report: Mapping[str, Any]) -> list[int]:

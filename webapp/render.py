@@ -12,8 +12,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-import plotly.graph_objects as go
-
 from core.agreement_labels import METRIC_LABELS
 from core.grading import FieldSpan
 from core.spans import Span, segments
@@ -236,43 +234,6 @@ def render_hint(text: str) -> str:
 def render_notice(text: str) -> str:
     """A neutral, one-line confirmation (e.g. that inputs were copied)."""
     return f'<div class="gl-message gl-message-info">{esc(text)}</div>'
-
-
-# --- chart ---------------------------------------------------------------------------------------
-
-
-def distribution_figure(
-    distribution: Mapping[int, float] | None, scale: Sequence[int], chosen: int | None
-) -> go.Figure | None:
-    """A bar per score value of the scale (missing ones at 0), the chosen score drawn in the accent colour."""
-    if not distribution:
-        return None
-    low, high = int(scale[0]), int(scale[1])
-    values = list(range(low, high + 1))
-    probs = [float(distribution.get(v, 0.0)) for v in values]
-    colors = ["#4f46e5" if v == chosen else "#c7cbd6" for v in values]
-    fig = go.Figure(
-        go.Bar(
-            x=[str(v) for v in values],
-            y=probs,
-            marker_color=colors,
-            text=[f"{p:.0%}" for p in probs],
-            textposition="outside",
-            hovertemplate="score %{x}: %{y:.1%}<extra></extra>",
-            cliponaxis=False,
-        )
-    )
-    fig.update_layout(
-        title={"text": "Score distribution", "x": 0, "font": {"size": 14}},
-        height=240,
-        margin={"l": 40, "r": 10, "t": 40, "b": 30},
-        yaxis={"range": [0, 1.15], "tickformat": ".0%", "showgrid": True, "gridcolor": "rgba(128,128,128,0.2)"},
-        xaxis={"title": {"text": "score"}, "type": "category"},
-        paper_bgcolor="rgba(0,0,0,0)",
-        plot_bgcolor="rgba(0,0,0,0)",
-        showlegend=False,
-    )
-    return fig
 
 
 # --- studies: labelling, import, agreement -------------------------------------------------------

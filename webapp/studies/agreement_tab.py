@@ -1,0 +1,219 @@
+"""The Agreement tab (admins): a study's agreement report, its charts, the largest disagreements and the exports.
+See webapp.studies.layout for who may do what.
+"""
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from core.agreement import agreement_report
+from core.errors import GliderError
+from core.studies import Study, User
+from webapp import charts, render
+from webapp.components import PRIVATE
+from webapp.components import as_id as _as_id
+from webapp.components import error_update as _error
+from webapp.components import html_update as _html
+from webapp.components import notice_update as _notice
+from webapp.report_html import report_to_html
+from webapp.studies.layout import StudyPage, stored_view
+from webapp.views import jsonable
+
+DISAGREEMENT_HEADERS = ["Item", "Human (mean)", "Model", "|Human \u2212 Model|", "Labels", "Preview"]
+
+
+@dataclass
+class AgreementTab:
+    """Admins: a study's agreement report, its charts, the largest disagreements and the exports."""
+
+    tab: gr.Tab
+    notice: gr.HTML
+    body: gr.Column
+    study: gr.Dropdown
+    run: gr.Button
+    message: gr.HTML
+    metrics: gr.HTML
+    notes: gr.HTML
+    charts: list[gr.Plot]
+    table: gr.Dataframe
+    item: gr.HTML
+    exports: list[gr.DownloadButton]
+    shown: gr.State  # the study id of the report on screen
+
+    CHART_IDS = ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators")
+    EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"),
+               ("Report HTML", "html"))
+
+    @classmethod
+    def create_in(cls, tab: gr.Tab) -> "AgreementTab":
+        notice = gr.HTML(elem_id="gl-agree-notice", visible=False)
+        with gr.Column(elem_id="gl-agree-body") as body:
+            with gr.Row(equal_height=True):
+                study = gr.Dropdown(choices=[], label="Study", scale=4, elem_id="gl-agree-study")
+                run = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="gl-agree-run")
+            message = gr.HTML(visible=False, elem_id="gl-agree-message")
+            with gr.Row(elem_classes="gl-exports"):
+                exports = [gr.DownloadButton(label, visible=False, size="sm", elem_id=f"gl-export-{suffix}")
+                           for label, suffix in cls.EXPORTS]
+            metrics = gr.HTML(visible=False, elem_id="gl-agree-metrics")
+            notes = gr.HTML(visible=False, elem_id="gl-agree-notes")
+            with gr.Row():
+                heatmap = gr.Plot(show_label=False, visible=False, elem_id=cls.CHART_IDS[0])
+                scatter = gr.Plot(show_label=False, visible=False, elem_id=cls.CHART_IDS[1])
+            with gr.Row():
+                distributions = gr.Plot(show_label=False, visible=False, elem_id=cls.CHART_IDS[2])
+                annotators = gr.Plot(show_label=False, visible=False, elem_id=cls.CHART_IDS[3])
+            table = gr.Dataframe(headers=DISAGREEMENT_HEADERS, datatype="str", interactive=False, wrap=True,
+                                 max_height=320, label="Disagreements (largest first; click a row to see the item)",
+                                 column_widths=["7%", "11%", "8%", "13%", "8%", "53%"], visible=False,
+                                 elem_id="gl-agree-disagreements")
+            item = gr.HTML(visible=False, elem_id="gl-agree-item")
+        shown = gr.State(None)
+        return cls(tab, notice, body, study, run, message, metrics, notes,
+                   [heatmap, scatter, distributions, annotators], table, item, exports, shown)
+
+    @property
+    def outputs(self) -> list[Any]:
+        return [self.notice, self.message, self.metrics, self.notes, *self.charts, self.table, self.item,
+                *self.exports, self.shown]
+
+
+# --- callbacks -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AgreementHandlers(StudyPage):
+    """The Agreement tab's callbacks."""
+
+    export_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="glider-exports-")))
+
+    def on_report(self, study_id: Any, request: gr.Request) -> dict[Any, Any]:
+        """Compute the study's agreement report, draw its charts and prepare the export files."""
+        ag = self.ui.agreement
+        cleared: dict[Any, Any] = {
+            ag.metrics: _html(""), ag.notes: _html(""), ag.item: _html(""), ag.table: gr.update(visible=False),
+            **{plot: gr.update(value=None, visible=False) for plot in ag.charts},
+            **{button: gr.update(visible=False) for button in ag.exports},
+        }
+        wanted = _as_id(study_id)
+        try:
+            actor = self.actor(request)
+            if wanted is None:
+                return {**cleared, ag.message: _error("Choose a study first.")}
+            study = self._studies.get_study(actor, wanted)
+            rows = self._studies.ratings(actor, wanted)
+            if not rows:
+                return {**cleared, ag.message: _notice("Nobody has labelled an item of this study yet."),
+                        ag.shown: wanted}
+            report = agreement_report(rows, study.scale, blind=study.blind)
+            figures = charts.report_figures(report)
+            exports = self._write_exports(actor, study, report, figures)
+        except Exception as error:
+            return {**cleared, ag.message: _error(error)}
+        updates: dict[Any, Any] = {
+            **cleared,
+            ag.message: _html(""),
+            ag.metrics: _html(render.render_agreement_metrics(report)),
+            ag.notes: _html(render.render_report_notes(_report_notes(report), report.get("excluded"))),
+            ag.table: gr.update(value=self._disagreement_table(actor, report.get("disagreements") or []),
+                                visible=True),
+            ag.shown: wanted,
+        }
+        for plot, figure in zip(ag.charts, figures.values(), strict=False):
+            updates[plot] = gr.update(value=figure, visible=figure is not None)
+        for button, path in zip(ag.exports, exports, strict=True):
+            updates[button] = gr.update(value=str(path), visible=True)
+        return updates
+
+    def _disagreement_table(self, actor: User, rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+        """The report's disagreements (largest |human mean - model| first) with a preview of each item."""
+        table = []
+        for row in rows:
+            preview = ""
+            try:
+                item = self._studies.get_item(actor, int(row["item_id"]))
+                preview = " \u00b7 ".join(text for text in item.fields.values() if text)[:160]
+            except GliderError:
+                pass
+            if row.get("external_id") is not None:  # the user's own id first: it is how they know the item
+                preview = f"[{row['external_id']}] {preview}"
+            table.append([str(row["item_id"]), f"{row['human_mean']:.2f}", f"{row['model_score']:g}",
+                          f"{abs(row['diff']):.2f}", str(row["n_annotators"]), preview])
+        return pd.DataFrame(table, columns=DISAGREEMENT_HEADERS)
+
+    def _write_exports(self, actor: User, study: Study, report: Mapping[str, Any],
+                       figures: Mapping[str, Any]) -> list[Path]:
+        """The four download files, in a fresh folder per report (Gradio serves them from its cache)."""
+        folder = Path(tempfile.mkdtemp(prefix=f"study-{study.id}-", dir=self.export_root))
+        stem = f"study-{study.id}"
+        rows = [jsonable(row) for row in self._studies.export_rows(actor, study.id)]
+        flat = [{key: json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
+                 for key, value in row.items()} for row in rows]
+        paths = [folder / f"{stem}-annotations.csv", folder / f"{stem}-annotations.jsonl",
+                 folder / f"{stem}-report.json", folder / f"{stem}-report.html"]
+        pd.DataFrame(flat).to_csv(paths[0], index=False)
+        paths[1].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        paths[2].write_text(json.dumps(jsonable(report), ensure_ascii=False, indent=2), encoding="utf-8")
+        html = report_to_html(report, dict(figures), title=f"Agreement report: {study.name}")
+        paths[3].write_text(html, encoding="utf-8")
+        return paths
+
+    def on_disagreement_select(self, shown: Any, event: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
+        """Show a disagreement's item with the model's highlights, its verdict and the human labels."""
+        ag = self.ui.agreement
+        row = event.row_value or []
+        item_id = _as_id(row[0] if row else None)
+        if item_id is None:
+            return gr.skip()  # nothing to change ({} would be read as a value)
+        try:
+            actor = self.actor(request)
+            item = self._studies.get_item(actor, item_id)
+            labels = [(str(r["annotator"]), _shown_score(r), str(r.get("comment") or ""))
+                      for r in self._studies.export_rows(actor, item.study_id) if int(r["item_id"]) == item_id]
+        except Exception as error:
+            return {ag.item: _error(error)}
+        view = stored_view(self.services, item.judgment_id)
+        verdict = (render.render_score_card(view) + render.render_reasoning(view.reasoning) if view is not None
+                   else render.render_hint("The model has not graded this item."))
+        body = (render.render_item_header(item.id, item.external_id)
+                + render.render_label_fields(item.fields, (), view.spans if view is not None else ())
+                + render.render_human_labels(labels) + verdict)
+        return {ag.item: _html(f'<div class="gl-agree-item">{body}</div>')}
+
+    # --- wiring -----------------------------------------------------------------------------------------
+
+    def wire(self, demo: gr.Blocks) -> None:
+        """Attach the Agreement tab's events: all private."""
+        ag = self.ui.agreement
+
+        def on(trigger: Any, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> None:
+            trigger(fn, inputs, outputs, api_visibility=PRIVATE, **options)
+
+        on(ag.run.click, self.on_report, ag.study, ag.outputs)
+        on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
+
+
+def _shown_score(row: Mapping[str, Any]) -> int | str:
+    """A label's score for the disagreement view: in a blind study, also the score before the reveal (the
+    one the report's headline uses) when it differs from the current one."""
+    before, now = row.get("score_before_reveal"), row["score"]
+    if row.get("blind") and before is not None and before != now:
+        return f"{before} before the reveal, {now} now"
+    return now
+
+
+def _report_notes(report: Mapping[str, Any]) -> list[str]:
+    """The report's own explanations of how ratings were pooled and what was left out (which scores the
+    headline uses is said above the metrics, by render.render_agreement_metrics)."""
+    notes = [str(report[key]) for key in ("pooling", "excluded_note") if isinstance(report.get(key), str)]
+    spans = report.get("spans")
+    if isinstance(spans, Mapping) and spans.get("n_without_evidence"):
+        notes.append(str(spans["left_out_note"]))
+    return notes
+

@@ -25,3 +25,30 @@ def test_core_imports_without_gradio_plotly_or_torch() -> None:
     done = subprocess.run([sys.executable, "-c", BLOCK_UI], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok ['llamacpp', 'openai', 'transformers']"
+
+
+def test_no_judge_backend_imports_another() -> None:
+    """Back-ends share core.judge.common and core.judge.base, never one another's modules."""
+    import ast
+
+    def imports(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        return names
+
+    judge = ROOT / "core" / "judge"
+    backends = {path.stem for path in judge.glob("*_backend.py")}
+    assert backends == {"transformers_backend", "llamacpp_backend", "openai_backend"}
+    for path in judge.glob("*.py"):
+        named = {name.rsplit(".", 1)[-1] for name in imports(path) if name.startswith("core.judge")}
+        if path.stem in backends:
+            assert not (named & backends) - {path.stem}, f"{path.name} imports a sibling back-end"
+        elif path.name != "__init__.py":  # the package imports each back-end to register it; nothing else may
+            assert not named & backends, f"{path.name} imports a back-end"
+    below = [name for name in imports(judge / "common.py") if name.startswith("core.judge")]
+    assert below == [], "common is the bottom layer of core.judge"

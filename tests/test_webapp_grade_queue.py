@@ -211,3 +211,30 @@ def test_concurrent_api_callers_share_batched_generations(batching: tuple[Servic
     assert max(sizes) <= services.api_batch_size and judge.most_at_once == 1
     stored = services.store.list_judgments(limit=50)
     assert len(stored) == len(outputs) + 1
+
+
+@pytest.mark.parametrize("serial", [True, False], ids=["in-process model", "server"])
+def test_the_batch_tab_follows_the_same_rule(tmp_path: Path, serial: bool) -> None:
+    """A Batch tab run and a streamed grade take turns exactly when the back-end serialises, as /grade does."""
+    from tests.test_webapp_batch import start, write_data
+    from tests.webapp_helpers import with_batch
+
+    judge = BatchingJudge(delay=0.3, serial=serial)
+    services = with_batch(make_services(tmp_path, judge=judge))
+    try:
+        demo = build(services)
+        on_grade = handler(demo, "on_grade")
+        form = [*("CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"), "The context.", "", "It is fine.", "",
+                FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 256]
+        data = write_data(tmp_path / "rows.jsonl")
+        with ThreadPoolExecutor(2) as pool:
+            batch = pool.submit(start, demo, data)
+            deadline = time.monotonic() + 60
+            while not judge.batches and time.monotonic() < deadline:  # until the run's first batch generates
+                time.sleep(0.01)
+            streamed = pool.submit(lambda: list(on_grade(*form)))
+            assert batch.result(timeout=120) and streamed.result(timeout=120)
+        assert services.batch is not None and services.batch.get(1).status == "done"
+    finally:
+        services.store.close()
+    assert judge.most_at_once == (1 if serial else 2)

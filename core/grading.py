@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from core import __version__
 from core.errors import GliderError, InputError
-from core.judge.base import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, Generation, JudgeBackend, generate_many
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS, Generation, JudgeBackend, generate_many
 from core.parse import Judgment, parse_output
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT, build_prompt, infer_scale, prompt_sha256
 from core.spans import locate, ungrounded
@@ -137,12 +137,9 @@ def _prepare(request: GradeRequest) -> tuple[str, tuple[int, int], dict[str, str
 
 
 def _context_warnings(generation: Generation) -> tuple[str, ...]:
+    # The context guard's warnings (past GLIDER's 8,192 training tokens, a lowered max_new_tokens) come with
+    # the Generation: every back-end applies core.judge.common's guard, so they are worded once, here none.
     warnings = list(generation.warnings)
-    if generation.prompt_tokens > TRAINED_CONTEXT and not any("8,192" in w for w in warnings):
-        warnings.append(
-            f"The prompt has {generation.prompt_tokens:,} tokens, more than the 8,192 GLIDER was trained on; "
-            "scores may be less reliable."
-        )
     if generation.finish_reason == "length":
         warnings.append("The answer hit the max-new-tokens limit and was cut off; raise the limit to get a score.")
     return tuple(warnings)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
@@ -115,16 +114,15 @@ def grade_study(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
-    gate: AbstractContextManager[Any] | None = None,
 ) -> StudyGrading:
     """Grade the study's ungraded items (or those whose judgment failed to parse), batch_size at a time.
 
     `store` is the database the study lives in (the judgments are saved there). After every batch the
     judgments are attached to their items and on_progress gets the counts so far (it gets them once
     before the first batch too, when there is anything to grade). should_stop() is asked
-    before each batch: when it turns true the run ends, cancelled, keeping what it graded. `gate` is
-    held around each batch's generation only (the web app's judge lock), so other users of the model
-    get their turn between two batches. A judge failure that is not one item's own (the server went
+    before each batch: when it turns true the run ends, cancelled, keeping what it graded. Each batch is
+    one `generate_batch`, so a back-end that serialises its generations lets other users of the model
+    have their turn between two batches. A judge failure that is not one item's own (the server went
     away, out of memory) ends the run with `halted` set; items that are refused alone (an empty field, a
     prompt too long for the model) are listed in `errors` and the others are graded.
     Raises PermissionDenied for a non-admin and StudyInputError for an unknown study, before grading.
@@ -152,8 +150,7 @@ def grade_study(
         requests = [GradeRequest(fields=dict(item.fields), pass_criteria=study.pass_criteria, rubric=study.rubric,
                                  max_new_tokens=max_new_tokens) for item in batch]
         try:
-            with gate if gate is not None else nullcontext():
-                outcomes = grade_batch(backend, requests, store)
+            outcomes = grade_batch(backend, requests, store)
         except JudgeError as error:  # the whole batch failed: nothing of it was stored
             return snapshot(halted=str(error))
         halted: str | None = None

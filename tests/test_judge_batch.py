@@ -194,8 +194,8 @@ def test_an_error_that_stops_the_whole_batch_is_raised(
     monkeypatch.setattr(trained_judge.model, "generate", out_of_memory)
     with pytest.raises(JudgeError, match="out of memory.*fewer than 2 items"):
         trained_judge.generate_batch([taught_prompt, taught_prompt], scales=[(0, 1)] * 2)
-    assert trained_judge._lock.acquire(blocking=False)  # and the model is free again
-    trained_judge._lock.release()
+    assert trained_judge.generation_lock.acquire(blocking=False)  # and the model is free again
+    trained_judge.generation_lock.release()
 
 
 # -- the context guard, row by row ---------------------------------------------------------------------
@@ -322,5 +322,5 @@ def test_a_stream_closed_early_stops_generating_before_the_model_is_free(
     assert isinstance(next(events), str)
     events.close()
     assert not any(t.name == "glider-generate" and t.is_alive() for t in threading.enumerate())
-    assert untrained_judge._lock.acquire(blocking=False)
-    untrained_judge._lock.release()
+    assert untrained_judge.generation_lock.acquire(blocking=False)
+    untrained_judge.generation_lock.release()

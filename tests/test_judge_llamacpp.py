@@ -21,11 +21,11 @@ import pytest
 
 from core.errors import ContextTooLongError, JudgeError, ModelLoadError
 from core.judge import BACKENDS, Generation, JudgeBackend, create_backend, hardware
+from core.judge.common import fit_context
 from core.judge.llamacpp_backend import (
     DEFAULT_FILENAME,
     LlamaCppJudge,
     drop_whitespace_after_markers,
-    fit_context,
     hub_model_file,
     logical_cpus,
     model_params_set,
@@ -461,11 +461,11 @@ class TestPrefixCache:
         warm = create_backend("llamacpp", model=str(wide_q4_k_m), device="cpu")
         for name in ("taught", "long data", "other data", "taught"):
             ids = warm.chat_ids(prompts[name])
-            with warm._lock:
+            with warm.generation_lock:
                 warm._prefill(ids)
                 logits = warm._last_logits().copy()
             fresh = create_backend("llamacpp", model=str(wide_q4_k_m), device="cpu")
-            with fresh._lock:
+            with fresh.generation_lock:
                 assert fresh._prefill(ids) == 0
                 assert np.array_equal(logits, fresh._last_logits()), name
         generation = warm.generate(prompts["long data"], max_new_tokens=16)

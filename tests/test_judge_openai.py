@@ -29,6 +29,7 @@ from core.errors import ContextTooLongError, JudgeError, ModelLoadError
 from core.grading import GradeRequest, grade
 from core.judge import BACKENDS, Generation, JudgeBackend, create_backend
 from core.judge.base import BatchingBackend
+from core.judge.common import trained_context_warning
 from core.judge.logprobs import TokenStep, score_distribution, steps_from_openai
 from core.judge.openai_backend import OpenAIJudge, normalize_base_url, redact_url
 from core.parse import parse_output
@@ -696,6 +697,20 @@ def test_context_errors_lower_max_tokens_or_refuse_the_prompt(proxy_factory: Cal
     outcomes = backend.generate_batch(["short", "too long", "short"], scales=[(0, 1)] * 3, max_new_tokens=64)
     assert isinstance(outcomes[1], ContextTooLongError)
     assert [type(outcome) for outcome in outcomes[::2]] == [Generation, Generation]
+
+
+def test_a_prompt_past_the_trained_context_is_warned_about_once(proxy_factory: Callable[..., FaultProxy],
+                                                                backends: Callable[..., OpenAIJudge]) -> None:
+    # The server counts the prompt (9,000 tokens, in a 16k context): the back-end adds the guard's warning.
+    proxy = proxy_factory(None, canned(lambda seen: Reply(200, chat_body(WELL_FORMED, prompt_tokens=9000))))
+    backend = backends(base_url=proxy.url)
+    generation = backend.generate("a long prompt", max_new_tokens=64)
+    beyond = trained_context_warning(9000)
+    assert beyond is not None and "8,192" in beyond
+    assert generation.warnings == (beyond,)
+    request = GradeRequest({"MODEL OUTPUT": "Paris."}, "Is it right?", "0: no\n1: yes", max_new_tokens=64)
+    assert grade(backend, request).warnings == (beyond,)  # grading adds no second copy
+    assert backend.generate("a long prompt", max_new_tokens=64).warnings == (beyond,)
 
 
 def test_keys_come_from_the_environment_and_never_show(proxy_factory: Callable[..., FaultProxy],

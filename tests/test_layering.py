@@ -52,3 +52,30 @@ def test_store_is_infrastructure_and_grading_does_not_import_it() -> None:
         elif isinstance(node, ast.Import):
             imported.update(alias.name for alias in node.names)
     assert not {"core.store", "core.judgments"} & imported, imported
+
+
+def test_no_judge_backend_imports_another() -> None:
+    """Back-ends share core.judge.common and core.judge.base, never one another's modules."""
+    import ast
+
+    def imports(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        return names
+
+    judge = ROOT / "core" / "judge"
+    backends = {path.stem for path in judge.glob("*_backend.py")}
+    assert backends == {"transformers_backend", "llamacpp_backend", "openai_backend"}
+    for path in judge.glob("*.py"):
+        named = {name.rsplit(".", 1)[-1] for name in imports(path) if name.startswith("core.judge")}
+        if path.stem in backends:
+            assert not (named & backends) - {path.stem}, f"{path.name} imports a sibling back-end"
+        elif path.name != "__init__.py":  # the package imports each back-end to register it; nothing else may
+            assert not named & backends, f"{path.name} imports a back-end"
+    below = [name for name in imports(judge / "common.py") if name.startswith("core.judge")]
+    assert below == [], "common is the bottom layer of core.judge"

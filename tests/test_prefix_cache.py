@@ -7,11 +7,8 @@ from pathlib import Path
 import pytest
 
 from core.judge import Generation, create_backend
-from core.judge.transformers_backend import (
-    TransformersJudge,
-    common_prefix_length,
-    constant_prompt_prefix,
-)
+from core.judge.common import common_prefix_length
+from core.judge.transformers_backend import TransformersJudge, constant_prompt_prefix
 from core.prompt import GLIDER_TEMPLATE, build_prompt
 from tests import tiny_model
 from tests.fakes import WELL_FORMED

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from core.errors import InputError, JudgeError
-from core.judge.base import DEFAULT_MAX_NEW_TOKENS, BatchOutcome, Generation
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS, BatchOutcome, Generation, SerialBackend
 from core.store import Store
 from core.studies import ADMIN, ANNOTATOR, PermissionDenied, Studies, StudyInputError, StudySpec, User
 from core.study_grading import FAILED, StudyGrading, grade_study, summary_line
@@ -172,20 +172,33 @@ def test_an_items_own_problem_is_listed_and_a_judge_failure_ends_the_run_keeping
     assert store.get_judgment(attached["c1"]).repro["max_new_tokens"] == 64  # type: ignore[union-attr,arg-type]
 
 
-def test_the_gate_is_held_around_each_batch_only(studies: Studies, store: Store, ada: User) -> None:
+class SerialScriptedJudge(BatchingScriptedJudge, SerialBackend):
+    """Runs each batch under its own generation lock, as an in-process model does (the contract's rule)."""
+
+    def __init__(self, **options: Any) -> None:
+        BatchingScriptedJudge.__init__(self, **options)
+        SerialBackend.__init__(self)
+
+    def generate_batch(self, prompts: Sequence[str], **kwargs: Any) -> list[BatchOutcome]:
+        with self.generation_lock:
+            return super().generate_batch(prompts, **kwargs)
+
+
+def test_the_judge_is_free_between_two_batches(studies: Studies, store: Store, ada: User) -> None:
     study_id = make_study(studies, ada, outputs(5))
-    judge = BatchingScriptedJudge()
-    held: list[str] = []
+    judge = SerialScriptedJudge()
+    free: list[str] = []
 
-    class Gate:
-        def __enter__(self) -> None:
-            held.append(f"enter {len(judge.batches)}")
+    def on_progress(state: object) -> None:  # another user of the model could take its turn here
+        taken = judge.generation_lock.acquire(blocking=False)
+        free.append(f"{'free' if taken else 'held'} {len(judge.batches)}")
+        if taken:
+            judge.generation_lock.release()
 
-        def __exit__(self, *exc: object) -> None:
-            held.append(f"exit {len(judge.batches)}")
-
-    grade_study(studies, ada, study_id, judge, store, batch_size=2, gate=Gate())
-    assert held == ["enter 0", "exit 1", "enter 1", "exit 2", "enter 2", "exit 3"]
+    grade_study(studies, ada, study_id, judge, store, batch_size=2, on_progress=on_progress)
+    assert free == ["free 0", "free 1", "free 2", "free 3"] and judge.batches == [2, 2, 1]
+    with pytest.raises(TypeError, match="gate"):  # the caller takes no lock of its own any more
+        grade_study(studies, ada, study_id, judge, store, gate=threading.Lock())  # type: ignore[call-arg]
 
 
 def test_a_blind_studys_judgments_are_attached_and_stay_hidden_from_annotators(

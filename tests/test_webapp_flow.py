@@ -390,8 +390,8 @@ def test_api_function_returns_the_result_json(demo: gr.Blocks, services: Service
 def test_grade_events_queue_apart_and_only_grade_and_status_are_public(demo: gr.Blocks) -> None:
     fns = {fn.name: fn for fn in demo.fns.values()}
     assert fns["on_grade"].concurrency_id == "judge" and fns["on_grade"].concurrency_limit == 1
-    # Several /grade calls wait in the batcher at once (two batches' worth); the judge's gate keeps them
-    # apart from the streamed grade (tests/test_webapp_grade_queue.py).
+    # Several /grade calls wait in the batcher at once (two batches' worth); a serialising back-end keeps
+    # them apart from the streamed grade (tests/test_webapp_grade_queue.py).
     assert fns["grade_api"].concurrency_id == "grade-api" and fns["grade_api"].concurrency_limit == 16
     assert fns["grade_api"].api_name == "grade" and fns["grade_api"].api_visibility == "public"
     public = [fn.name for fn in demo.fns.values() if fn.api_visibility == "public"]

@@ -4,6 +4,7 @@ lookup in a built Blocks, and a launched server on a free port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -20,7 +21,7 @@ import gradio as gr  # noqa: E402
 
 from core.batch import BatchJobs  # noqa: E402
 from core.errors import JudgeError  # noqa: E402
-from core.judge.base import DEFAULT_MAX_NEW_TOKENS, BatchOutcome, Generation  # noqa: E402
+from core.judge.base import DEFAULT_MAX_NEW_TOKENS, BatchOutcome, Generation, SerialBackend  # noqa: E402
 from core.presets import Preset, load_presets  # noqa: E402
 from core.store import Store  # noqa: E402
 from core.studies import ADMIN, ANNOTATOR, Studies  # noqa: E402
@@ -92,16 +93,20 @@ def quoted_output(prompt: str) -> str:
     return prompt.split("<MODEL OUTPUT>\n", 1)[1].split("\n</MODEL OUTPUT>", 1)[0]
 
 
-class BatchingJudge(ScriptedJudge):
+class BatchingJudge(ScriptedJudge, SerialBackend):
     """A scripted judge with `generate_batch`: answers each prompt by highlighting its own MODEL OUTPUT.
 
     It records the size of every batch and counts generations running at once (a stream counts too);
     each batch and each streamed piece takes `delay` seconds, so concurrent callers queue up behind it.
+    Like an in-process model it runs one generation at a time under its own `generation_lock` (the
+    back-end contract's concurrency rule); `serial=False` makes it a server that runs them side by side.
     """
 
-    def __init__(self, delay: float = 0.2) -> None:
-        super().__init__()
+    def __init__(self, delay: float = 0.2, serial: bool = True) -> None:
+        ScriptedJudge.__init__(self)
+        SerialBackend.__init__(self)
         self.delay = delay
+        self.serial = serial
         self.batches: list[int] = []
         self.active = 0
         self.most_at_once = 0
@@ -109,14 +114,15 @@ class BatchingJudge(ScriptedJudge):
 
     @contextmanager
     def _running(self) -> Iterator[None]:
-        with self.guard:
-            self.active += 1
-            self.most_at_once = max(self.most_at_once, self.active)
-        try:
-            yield
-        finally:
+        with self.generation_lock if self.serial else contextlib.nullcontext():
             with self.guard:
-                self.active -= 1
+                self.active += 1
+                self.most_at_once = max(self.most_at_once, self.active)
+            try:
+                yield
+            finally:
+                with self.guard:
+                    self.active -= 1
 
     def generate_batch(self, prompts: Sequence[str], *, scales: Sequence[tuple[int, int] | None],
                        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> list[BatchOutcome]:

@@ -1,9 +1,9 @@
 """The Gradio interface: `build_app(services)` builds the Blocks; every callback is a thin adapter.
 
 Callbacks turn widget values into a core call and return `{component: update}` dicts. HTML comes only
-from webapp.render. Two generations never run on one model at the same time: the streamed Grade button
-(and a study's grading) queue in the judge's concurrency group, and every generation the page or the API
-starts holds the judge's gate (Services.judge_gate). Concurrent `/grade` API calls are batched into one
+from webapp.render. The page takes no lock around generations: a back-end that must run one at a time
+serialises them itself (core.judge.base.JudgeBackend's concurrency rule); the streamed Grade button (and a
+study's grading) queue in the judge's concurrency group. Concurrent `/grade` API calls are batched into one
 generation (webapp.grade_queue). The Batch tab (webapp.batch_ui) runs in its own queue. The
 human-agreement tabs (Studies, Label, Agreement) live in webapp.studies.
 
@@ -52,7 +52,7 @@ CSS_PATH = Path(__file__).resolve().parent.parent / "assets" / "style.css"
 HISTORY_HEADERS = ["ID", "Time", "Score", "Status", "Model", "Preview"]
 HISTORY_LIMIT = 200
 # `/grade` calls queue in their own group so that several can wait in the batcher at once (see
-# webapp.grade_queue); the judge's gate, not this group, keeps them apart from other generations.
+# webapp.grade_queue); the back-end, not this group, keeps them apart from other generations.
 API_CONCURRENCY_ID = "grade-api"
 # The live reasoning box is redrawn at most this often: every redraw is a queue message the page renders,
 # and a fast judge makes tokens much faster than anyone reads them.
@@ -346,7 +346,7 @@ class Handlers:
         self.grade = grade
         self.history = history
         self.batcher: GradeBatcher[GradeResult] = GradeBatcher(
-            self._grade_many, gate=services.judge_gate, max_batch_size=services.api_batch_size
+            self._grade_many, max_batch_size=services.api_batch_size
         )
 
     # --- Grade tab ------------------------------------------------------------------------------
@@ -419,15 +419,14 @@ class Handlers:
                 max_new_tokens=int(max_tokens or DEFAULT_MAX_NEW_TOKENS),
             )
             shown_at = 0.0
-            with self.services.judge_gate:  # no /grade batch runs on the model meanwhile
-                for event in grade_stream(judge, request, self.services.store):
-                    if isinstance(event, str):
-                        streamed += event
-                        if time.monotonic() - shown_at >= STREAM_EVERY_S:  # the first piece shows at once
-                            shown_at = time.monotonic()
-                            yield {g.stream: streamed}
-                    else:
-                        result = event
+            for event in grade_stream(judge, request, self.services.store):
+                if isinstance(event, str):
+                    streamed += event
+                    if time.monotonic() - shown_at >= STREAM_EVERY_S:  # the first piece shows at once
+                        shown_at = time.monotonic()
+                        yield {g.stream: streamed}
+                else:
+                    result = event
         except Exception as error:  # core's errors and anything else: a message, never a traceback
             yield {g.outcome: failure_message(error)}
             return

@@ -64,9 +64,9 @@ log = logging.getLogger(__name__)
 
 # Batch runs queue in their own group, one at a time: a second Start waits for the first run to end.
 # Not the "judge" group of single grades: a batch holds its group for its whole run (minutes to hours),
-# and single grades must keep working meanwhile. Two generations never overlap anyway: the back-end
-# serialises them (the transformers back-end holds a per-model lock), so a single grade slips in
-# between two batches.
+# and single grades must keep working meanwhile. Two generations never overlap on a model anyway: a
+# back-end that must run one at a time serialises them (core.judge.base.JudgeBackend's concurrency rule),
+# so a single grade slips in between two batches.
 BATCH_CONCURRENCY_ID = "batch"
 MAX_BATCH_SIZE = 32
 PREVIEW_ROWS = 5

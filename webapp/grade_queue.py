@@ -7,8 +7,9 @@ functions (Gradio 6.31 hands it a one-item batch it then refuses); and there is 
 So the API endpoint stays an ordinary queued event that may run several times at once, and the calls
 meet here: the first caller waits up to `batch_timeout` (default 0: not at all) for others, then grades up to
 `max_batch_size` requests with one `grade_many` call (core.grading.grade_batch, which uses the
-back-end's `generate_batch`) while holding the judge's gate, and hands every caller its own outcome.
-Calls that arrive while a batch runs form the next one, without waiting again.
+back-end's `generate_batch`), and hands every caller its own outcome. Calls that arrive while a batch runs
+form the next one, without waiting again. No lock is taken here: a back-end that must run one generation
+at a time serialises its batches and streams itself (core.judge.base.JudgeBackend's concurrency rule).
 """
 
 from __future__ import annotations
@@ -43,22 +44,19 @@ class GradeBatcher(Generic[R]):
     `grade_many(requests)` returns one outcome per request, in order: a result, or the exception that
     stopped that request alone (it is raised to that caller only). An exception raised by `grade_many`
     itself stopped the whole batch and reaches every caller in it. Requests of one batch share their
-    max_new_tokens (a batch decodes to one limit). `gate` is held while a batch generates, so the batch
-    never overlaps another generation that holds it (the streamed Grade button, a study's grading).
+    max_new_tokens (a batch decodes to one limit). One batch runs at a time per batcher.
     """
 
     def __init__(
         self,
         grade_many: Callable[[Sequence[GradeRequest]], Sequence[R | Exception]],
         *,
-        gate: threading.Lock,
         max_batch_size: int,
         batch_timeout: float = DEFAULT_BATCH_TIMEOUT,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be at least 1 (got {max_batch_size})")
         self.grade_many = grade_many
-        self.gate = gate
         self.max_batch_size = max_batch_size
         self.batch_timeout = max(0.0, batch_timeout)
         self._cond = threading.Condition()
@@ -95,19 +93,18 @@ class GradeBatcher(Generic[R]):
             deadline = self._waiting[0].arrived + self.batch_timeout
             while len(self._waiting) < self.max_batch_size and (left := deadline - time.monotonic()) > 0:
                 self._cond.wait(left)
-        with self.gate:
-            with self._cond:
-                batch = self._cut()
-            try:
-                outcomes: Sequence[R | BaseException] = self.grade_many([ticket.request for ticket in batch])
-                if len(outcomes) != len(batch):
-                    raise RuntimeError(f"grade_many returned {len(outcomes)} outcomes for {len(batch)} requests")
-            except Exception as error:  # it stopped the whole batch: every caller in it hears of it
-                outcomes = [error] * len(batch)
-            except BaseException as error:  # interrupted: nobody may wait forever, then let it propagate
-                self._settle(batch, [error] * len(batch))
-                raise
-            self._settle(batch, outcomes)
+        with self._cond:
+            batch = self._cut()
+        try:
+            outcomes: Sequence[R | BaseException] = self.grade_many([ticket.request for ticket in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"grade_many returned {len(outcomes)} outcomes for {len(batch)} requests")
+        except Exception as error:  # it stopped the whole batch: every caller in it hears of it
+            outcomes = [error] * len(batch)
+        except BaseException as error:  # interrupted: nobody may wait forever, then let it propagate
+            self._settle(batch, [error] * len(batch))
+            raise
+        self._settle(batch, outcomes)
 
     def _cut(self) -> list[_Ticket[R]]:
         """The oldest waiting requests that share the oldest one's max_new_tokens, at most max_batch_size."""

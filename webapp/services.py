@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.batch import DEFAULT_BATCH_SIZE, BatchJobs
@@ -30,10 +29,9 @@ class Services:
     data and settings. `batch` runs and exports batch jobs (None: the Batch tab says it is unavailable).
 
     `judge_reason` says why this back-end was chosen (core.judge.options.judge_choice, e.g. for
-    `--backend auto`), shown in the banner; None when nothing chose it. `judge_gate` is held by every
-    generation the page and the API start (the streamed Grade button, `/grade` batches, a study's
-    grading), so two of them never run on the model at once. `api_batch_size`: the most `/grade` calls
-    that share one batched generation.
+    `--backend auto`), shown in the banner; None when nothing chose it. No lock is kept here: a back-end
+    that must run one generation at a time serialises them itself (core.judge.base.JudgeBackend's
+    concurrency rule). `api_batch_size`: the most `/grade` calls that share one batched generation.
     """
 
     store: Store
@@ -46,5 +44,4 @@ class Services:
     judge_identity: dict[str, Any] | None = None
     batch: BatchJobs | None = None
     judge_reason: str | None = None
-    judge_gate: threading.Lock = field(default_factory=threading.Lock)
     api_batch_size: int = DEFAULT_BATCH_SIZE

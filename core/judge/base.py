@@ -7,15 +7,15 @@ prompt, parsing, span location, storage — happens outside, identically for eve
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from core.errors import JudgeError, UnknownBackendError
+from core.judge.common import DEFAULT_MAX_NEW_TOKENS, TRAINED_CONTEXT, check_batch
 
-DEFAULT_MAX_NEW_TOKENS = 1024
-# GLIDER was trained at 8,192 tokens; longer prompts may work (Phi-3.5 reads 128k) but are untested.
-TRAINED_CONTEXT = 8192
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "TRAINED_CONTEXT"]  # re-exported from core.judge.common
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,14 @@ class JudgeBackend(Protocol):
 
     `generate` and `stream` take the finished GLIDER prompt (not chat-formatted: the back-end applies
     the model's chat template). `scale` is the rubric's (min, max), used only to read the score
-    distribution. Both raise ContextTooLongError before generating when the prompt cannot fit.
+    distribution. Both raise ContextTooLongError before generating when the prompt cannot fit, and the
+    Generation carries the context guard's warnings (core.judge.common.fit_context).
+
+    Concurrency, the one rule: callers (the web page, the `/grade` API, the Batch tab, a study's grading,
+    the CLI) may call a back-end from several threads at once and take no lock of their own. A back-end
+    whose engine must run one generation at a time (an in-process model) serialises them itself, with
+    the lock of `SerialBackend` held for a whole generation, batch or stream (until its final Generation);
+    one that can run several at once (a server) bounds them as it sees fit.
     """
 
     info: BackendInfo
@@ -119,8 +126,7 @@ def generate_many(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> list[BatchOutcome]:
     """Generate for every prompt: in batches when the back-end can, else one prompt at a time."""
-    if len(scales) != len(prompts):
-        raise ValueError(f"{len(prompts)} prompts but {len(scales)} scales.")
+    check_batch(prompts, scales)
     if isinstance(backend, BatchingBackend):
         return backend.generate_batch(prompts, scales=scales, max_new_tokens=max_new_tokens)
     outcomes: list[BatchOutcome] = []
@@ -130,6 +136,38 @@ def generate_many(
         except JudgeError as error:  # one bad prompt must not cost the others their grade
             outcomes.append(error)
     return outcomes
+
+
+class StreamingBackend:
+    """For a back-end whose `generate` is its `stream` read to the end: it writes `stream` and inherits this."""
+
+    def stream(
+        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Iterator[StreamEvent]:
+        raise NotImplementedError
+
+    def generate(
+        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> Generation:
+        """Greedy generation until a stop token or max_new_tokens: `stream`'s final Generation."""
+        final = None
+        for event in self.stream(prompt, scale=scale, max_new_tokens=max_new_tokens):
+            if isinstance(event, Generation):
+                final = event
+        if final is None:  # a back-end bug, not user error: say so plainly
+            raise RuntimeError(f"{type(self).__name__}.stream ended without a final Generation")
+        return final
+
+
+class SerialBackend(StreamingBackend):
+    """A back-end whose engine runs one generation at a time (see JudgeBackend's concurrency rule).
+
+    Every generation, batch or stream holds `generation_lock` from its first step to its final Generation,
+    so calls from several threads take turns on the engine; nothing outside the back-end takes it.
+    """
+
+    def __init__(self) -> None:
+        self.generation_lock = threading.Lock()
 
 
 BackendFactory = Callable[..., JudgeBackend]

@@ -19,7 +19,6 @@ import ctypes
 import fnmatch
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -27,23 +26,32 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from core.errors import ContextTooLongError, JudgeError, ModelLoadError
+from core.errors import JudgeError, ModelLoadError
 from core.judge.base import (
     DEFAULT_MAX_NEW_TOKENS,
     TRAINED_CONTEXT,
     BackendInfo,
     Generation,
+    SerialBackend,
     StreamEvent,
     register_backend,
 )
+from core.judge.common import DEFAULT_GGUF_MODEL_ID as DEFAULT_MODEL_ID
+from core.judge.common import (
+    MIN_ANSWER_TOKENS,
+    STOP_TOKENS,
+    ScoreTokens,
+    combine_value_probabilities,
+    constant_chat_prefix,
+    fit_context,
+    resolve_local_files_only,
+    reusable_prefix_length,
+)
 from core.judge.hardware import logical_cpus, physical_cores
-from core.judge.scores import ScoreLocator
-from core.judge.transformers_backend import MIN_ANSWER_TOKENS, STOP_TOKENS, common_prefix_length, hub_reachable
-from core.prompt import GLIDER_TEMPLATE, chat_messages
+from core.prompt import chat_messages
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL_ID = "PatronusAI/glider-gguf"
 DEFAULT_FILENAME = "*Q4_K_M.gguf"  # the quantization PatronusAI recommends
 DEFAULT_N_BATCH = 512
 INSTALL_HINT = (
@@ -51,8 +59,6 @@ INSTALL_HINT = (
     "about 15 minutes on 2 cores). For NVIDIA GPUs build it with CMAKE_ARGS=\"-DGGML_CUDA=on\". "
     "Or use --backend transformers."
 )
-# Stands where the data would start, to cut the constant head out of the chat-formatted template.
-_DATA_MARKER = "\ue000GLIDER-DATA\ue000"
 # llama-cpp-python reads its model parameters from llama_model_default_params() inside Llama(); a few have
 # no keyword, so that function is swapped for the duration of a load (under this lock).
 _MODEL_PARAMS_LOCK = threading.Lock()
@@ -83,32 +89,6 @@ FILE_TYPES = {
 def drop_whitespace_after_markers(text: str) -> str:
     """Remove the whitespace Phi-3's tokenizer strips after its chat markers ('<|user|>\\n' → '<|user|>')."""
     return _RSTRIP_SPECIALS.sub(r"\1", text)
-
-
-def fit_context(prompt_tokens: int, max_new_tokens: int, max_context: int) -> tuple[int, list[str]]:
-    """The context guard: refuse what cannot fit, warn past GLIDER's training length, cap the answer.
-
-    Returns the (possibly lowered) max_new_tokens and the warnings, worded as the transformers back-end's.
-    """
-    if max_new_tokens < 1:
-        raise JudgeError("max_new_tokens must be at least 1.")
-    warnings = []
-    if prompt_tokens + MIN_ANSWER_TOKENS > max_context:
-        raise ContextTooLongError(
-            f"The prompt has {prompt_tokens:,} tokens but the model reads at most {max_context:,} "
-            f"(including at least {MIN_ANSWER_TOKENS} for the answer). Shorten the context or the output; "
-            "nothing is truncated silently."
-        )
-    if prompt_tokens > TRAINED_CONTEXT:
-        warnings.append(
-            f"The prompt has {prompt_tokens:,} tokens, more than the 8,192 GLIDER was trained on; "
-            "scores may be less reliable."
-        )
-    room = max_context - prompt_tokens
-    if max_new_tokens > room:
-        warnings.append(f"max_new_tokens lowered from {max_new_tokens} to {room} to fit the model's context.")
-        max_new_tokens = room
-    return max_new_tokens, warnings
 
 
 def resolve_offload(device: str, n_gpu_layers: int | None, gpu_offload_supported: bool) -> tuple[int, int, str]:
@@ -251,7 +231,7 @@ def _log_softmax(logits: Any) -> Any:
 
 
 class _VocabView:
-    """The slice of a transformers tokenizer that ScoreLocator reads, answered by llama.cpp's vocabulary."""
+    """The slice of a transformers tokenizer that ScoreTokens reads, answered by llama.cpp's vocabulary."""
 
     def __init__(self, judge: LlamaCppJudge, pieces: dict[str, int], unk_token_id: int | None) -> None:
         self._judge = judge
@@ -269,7 +249,7 @@ class _VocabView:
 
 
 @register_backend("llamacpp")
-class LlamaCppJudge:
+class LlamaCppJudge(SerialBackend):
     """A GLIDER judge on llama.cpp, from a local .gguf file or a Hub repo; one generation at a time per instance."""
 
     def __init__(
@@ -295,6 +275,7 @@ class LlamaCppJudge:
         layouts (off: faster loading, less memory and, measured here, faster prompts). `prefix_cache`: keep
         the prompt's constant head in the key/value cache between grades (results identical either way).
         """
+        super().__init__()
         notes: list[str] = []
         local = _looks_local(model)
         path = local_model_file(model, filename) if local else None  # a wrong path is reported before anything
@@ -306,11 +287,7 @@ class LlamaCppJudge:
         self._llama_cpp = llama_cpp
         layers, main_gpu, device_label = resolve_offload(device, n_gpu_layers, llama_cpp.llama_supports_gpu_offload())
         if path is None:
-            if local_files_only is None:
-                local_files_only = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-                if not local_files_only and not hub_reachable():
-                    local_files_only = True
-                    notes.append("Hugging Face Hub unreachable: loaded from the local cache only")
+            local_files_only = resolve_local_files_only(local_files_only, model, notes, local=False)
             path = hub_model_file(model, filename, revision, local_files_only)
         if n_ctx < MIN_ANSWER_TOKENS + 1:
             raise ModelLoadError(f"n_ctx must be more than {MIN_ANSWER_TOKENS} tokens (got {n_ctx}).")
@@ -348,7 +325,6 @@ class LlamaCppJudge:
                 "llama-cpp-python version supports; an old or truncated download fails like this."
             ) from exc
         self.load_seconds = time.perf_counter() - started
-        self._lock = threading.Lock()
         self._piece_buffer = ctypes.create_string_buffer(64)
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
@@ -364,7 +340,7 @@ class LlamaCppJudge:
         self.prefix_ids: tuple[int, ...] = self._prefix_ids() if prefix_cache else ()
         # The ids whose keys and values are in llama.cpp's cache as a first segment of their own ((): none).
         self._cached_prefix: tuple[int, ...] = ()
-        self.scores = ScoreLocator(_VocabView(self, pieces, pieces.get("<unk>")))
+        self.scores = ScoreTokens(_VocabView(self, pieces, pieces.get("<unk>")))
         metadata = self.llm.metadata
         file_type = metadata.get("general.file_type", "")
         quantization = FILE_TYPES.get(int(file_type), f"ftype {file_type}") if file_type.isdigit() else "unknown"
@@ -434,10 +410,8 @@ class LlamaCppJudge:
     def _prefix_ids(self) -> tuple[int, ...]:
         """Token ids of the chat-formatted text every GLIDER prompt starts with (the turn's opening and the
         instructions up to the data); () when the chat template hides where the prompt starts."""
-        head = GLIDER_TEMPLATE.split("{data}", 1)[0]
-        text = self.chat_text(head + _DATA_MARKER)
-        cut = text.find(_DATA_MARKER)
-        return tuple(self.tokenize(text[:cut])) if cut > 0 else ()
+        text = constant_chat_prefix(self.chat_text)
+        return tuple(self.tokenize(text)) if text else ()
 
     def reusable_prefix(self, ids: Sequence[int]) -> int:
         """How many leading ids are evaluated as a first segment of their own, kept in the cache between grades.
@@ -446,9 +420,7 @@ class LlamaCppJudge:
         leaving at least one id for the second segment. Every prompt is evaluated in the same two segments
         whether or not the first is already cached, so a grade never depends on what was graded before.
         """
-        if not self.prefix_ids:
-            return 0
-        return min(common_prefix_length(ids, self.prefix_ids), len(ids) - 1)
+        return reusable_prefix_length(ids, self.prefix_ids)
 
     def _prefill(self, ids: Sequence[int]) -> int:
         """Evaluate the prompt, reusing the cached prefix segment when it is this prompt's; returns the ids reused.
@@ -514,17 +486,6 @@ class LlamaCppJudge:
         pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
-    def generate(
-        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    ) -> Generation:
-        """Greedy generation until a stop token or max_new_tokens."""
-        final = None
-        for event in self.stream(prompt, scale=scale, max_new_tokens=max_new_tokens):
-            if isinstance(event, Generation):
-                final = event
-        assert final is not None  # stream always ends with a Generation
-        return final
-
     def stream(
         self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     ) -> Iterator[StreamEvent]:
@@ -534,7 +495,7 @@ class LlamaCppJudge:
         ids = self.chat_ids(prompt)
         max_new_tokens, warnings = fit_context(len(ids), max_new_tokens, self.max_context)
         stops = set(self.stop_token_ids)
-        with self._lock:  # a llama.cpp context is not thread-safe: one generation at a time
+        with self.generation_lock:  # a llama.cpp context is not thread-safe: one generation at a time
             started = time.perf_counter()
             first_token: float | None = None
             generated: list[int] = []
@@ -599,13 +560,11 @@ class LlamaCppJudge:
         step = self.scores.score_step(generated)
         if step is None:
             return None  # no score tag: nothing to read, nothing invented
-        values = list(range(scale[0], scale[1] + 1))
-        sequences = {value: self.scores.value_tokens(value) for value in values}
-        if sequences[values[0]] and not any(generated[step] == seq[0] for seq in sequences.values()):
+        sequences = self.scores.sequences_at(generated, step, scale)
+        if sequences is None:
             return None  # the model wrote something else there (e.g. a word)
         sequence_all = ids + generated
         position = len(ids) + step  # index in sequence_all of the score's first token
-        continuation = sorted({tid for seq in sequences.values() for tid in seq})
         contexts: dict[tuple[int, ...], Any] = {}
 
         def log_probs(context: tuple[int, ...]) -> Any:
@@ -619,17 +578,6 @@ class LlamaCppJudge:
                 contexts[context] = _log_softmax(self._last_logits())
             return contexts[context]
 
-        probabilities: dict[int, float] = {}
-        for value, sequence in sequences.items():
-            logp = 0.0
-            for index, token in enumerate(sequence):
-                logp += float(log_probs(tuple(sequence[:index]))[token])
-            extends = [s for s in sequences.values() if len(s) > len(sequence) and s[: len(sequence)] == sequence]
-            if extends:  # '1' only counts as the value 1 when no further digit follows
-                p_more = float(np.exp(log_probs(tuple(sequence))[continuation]).sum())
-                logp += math.log(max(1e-12, 1.0 - p_more))
-            probabilities[value] = math.exp(logp)
-        mass = sum(probabilities.values())
-        if mass <= 0.0:
-            return None
-        return {value: p / mass for value, p in probabilities.items()}, mass
+        return combine_value_probabilities(
+            sequences, log_probs, lambda after, tokens: float(np.exp(after[tokens]).sum())
+        )

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate
 from typing import Any, NamedTuple
 
-# The same pattern scores.py uses on decoded ids, so both back-ends read the score at the same place.
-from core.judge.scores import _SCORE_START
+# The same pattern the other back-ends use on decoded ids, so every back-end reads the score at the same place.
+from core.judge.common import SCORE_START
 
 # The number a token path spells out: an optional minus sign and the digits that follow it.
 _NUMBER = re.compile(r"-?\d*")
@@ -58,7 +58,7 @@ def score_distribution(steps: Steps, scale: tuple[int, int]) -> tuple[dict[int, 
         return None
     texts = [step[0] for step in steps]
     text = "".join(texts)
-    matches = list(_SCORE_START.finditer(text))
+    matches = list(SCORE_START.finditer(text))
     if not matches:
         return None
     position = matches[-1].end()

@@ -33,8 +33,14 @@ from core.judge.base import (
     StreamEvent,
     register_backend,
 )
+from core.judge.common import (
+    MIN_ANSWER_TOKENS,
+    STOP_TOKENS,
+    check_batch,
+    check_max_new_tokens,
+    trained_context_warning,
+)
 from core.judge.logprobs import score_distribution, steps_from_openai
-from core.judge.transformers_backend import MIN_ANSWER_TOKENS, STOP_TOKENS
 from core.prompt import chat_messages
 
 log = logging.getLogger(__name__)
@@ -406,8 +412,7 @@ class OpenAIJudge:
 
     def _create(self, prompt: str, max_new_tokens: int, stream: bool) -> tuple[Any, dict[str, Any], list[str]]:
         """Send the request, adapting once to each refusal that can be adapted to; (response, params, warnings)."""
-        if max_new_tokens < 1:
-            raise JudgeError("max_new_tokens must be at least 1.")
+        check_max_new_tokens(max_new_tokens)
         warnings: list[str] = []
         lowered = False
         while True:
@@ -455,6 +460,10 @@ class OpenAIJudge:
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         if prompt_tokens and prompt:
             self._tokens_per_char = prompt_tokens / len(prompt)
+        # The server counted the prompt only now: the context guard's warning comes after the fact.
+        beyond = trained_context_warning(prompt_tokens)
+        if beyond:
+            warnings = [*warnings, beyond]
         distribution = mass = None
         if scale is not None and "top_logprobs" in params:
             steps = steps_from_openai(logprobs)
@@ -580,8 +589,7 @@ class OpenAIJudge:
         A prompt too long for the model yields its ContextTooLongError in its place; any other failure
         (the server is down, refuses the key, lost the model) stops the batch and is raised.
         """
-        if len(scales) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(scales)} scales.")
+        check_batch(prompts, scales)
         outcomes: list[BatchOutcome | None] = [None] * len(prompts)
         if not prompts:
             return []

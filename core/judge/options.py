@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from core.judge import hardware
+from core.judge.common import DEFAULT_GGUF_MODEL_ID, DEFAULT_MODEL_ID, QUANTIZATIONS
 
 AUTO = "auto"
 BACKEND_CHOICES = (AUTO, "transformers", "openai", "llamacpp")
-DEFAULT_MODELS = {"transformers": "PatronusAI/glider", "openai": None, "llamacpp": "PatronusAI/glider-gguf"}
-QUANTIZATION_CHOICES = ("auto", "nf4", "int8", "none")
+DEFAULT_MODELS = {"transformers": DEFAULT_MODEL_ID, "openai": None, "llamacpp": DEFAULT_GGUF_MODEL_ID}
+QUANTIZATION_CHOICES = QUANTIZATIONS
 
 
 @dataclass(frozen=True)

@@ -9,58 +9,14 @@ are cut out of the batch's cache (without the row's padding) before they are ext
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
-_SCORE_START = re.compile(
-    r"""
-    <score>                    # the opening tag (the last one wins, as in the parser)
-    \s*                        # newline or spaces GLIDER writes before the value
-    (?:score\s*[:=]?\s*)?      # a 'Score:' label some answers repeat
-    (?=-?\d)                   # stop right before the number itself
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
+from core.judge.common import ScoreTokens, combine_value_probabilities
 
 
-class ScoreLocator:
-    """Maps generated token ids to the score step and reads the distribution there."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-
-    def _decode(self, ids: list[int]) -> str:
-        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
-
-    def value_tokens(self, value: int) -> list[int]:
-        """Token ids the model writes for `value` right after whitespace (one per character in Phi-3)."""
-        unk = self.tokenizer.unk_token_id
-        per_char = [self.tokenizer.convert_tokens_to_ids(ch) for ch in str(value)]
-        if all(tid is not None and tid != unk for tid in per_char):
-            return per_char
-        ids = self.tokenizer(str(value), add_special_tokens=False)["input_ids"]
-        return list(ids)
-
-    def score_step(self, generated: list[int]) -> int | None:
-        """Index into `generated` of the first token of the score value, or None when there is none."""
-        text = self._decode(generated)
-        matches = list(_SCORE_START.finditer(text))
-        if not matches:
-            return None
-        position = matches[-1].end()
-        # Smallest i whose decoded prefix reaches past the score's first character.
-        low, high = 0, len(generated) - 1
-        while low < high:
-            middle = (low + high) // 2
-            if len(self._decode(generated[: middle + 1])) > position:
-                high = middle
-            else:
-                low = middle + 1
-        prefix = self._decode(generated[: low + 1])
-        if len(prefix) <= position or not text.startswith(prefix[: position + 1]):
-            return None  # decoding is not prefix-stable here; better no distribution than a wrong one
-        return low
+class ScoreLocator(ScoreTokens):
+    """Maps generated token ids to the score step (core.judge.common.ScoreTokens) and reads the distribution
+    there from a transformers generation's logits and key/value cache."""
 
     def distribution(
         self,
@@ -85,11 +41,9 @@ class ScoreLocator:
         step = self.score_step(generated)
         if step is None or step >= len(step_logits):
             return None
-        values = list(range(scale[0], scale[1] + 1))
-        sequences = {value: self.value_tokens(value) for value in values}
-        if sequences[values[0]] and not any(generated[step] == seq[0] for seq in sequences.values()):
+        sequences = self.sequences_at(generated, step, scale)
+        if sequences is None:
             return None  # the model wrote something else there (e.g. a word); nothing to read
-        continuation = {tid for seq in sequences.values() for tid in seq}
         contexts: dict[tuple[int, ...], Any] = {(): torch.log_softmax(step_logits[step][row].float(), dim=-1)}
         keep = prompt_length + step  # tokens before the score: the prompt and generated[:step]
         own_cache = None
@@ -103,21 +57,9 @@ class ScoreLocator:
                 contexts[context] = self._next_log_probs(model, own_cache, keep, context)
             return contexts[context]
 
-        probabilities: dict[int, float] = {}
-        for value, sequence in sequences.items():
-            logp = 0.0
-            for index, token in enumerate(sequence):
-                logp += float(log_probs(tuple(sequence[:index]))[token])
-            extends = [s for s in sequences.values() if len(s) > len(sequence) and s[: len(sequence)] == sequence]
-            if extends:  # '1' only counts as the value 1 when no further digit follows
-                after = log_probs(tuple(sequence))
-                p_more = float(torch.exp(after[list(continuation)]).sum())
-                logp += math.log(max(1e-12, 1.0 - p_more))
-            probabilities[value] = math.exp(logp)
-        mass = sum(probabilities.values())
-        if mass <= 0.0:
-            return None
-        return {value: p / mass for value, p in probabilities.items()}, mass
+        return combine_value_probabilities(
+            sequences, log_probs, lambda after, tokens: float(torch.exp(after[tokens]).sum())
+        )
 
     @staticmethod
     def _next_log_probs(model: Any, cache: Any, keep: int, context: tuple[int, ...]) -> Any:

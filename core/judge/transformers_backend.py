@@ -28,22 +28,27 @@ from core.judge.base import (
     BackendInfo,
     BatchOutcome,
     Generation,
+    SerialBackend,
     StreamEvent,
     register_backend,
+)
+from core.judge.common import (
+    DEFAULT_MODEL_ID,
+    MIN_ANSWER_TOKENS,
+    QUANTIZATIONS,
+    STOP_TOKENS,
+    check_batch,
+    constant_chat_prefix,
+    fit_context,
+    resolve_local_files_only,
+    reusable_prefix_length,
 )
 from core.judge.hardware import logical_cpus, physical_cores
 from core.judge.quantized_cache import CacheKey, QuantizedCache, cache_key, identify_source, library_versions
 from core.judge.scores import ScoreLocator
-from core.prompt import GLIDER_TEMPLATE, chat_messages
+from core.prompt import chat_messages
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL_ID = "PatronusAI/glider"
-QUANTIZATIONS = ("auto", "nf4", "int8", "none")
-# GLIDER stops on <|end|>, <|assistant|> and <|endoftext|> (ids 32007, 32001, 32000 in Phi-3's vocabulary).
-STOP_TOKENS = ("<|end|>", "<|assistant|>", "<|endoftext|>")
-# Leave at least this many tokens for the answer when deciding whether a prompt fits.
-MIN_ANSWER_TOKENS = 64
 
 
 def resolve_quantization(quantization: str) -> str:
@@ -141,35 +146,9 @@ def constant_prompt_prefix(tokenizer: Any) -> str:
     Rendered through the tokenizer's own chat template (with a marker where the data would start), so it
     is whatever that template puts before the user's text; '' when the template hides the marker.
     """
-    marker = "\ue000GLIDER-DATA\ue000"
-    head = GLIDER_TEMPLATE.split("{data}", 1)[0]
-    text = tokenizer.apply_chat_template(chat_messages(head + marker), tokenize=False, add_generation_prompt=True)
-    cut = text.find(marker)
-    return text[:cut] if cut >= 0 else ""
-
-
-def common_prefix_length(first: Sequence[int], second: Sequence[int]) -> int:
-    """How many leading ids the two sequences share."""
-    length = 0
-    for a, b in zip(first, second, strict=False):
-        if a != b:
-            break
-        length += 1
-    return length
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face Hub answers a TCP connect quickly (offline, its client retries for minutes)."""
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    return constant_chat_prefix(
+        lambda text: tokenizer.apply_chat_template(chat_messages(text), tokenize=False, add_generation_prompt=True)
+    )
 
 
 def _load_tokenizer(model: str, revision: str | None, local_files_only: bool) -> Any:
@@ -309,7 +288,7 @@ class _GenerateThread:
 
 
 @register_backend("transformers")
-class TransformersJudge:
+class TransformersJudge(SerialBackend):
     """A GLIDER judge running in-process on transformers; one generation (or one batch) at a time per instance.
 
     `quantized_cache` keeps a saved copy of an nf4/int8 model under `cache_dir` (default: $GLIDER_CACHE_DIR,
@@ -336,15 +315,12 @@ class TransformersJudge:
         except ImportError as exc:
             raise ModelLoadError(f"The transformers back-end needs torch and transformers: {exc}.") from exc
 
+        super().__init__()
         self.quantization = resolve_quantization(quantization)
         self.device = _resolve_device(device)
         notes: list[str] = []
-        if local_files_only is None:
-            local_files_only = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-            if not local_files_only and not Path(model).expanduser().exists() and not hub_reachable():
-                local_files_only = True
-                notes.append("Hugging Face Hub unreachable: loaded from the local cache only")
-                log.warning("The Hugging Face Hub is unreachable; looking for %s in the local cache only", model)
+        local_files_only = resolve_local_files_only(local_files_only, model, notes,
+                                                    local=Path(model).expanduser().exists())
         threads = configure_cpu_threads(self.device)
         if self.device.startswith("cpu"):
             warm_parallel_runtime()
@@ -391,7 +367,6 @@ class TransformersJudge:
             else:
                 self._save_quantized_copy(store, key, model, notes)
         self.load_seconds = time.perf_counter() - started
-        self._lock = threading.Lock()
         self.stop_token_ids = [
             tid for tid in (self.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS)
             if tid is not None and tid != self.tokenizer.unk_token_id
@@ -467,12 +442,10 @@ class TransformersJudge:
         and at least one id is left for `generate` to process. Past `original_max_position_embeddings`, Phi-3
         switches RoPE to its long-context factors and recomputes every key, so the cache would be unused.
         """
-        if not self.prefix_ids:
-            return 0
         limit = getattr(self.model.config, "original_max_position_embeddings", None)
         if limit and len(ids) > limit:
             return 0
-        return min(common_prefix_length(ids, self.prefix_ids), len(ids) - 1)
+        return reusable_prefix_length(ids, self.prefix_ids)
 
     def _prefix_cache_copy(self, length: int) -> Any:
         """A fresh copy of the prefix's key/value cache holding its first `length` tokens (caller holds the lock).
@@ -520,26 +493,8 @@ class TransformersJudge:
         return len(self.chat_ids(prompt))
 
     def _fit(self, prompt_tokens: int, max_new_tokens: int) -> tuple[int, list[str]]:
-        """Apply the context guard: refuse what cannot fit, warn past GLIDER's training length."""
-        if max_new_tokens < 1:
-            raise JudgeError("max_new_tokens must be at least 1.")
-        warnings = []
-        if prompt_tokens + MIN_ANSWER_TOKENS > self.max_context:
-            raise ContextTooLongError(
-                f"The prompt has {prompt_tokens:,} tokens but the model reads at most {self.max_context:,} "
-                f"(including at least {MIN_ANSWER_TOKENS} for the answer). Shorten the context or the output; "
-                "nothing is truncated silently."
-            )
-        if prompt_tokens > TRAINED_CONTEXT:
-            warnings.append(
-                f"The prompt has {prompt_tokens:,} tokens, more than the 8,192 GLIDER was trained on; "
-                "scores may be less reliable."
-            )
-        room = self.max_context - prompt_tokens
-        if max_new_tokens > room:
-            warnings.append(f"max_new_tokens lowered from {max_new_tokens} to {room} to fit the model's context.")
-            max_new_tokens = room
-        return max_new_tokens, warnings
+        """Apply the context guard (core.judge.common.fit_context) to this model's context."""
+        return fit_context(prompt_tokens, max_new_tokens, self.max_context)
 
     # -- generation ------------------------------------------------------------------------------
     def _generation_config(self, max_new_tokens: int) -> Any:
@@ -558,17 +513,6 @@ class TransformersJudge:
     def _settings(self, **extra: Any) -> dict[str, Any]:
         return {"do_sample": False, "stop_token_ids": list(self.stop_token_ids), **extra}
 
-    def generate(
-        self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
-    ) -> Generation:
-        """Greedy generation until a stop token or max_new_tokens."""
-        final = None
-        for event in self.stream(prompt, scale=scale, max_new_tokens=max_new_tokens):
-            if isinstance(event, Generation):
-                final = event
-        assert final is not None  # stream always ends with a Generation
-        return final
-
     def stream(
         self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     ) -> Iterator[StreamEvent]:
@@ -581,7 +525,7 @@ class TransformersJudge:
         input_ids = torch.tensor([ids], device=self.model.device)
         config = self._generation_config(max_new_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        with self._lock:  # one generation at a time on this model
+        with self.generation_lock:  # one generation at a time on this model
             started = time.perf_counter()
             first_token: float | None = None
             # With a cache of the first `reused` ids, generate is still given the full ids and mask (it derives
@@ -639,10 +583,7 @@ class TransformersJudge:
         so a row near the context's end does not shorten the others. Errors that stop the whole call
         (out of memory) are raised.
         """
-        if len(scales) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(scales)} scales.")
-        if max_new_tokens < 1:
-            raise JudgeError("max_new_tokens must be at least 1.")
+        check_batch(prompts, scales, max_new_tokens)
         outcomes: list[BatchOutcome | None] = [None] * len(prompts)
         groups: dict[int, list[_Row]] = {}
         for index, (prompt, scale) in enumerate(zip(prompts, scales, strict=True)):
@@ -653,7 +594,7 @@ class TransformersJudge:
                 outcomes[index] = error
                 continue
             groups.setdefault(limit, []).append(_Row(index, ids, scale, limit, tuple(warnings)))
-        with self._lock:  # one generation at a time on this model, as in `stream`
+        with self.generation_lock:  # one generation at a time on this model, as in `stream`
             for rows in groups.values():
                 for row, generation in zip(rows, self._generate_rows(rows), strict=True):
                     outcomes[row.index] = generation

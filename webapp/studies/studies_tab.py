@@ -288,8 +288,7 @@ class StudiesHandlers(StudyPage):
             try:
                 final = grade_study(self._studies, actor, study.id, judge, self.services.store, which=which,
                                     batch_size=self.services.api_batch_size, should_stop=stop.is_set,
-                                    on_progress=lambda state: events.put(("batch", state)),
-                                    gate=self.services.judge_gate)
+                                    on_progress=lambda state: events.put(("batch", state)))
                 events.put(("end", final))
             except BaseException as error:  # handed to the page
                 events.put(("error", error))

@@ -9,7 +9,6 @@ No `from __future__ import annotations` here: Gradio reads the callbacks' `gr.Re
 `gr.Progress` type hints at runtime to inject them.
 """
 
-import json
 import logging
 import queue
 import tempfile
@@ -28,7 +27,7 @@ from core.errors import GliderError
 from core.grading import FieldSpan
 from core.presets import Preset
 from core.prompt import DEFAULT_TAGS, rubric_levels
-from core.studies import Annotation, Item, PermissionDenied, Studies, Study, StudySpec, User
+from core.studies import Annotation, Item, PermissionDenied, Studies, Study, StudySpec, User, write_exports
 from core.study_grading import FAILED, UNGRADED, StudyGrading, Which, grade_study, summary_line
 from webapp import charts, render
 from webapp.report_html import report_to_html
@@ -40,7 +39,6 @@ from webapp.views import (
     failure_message,
     format_time,
     guess_column,
-    jsonable,
     parse_tags,
     place_selection,
     progress_line,
@@ -1214,15 +1212,8 @@ class StudyHandlers:
                        figures: Mapping[str, Any]) -> list[Path]:
         """The four download files, in a fresh folder per report (Gradio serves them from its cache)."""
         folder = Path(tempfile.mkdtemp(prefix=f"study-{study.id}-", dir=self.export_root))
-        stem = f"study-{study.id}"
-        rows = [jsonable(row) for row in self._studies.export_rows(actor, study.id)]
-        flat = [{key: json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
-                 for key, value in row.items()} for row in rows]
-        paths = [folder / f"{stem}-annotations.csv", folder / f"{stem}-annotations.jsonl",
-                 folder / f"{stem}-report.json", folder / f"{stem}-report.html"]
-        pd.DataFrame(flat).to_csv(paths[0], index=False)
-        paths[1].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        paths[2].write_text(json.dumps(jsonable(report), ensure_ascii=False, indent=2), encoding="utf-8")
+        paths = write_exports(self._studies, actor, study.id, report, folder)  # CSV, JSONL, report JSON
+        paths.append(folder / f"study-{study.id}-report.html")  # the charts are the web layer's
         html = report_to_html(report, dict(figures), title=f"Agreement report: {study.name}")
         paths[3].write_text(html, encoding="utf-8")
         return paths

@@ -24,7 +24,7 @@ from core.studies.rows import AnnotationRow, ItemRow, StudyRow
 if TYPE_CHECKING:
     from core.studies.service import Studies
 
-# Every column of an export, before the study's field tags (which go after external_id).
+# An export's own columns; the study's field tags go after external_id ("field TAG" when a tag clashes).
 EXPORT_COLUMNS = ("study", "study_id", "item_id", "external_id", "annotation_id", "annotator", "score",
                   "score_before_reveal", "score_after_reveal", "blind", "comment", "seconds", "spans", "created_at",
                   "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
@@ -32,7 +32,7 @@ EXPORT_COLUMNS = ("study", "study_id", "item_id", "external_id", "annotation_id"
 
 
 @dataclass(frozen=True)
-class _Judgment:
+class ReportJudgment:
     """The parts of the model's stored judgment a report or an export shows."""
 
     id: int
@@ -46,13 +46,13 @@ class _Judgment:
 
 
 @dataclass(frozen=True)
-class _Line:
+class ReportLine:
     """One label with its item, annotator and judgment; an unlabelled item has label and annotator None."""
 
     item: ItemRow
     label: AnnotationRow | None
     annotator: str | None
-    judgment: _Judgment | None
+    judgment: ReportJudgment | None
 
 
 _LINES = (
@@ -67,23 +67,23 @@ _LINES = (
 )
 
 
-def report_lines(session: Session, study: StudyRow) -> list[_Line]:
+def report_lines(session: Session, study: StudyRow) -> list[ReportLine]:
     """(item, label, annotator, judgment) per label plus (item, None, None, judgment) per unlabelled item."""
-    lines: list[_Line] = []
+    lines: list[ReportLine] = []
     for item, label, annotator, judgment_id, *judgment in session.execute(_LINES.where(ItemRow.study_id == study.id)):
         score, status, reasoning, highlights, spans, distribution, expected = judgment
-        stored = None if judgment_id is None else _Judgment(
+        stored = None if judgment_id is None else ReportJudgment(
             id=judgment_id, score=score, status=status, reasoning=reasoning, highlights=list(highlights),
             spans=[dict(span) for span in spans],
             # JSON object keys are always strings: restore the integer score values.
             distribution={int(k): float(v) for k, v in distribution.items()} if distribution else None,
             expected_score=expected,
         )
-        lines.append(_Line(item, label, annotator, stored))
+        lines.append(ReportLine(item, label, annotator, stored))
     return lines
 
 
-def ratings(study: StudyRow, lines: list[_Line]) -> list[dict[str, Any]]:
+def ratings(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]]:
     """One row per annotation (and one per unlabelled item), the input of core.agreement.agreement_report."""
     rows: list[dict[str, Any]] = []
     for line in lines:
@@ -106,7 +106,7 @@ def ratings(study: StudyRow, lines: list[_Line]) -> list[dict[str, Any]]:
     return rows
 
 
-def export_rows(study: StudyRow, lines: list[_Line]) -> list[dict[str, Any]]:
+def export_rows(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]]:
     """One row per annotation with the item's fields and the model's outputs (see Studies.export_rows)."""
     columns = {tag: (f"field {tag}" if tag in EXPORT_COLUMNS else tag) for tag in study.tags}
     rows: list[dict[str, Any]] = []

@@ -34,3 +34,15 @@ class UnknownBackendError(JudgeError, KeyError):
 
 class StorageError(GliderError):
     """The database could not be opened, migrated or written."""
+
+
+class PermissionDenied(GliderError):
+    """The signed-in user may not see or change this."""
+
+
+class StudyInputError(InputError):
+    """A user, study, item, file or label is not acceptable as given; the message says why.
+
+    Raised by core.accounts and core.studies alike (a taken username, an unknown study, a score off the
+    scale), so both can be caught as one kind of refusal.
+    """

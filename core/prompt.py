@@ -69,8 +69,12 @@ _RUBRIC_LINE = re.compile(
 _BAD_TAG_CHARS = re.compile(r"[<>\n\r]")
 
 
-def _check_tag(tag: str) -> str:
-    name = tag.strip()
+def check_tag(tag: object) -> str:
+    """The tag's name, stripped; InputError when it is empty or holds '<', '>' or a line break.
+
+    The one rule for field tags: prompts (format_data) and study definitions (core.studies) both use it.
+    """
+    name = tag.strip() if isinstance(tag, str) else ""
     if not name:
         raise InputError("A field tag is empty; give every field a name such as 'MODEL OUTPUT'.")
     if _BAD_TAG_CHARS.search(name):
@@ -84,7 +88,7 @@ def format_data(fields: Mapping[str, str]) -> str:
     for tag, text in fields.items():
         if text is None or not str(text).strip():
             continue
-        name = _check_tag(tag)
+        name = check_tag(tag)
         blocks.append(f"<{name}>\n{text}\n</{name}>")
     if not blocks:
         raise InputError("Every field is empty: paste at least the text to be judged.")

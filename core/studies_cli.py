@@ -14,10 +14,10 @@ import os
 import sys
 from typing import Any
 
+from core.accounts import ADMIN, ANNOTATOR, MIN_PASSWORD_LENGTH, ROLES, Accounts
 from core.errors import GliderError
 from core.settings import default_db_url
 from core.store import Store
-from core.studies import ADMIN, ANNOTATOR, MIN_PASSWORD_LENGTH, ROLES, Studies
 
 ADMIN_PASSWORD_ENV = "GLIDER_ADMIN_PASSWORD"
 USER_PASSWORD_ENV = "GLIDER_USER_PASSWORD"
@@ -83,10 +83,10 @@ def _create(args: argparse.Namespace, role: str, env_var: str) -> int:
         return 2
     try:
         with Store(args.db or default_db_url()) as store:
-            studies = Studies(store)
-            user = studies.create_user(args.username, password, role=role)
+            accounts = Accounts(store)
+            user = accounts.create_user(args.username, password, role=role)
             if getattr(args, "can_grade", False) and not user.is_admin:
-                user = studies.set_grading(None, user.username, True)
+                user = accounts.set_grading(None, user.username, True)
             rights = " who may grade" if user.can_grade and not user.is_admin else ""
             print(f"Created {user.role} {user.username!r}{rights} in {store.url}.")
     except GliderError as error:
@@ -98,7 +98,7 @@ def _create(args: argparse.Namespace, role: str, env_var: str) -> int:
 def _run_set_grading(args: argparse.Namespace) -> int:
     try:
         with Store(args.db or default_db_url()) as store:
-            user = Studies(store).set_grading(None, args.username, args.allowed)
+            user = Accounts(store).set_grading(None, args.username, args.allowed)
             now = "may now grade" if user.can_grade else "may no longer grade"
             print(f"{user.role.capitalize()} {user.username!r} {now} ({store.url}).")
     except GliderError as error:

@@ -1,6 +1,6 @@
 """`python -m core grade-study STUDY_ID --as ADMIN`: grade a study's items from the command line.
 
-The same work as the Studies tab's "Grade all items" / "Regrade failed" (core.study_grading.grade_study):
+The same work as the Studies tab's "Grade all items" / "Regrade failed" (core.studies.grading.grade_study):
 batched generation, each judgment attached to its item after its batch, Ctrl-C stops after the batch
 in progress and keeps what was graded; running the command again grades the rest.
 """
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from core.judge.options import describe_options, judge_options
     from core.store import Store
     from core.studies import Studies
-    from core.study_grading import FAILED, UNGRADED, Which, select_items, summary_line
+    from core.studies.grading import FAILED, UNGRADED, Which, select_items, summary_line
 
     which: Which = FAILED if args.failed else UNGRADED
     backend_name, options = judge_options(args)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _grade(studies: Any, actor: Any, study: Any, backend: Any, store: Any, which: Any, batch_size: int) -> Any:
     """grade_study with the first Ctrl-C (or SIGTERM) asking it to stop after the batch in progress."""
-    from core.study_grading import grade_study
+    from core.studies.grading import grade_study
 
     stop_requested: list[int] = []
 

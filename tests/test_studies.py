@@ -16,10 +16,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
+from sqlalchemy import event
 
 from core.agreement import agreement_report, load_ratings
 from core.errors import InputError
 from core.parse import parse_output
+from core.prompt import build_prompt
 from core.store import MIGRATIONS, Store
 from core.studies import (
     ADMIN,
@@ -36,6 +38,7 @@ from core.studies import (
     StudySpec,
     User,
     UserRow,
+    write_exports,
 )
 from tests.fakes import WELL_FORMED as ANSWER_1
 from tests.test_store import make_result
@@ -738,6 +741,69 @@ def test_export_rows(studies: Studies, admin: User, reported_study: int) -> None
     assert json.loads(first["model_distribution"]) == {"0": 0.125, "1": 0.875}
     assert first["judgment_id"] is not None
     assert (rows[2]["model_status"], rows[2]["model_score"]) == ("failed", None)
+
+
+def test_reports_read_every_label_and_judgment_in_one_query(studies: Studies, store: Store, admin: User,
+                                                             ann: list[User], reported_study: int) -> None:
+    """ratings() and export_rows() join items, labels, annotators and judgments: the number of statements does
+    not grow with the study (they once read each item's judgment on its own)."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    def reads(report: Any) -> int:
+        statements.clear()
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            report(admin, reported_study)
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    before = {report: reads(report) for report in (studies.ratings, studies.export_rows)}
+    for n in range(10, 16):  # six more graded items, each labelled twice
+        item = studies.add_item(admin, reported_study, fields(n), judgment_id=store.save_grade(make_result()))
+        studies.submit(ann[0], item.id, 1)
+        studies.submit(ann[3], item.id, 0)
+    assert {report: reads(report) for report in before} == before
+    assert len(studies.export_rows(admin, reported_study)) == 3 + 12
+    judged = [row for row in studies.ratings(admin, reported_study) if row["model_status"] == "ok"]
+    assert len(judged) == 2 + 12 and {row["model_score"] for row in judged} == {1}
+
+
+def test_write_exports_writes_what_the_agreement_tab_offers(studies: Studies, admin: User, ann: list[User],
+                                                            reported_study: int, tmp_path: Path) -> None:
+    report = agreement_report(studies.ratings(admin, reported_study), (0, 1), n_resamples=0)
+    paths = write_exports(studies, admin, reported_study, report, tmp_path)
+    assert [path.name for path in paths] == [f"study-{reported_study}-annotations.csv",
+                                             f"study-{reported_study}-annotations.jsonl",
+                                             f"study-{reported_study}-report.json"]
+    rows = studies.export_rows(admin, reported_study)
+    csv = pd.read_csv(paths[0], keep_default_na=False)
+    assert list(csv.columns) == list(rows[0]) and list(csv["annotator"]) == ["ann0", "ann1", "ann2"]
+    assert csv["comment"][0] == 'tab\t"quote"' and json.loads(csv["spans"][0]) == json.loads(rows[0]["spans"])
+    lines = [json.loads(line) for line in paths[1].read_text(encoding="utf-8").splitlines()]
+    assert lines == rows
+    written = json.loads(paths[2].read_text(encoding="utf-8"))
+    assert written["n_ratings"] == report["n_ratings"] and written["excluded"] == report["excluded"]
+    # The files go back into the agreement statistics as they are.
+    for path in paths[:2]:
+        again = agreement_report(load_ratings(path), (0, 1), n_resamples=0)
+        assert again["n_ratings"] == report["n_ratings"] and again["exact"] == report["exact"]
+    with pytest.raises(PermissionDenied, match="Only an admin may export"):
+        write_exports(studies, ann[0], reported_study, report, tmp_path)
+
+
+@pytest.mark.parametrize("tag", ["", "   ", "A<B", "B>", "two\nlines", "c\rr"])
+def test_studies_and_prompts_refuse_the_same_tags_with_the_same_words(studies: Studies, admin: User,
+                                                                      tag: str) -> None:
+    """One tag rule (core.prompt.check_tag): a study cannot be created with tags its prompts would refuse."""
+    with pytest.raises(InputError) as from_prompt:
+        build_prompt({tag: "text"}, "criteria", RUBRIC_0_1)
+    with pytest.raises(StudyInputError) as from_study:
+        studies.create_study(admin, spec(tags=("CONTEXT", tag)))
+    assert str(from_study.value) == str(from_prompt.value)
 
 
 # ---- schema

@@ -1,4 +1,4 @@
-"""Grading a study's items (core.study_grading): batches, parse failures, regrading, cancel, blind studies."""
+"""Grading a study's items (core.studies.grading): batches, parse failures, regrading, cancel, blind studies."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from core.errors import InputError, JudgeError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, BatchOutcome, Generation, SerialBackend
 from core.store import Store
 from core.studies import ADMIN, ANNOTATOR, PermissionDenied, Studies, StudyInputError, StudySpec, User
-from core.study_grading import FAILED, StudyGrading, grade_study, summary_line
+from core.studies.grading import FAILED, StudyGrading, grade_study, summary_line
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import WELL_FORMED, ScriptedJudge
 
@@ -296,3 +296,13 @@ def test_grade_study_command_grades_reports_parse_failures_and_regrades_them(
     assert "no user 'nobody'" in capsys.readouterr().err
     assert main(["grade-study", "999", *command[2:]]) == 2
     assert "no study with id 999" in capsys.readouterr().err
+
+
+def test_the_old_module_name_still_imports() -> None:
+    """core.study_grading moved into the studies package; code that imports the old name gets the same objects."""
+    from core import study_grading
+    from core.studies import grading
+
+    assert study_grading.__all__ and all(getattr(study_grading, name) is getattr(grading, name)
+                                         for name in study_grading.__all__)
+    assert study_grading.grade_study is grade_study

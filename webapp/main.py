@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 
+from core.accounts import Accounts
 from core.batch import BatchJobs
 from core.errors import GliderError
 from core.judge import JudgeBackend, create_backend
@@ -20,7 +21,7 @@ from core.judge.transformers_backend import warm_parallel_runtime
 from core.presets import load_presets
 from core.settings import default_db_url
 from core.store import Store
-from core.studies import Studies, UserRow
+from core.studies import Studies
 from webapp.app import auth_options, build_app, enable_queue, launch_options
 from webapp.services import Services
 
@@ -52,11 +53,8 @@ def _truthy(value: str | None) -> bool:
 
 
 def users_exist(store: Store) -> bool:
-    """Whether anyone can sign in yet (core.studies has no public count, so the users table is asked)."""
-    from sqlalchemy import func, select
-
-    with store.session("read") as session:
-        return bool(session.scalar(select(func.count()).select_from(UserRow)))
+    """Whether anyone can sign in yet."""
+    return Accounts(store).any_users()
 
 
 def load_judge_into(services: Services, args: argparse.Namespace, choice: JudgeChoice | None = None) -> None:

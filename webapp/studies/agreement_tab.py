@@ -2,7 +2,6 @@
 See webapp.studies.layout for who may do what.
 """
 
-import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import pandas as pd
 
 from core.agreement import agreement_report
 from core.errors import GliderError
-from core.studies import Study, User
+from core.studies import Study, User, write_exports
 from webapp import charts, render
 from webapp.components import PRIVATE
 from webapp.components import as_id as _as_id
@@ -23,7 +22,6 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.report_html import report_to_html
 from webapp.studies.layout import StudyPage, stored_view
-from webapp.views import jsonable
 
 DISAGREEMENT_HEADERS = ["Item", "Human (mean)", "Model", "|Human \u2212 Model|", "Labels", "Preview"]
 
@@ -151,15 +149,8 @@ class AgreementHandlers(StudyPage):
                        figures: Mapping[str, Any]) -> list[Path]:
         """The four download files, in a fresh folder per report (Gradio serves them from its cache)."""
         folder = Path(tempfile.mkdtemp(prefix=f"study-{study.id}-", dir=self.export_root))
-        stem = f"study-{study.id}"
-        rows = [jsonable(row) for row in self._studies.export_rows(actor, study.id)]
-        flat = [{key: json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
-                 for key, value in row.items()} for row in rows]
-        paths = [folder / f"{stem}-annotations.csv", folder / f"{stem}-annotations.jsonl",
-                 folder / f"{stem}-report.json", folder / f"{stem}-report.html"]
-        pd.DataFrame(flat).to_csv(paths[0], index=False)
-        paths[1].write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-        paths[2].write_text(json.dumps(jsonable(report), ensure_ascii=False, indent=2), encoding="utf-8")
+        paths = write_exports(self._studies, actor, study.id, report, folder)  # CSV, JSONL, report JSON
+        paths.append(folder / f"study-{study.id}-report.html")  # the charts are the web layer's
         html = report_to_html(report, dict(figures), title=f"Agreement report: {study.name}")
         paths[3].write_text(html, encoding="utf-8")
         return paths

@@ -1,0 +1,123 @@
+"""The labelling queue: which item an annotator gets next, and the claims that spread annotators out.
+
+Items are offered in a stable pseudo-random order (order_key, a hash of study and item ids).
+Studies.next_item claims the item it hands out, so annotators working at the same moment spread over
+different items instead of all over-filling the first one; Studies.submit claims the annotator's next
+item in its own transaction, so the usual submit -> next_item round trip commits once.
+
+The labelling hot path (next_item, submit) runs these Core statements, built once: building and
+ORM-loading a statement per call cost more than the SQL itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Row
+
+from core.errors import StudyInputError
+from core.studies.checks import check_id
+from core.studies.rows import AnnotationRow, ClaimRow, ItemRow, StudyRow
+
+# How long an item handed out by next_item stays reserved for that annotator (an abandoned tab frees it then).
+CLAIM_SECONDS = 20 * 60
+
+_studies, _items, _labels, _claims = (
+    cast(Table, model.__table__) for model in (StudyRow, ItemRow, AnnotationRow, ClaimRow)
+)
+_SQL_QUEUE_STUDY = (select(_studies.c.id, _studies.c.overlap_target, _studies.c.blind)
+                    .where(_studies.c.id == bindparam("study_id")))
+_LABELS_OF_ITEM = (select(func.count()).select_from(_labels).where(_labels.c.item_id == _items.c.id)
+                   .correlate(_items).scalar_subquery())
+_CLAIMS_BY_OTHERS = (select(func.count()).select_from(_claims)
+                     .where(_claims.c.item_id == _items.c.id, _claims.c.annotator_id != bindparam("me"),
+                            _claims.c.claimed_at > bindparam("since"))
+                     .correlate(_items).scalar_subquery())
+_QUEUE = (select(*_items.c)
+          .where(_items.c.study_id == bindparam("study_id"),
+                 _items.c.id.not_in(bindparam("skip", expanding=True)),
+                 _items.c.id.not_in(select(_labels.c.item_id).where(_labels.c.study_id == bindparam("study_id"),
+                                                                    _labels.c.annotator_id == bindparam("me"))))
+          .order_by(_items.c.order_key, _items.c.id)
+          .limit(1))
+_SQL_NEXT_FREE = _QUEUE.where(_LABELS_OF_ITEM + _CLAIMS_BY_OTHERS < bindparam("k"))  # open, unclaimed places
+_SQL_NEXT_ANY = _QUEUE.where(_LABELS_OF_ITEM < bindparam("k"))  # open places, claimed or not
+# (Bind names differ from column names: UPDATE reserves those for its SET clause.)
+_MY_CLAIM = (_claims.c.study_id == bindparam("claim_study")) & (_claims.c.annotator_id == bindparam("claimer"))
+_SQL_CLAIM_MOVE = update(_claims).where(_MY_CLAIM).values(item_id=bindparam("claim_item"),
+                                                          claimed_at=bindparam("claim_at"))
+_SQL_CLAIM_ADD = insert(_claims)
+_SQL_CLAIM_DROP = delete(_claims).where(_MY_CLAIM)
+_SQL_MY_CLAIM = select(_claims.c.item_id, _claims.c.claimed_at).where(_MY_CLAIM)
+_SQL_ITEM_FOR_LABEL = (select(_items.c.id, _items.c.study_id, _items.c.fields, _studies.c.scale_min,
+                              _studies.c.scale_max, _studies.c.overlap_target)
+                       .join_from(_items, _studies, _studies.c.id == _items.c.study_id)
+                       .where(_items.c.id == bindparam("item")))
+_SQL_MY_LABEL = select(*_labels.c).where(_labels.c.item_id == bindparam("item"),
+                                         _labels.c.annotator_id == bindparam("me"))
+_SQL_ADD_LABEL = insert(_labels)
+
+# A Core row of any width (the queue's statements select different columns).
+AnyRow = Row[*tuple[Any, ...]]
+
+
+def queue_key(study_id: int, item_id: int) -> int:
+    """A stable pseudo-random queue position: the same on every machine and run, unrelated to insertion order."""
+    digest = hashlib.sha256(f"glider-studio/queue/{study_id}/{item_id}".encode()).digest()
+    return int.from_bytes(digest[:7], "big")  # 56 bits: fits a signed 64-bit BIGINT everywhere
+
+
+def queue_study(sql: Connection, study_id: int) -> AnyRow:
+    """(id, overlap_target, blind) of the study; StudyInputError when there is none."""
+    study = sql.execute(_SQL_QUEUE_STUDY, {"study_id": check_id(study_id, "study")}).one_or_none()
+    if study is None:
+        raise StudyInputError(f"There is no study with id {study_id!r}.")
+    return study
+
+
+def pick(sql: Connection, me_id: int, study: Any, now: datetime, claim_seconds: float,
+         skip: Sequence[int] = ()) -> AnyRow | None:
+    """The first queue item with an open place no one else has claimed, else the first with any open place."""
+    params = {"study_id": study.id, "me": me_id, "k": study.overlap_target, "skip": list(skip),
+              "since": now - timedelta(seconds=claim_seconds)}
+    row = sql.execute(_SQL_NEXT_FREE, params).one_or_none()
+    return row if row is not None else sql.execute(_SQL_NEXT_ANY, params).one_or_none()
+
+
+def my_claim(sql: Connection, study_id: int, me_id: int) -> AnyRow | None:
+    """(item_id, claimed_at) of the annotator's claim in this study, or None."""
+    return sql.execute(_SQL_MY_CLAIM, {"claim_study": study_id, "claimer": me_id}).one_or_none()
+
+
+def claim(sql: Connection, study_id: int, me_id: int, item_id: int | None, now: datetime) -> None:
+    """Point the annotator's one claim in this study at `item_id` (None: drop it)."""
+    mine = {"claim_study": study_id, "claimer": me_id}
+    if item_id is None:
+        sql.execute(_SQL_CLAIM_DROP, mine)
+    elif not sql.execute(_SQL_CLAIM_MOVE, {**mine, "claim_item": item_id, "claim_at": now}).rowcount:
+        sql.execute(_SQL_CLAIM_ADD, {"study_id": study_id, "annotator_id": me_id, "item_id": item_id,
+                                     "claimed_at": now})
+
+
+def item_for_label(sql: Connection, item_id: int) -> AnyRow:
+    """(id, study_id, fields, scale_min, scale_max, overlap_target) of the item; StudyInputError when there is none."""
+    item = sql.execute(_SQL_ITEM_FOR_LABEL, {"item": check_id(item_id, "item")}).one_or_none()
+    if item is None:
+        raise StudyInputError(f"There is no item with id {item_id!r}.")
+    return item
+
+
+def my_label(sql: Connection, item_id: int, me_id: int) -> AnyRow | None:
+    """The annotator's label of this item (a Core row of the annotations table), or None."""
+    return sql.execute(_SQL_MY_LABEL, {"item": item_id, "me": me_id}).one_or_none()
+
+
+def add_label(sql: Connection, values: dict[str, Any]) -> int:
+    """Insert one label (the annotations table's columns); its new id."""
+    added = sql.execute(_SQL_ADD_LABEL, values).inserted_primary_key
+    assert added is not None  # an INSERT into a table with an integer primary key
+    return int(added[0])

@@ -25,19 +25,9 @@ def _mapping(text: str) -> tuple[str, str]:
     return tag.strip(), column.strip()
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the `grade` sub-command to the `python -m core` parser."""
-    from core.judge.options import add_judge_arguments
+    from core.judge.options import add_judge_arguments, positive_int
     from core.settings import default_db_url
 
     parser = subparsers.add_parser(
@@ -69,9 +59,9 @@ def register(subparsers: Any) -> None:
                         help="read the field TAG from COLUMN (repeatable), e.g. --map 'MODEL OUTPUT=answer'")
     parser.add_argument("--db", default=default_db_url(),
                         help="SQLAlchemy URL where jobs and judgments are kept (env GLIDER_DB; default as the app)")
-    parser.add_argument("--batch-size", type=_positive, default=8, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                         help="rows per model call (default %(default)s); may change between runs of a job")
-    parser.add_argument("--max-new-tokens", type=_positive, default=1024, metavar="N",
+    parser.add_argument("--max-new-tokens", type=positive_int, default=1024, metavar="N",
                         help="generation limit per row (default %(default)s)")
     parser.add_argument("--name", default="", help="a name for the job (default: the data file's name)")
     parser.add_argument("--restart", action="store_true",

@@ -17,19 +17,9 @@ from core.errors import GliderError, JudgeError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add the `grade-study` sub-command to the `python -m core` parser."""
-    from core.judge.options import add_judge_arguments
+    from core.judge.options import add_judge_arguments, positive_int
     from core.settings import default_db_url
 
     parser = subparsers.add_parser(
@@ -49,7 +39,7 @@ def register(subparsers: Any) -> None:
                         help="regrade only the items whose judgment failed to parse")
     parser.add_argument("--db", default=default_db_url(),
                         help="SQLAlchemy URL of the app's database (env GLIDER_DB; default as the app)")
-    parser.add_argument("--batch-size", type=_positive, default=8, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                         help="items per model call (default %(default)s)")
     add_judge_arguments(parser)
     parser.set_defaults(run=run)

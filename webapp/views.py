@@ -291,14 +291,3 @@ def add_span(spans: Sequence[Mapping[str, Any]], span: Mapping[str, Any]) -> lis
                for s in result):
         result.append(dict(span))
     return result
-
-
-def jsonable(value: Any) -> Any:
-    """A value (datetimes, tuples, dataclasses' dicts ...) turned into what json.dumps accepts."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    return value

@@ -58,14 +58,15 @@ def add_judge_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     group.add_argument("--base-url", default=env.get("GLIDER_OPENAI_BASE_URL") or None,
                        help="openai: the server's URL, e.g. http://127.0.0.1:8000/v1 (env GLIDER_OPENAI_BASE_URL); "
                             "the API key is read from GLIDER_OPENAI_API_KEY or OPENAI_API_KEY, never from a flag")
-    group.add_argument("--concurrency", type=_positive, default=_positive(env.get("GLIDER_CONCURRENCY", "8")),
+    group.add_argument("--concurrency", type=positive_int, default=positive_int(env.get("GLIDER_CONCURRENCY", "8")),
                        help="openai: requests in flight at once (env GLIDER_CONCURRENCY; default %(default)s)")
     group.add_argument("--gguf-file", default=env.get("GLIDER_GGUF_FILE") or None,
                        help="llamacpp: file name (or glob) inside the Hub repo (default the Q4_K_M file) "
                             "(env GLIDER_GGUF_FILE)")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (shared by every command's numeric flags)."""
     try:
         value = int(text)
     except ValueError:

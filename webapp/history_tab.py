@@ -24,7 +24,6 @@ HISTORY_HEADERS = ["ID", "Time", "Score", "Status", "Model", "Preview"]
 HISTORY_LIMIT = 200
 
 
-
 @dataclass
 class HistoryTab:
     """The History tab: stored judgments, one reopened below the table."""

@@ -32,8 +32,7 @@ from tests.webapp_helpers import (
     make_services,
     value,
 )
-from webapp import Services, main
-from webapp import app as app_module
+from webapp import Services, grade_tab, main
 
 CONTEXT = "France's capital city is Paris, on the Seine."
 OUTPUT = "Paris is the capital of France."
@@ -78,7 +77,7 @@ def demo(services: Services) -> gr.Blocks:
 def test_grading_streams_then_renders_and_stores_the_judgment(
     demo: gr.Blocks, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app_module, "STREAM_EVERY_S", 0.0)  # every piece is drawn
+    monkeypatch.setattr(grade_tab, "STREAM_EVERY_S", 0.0)  # every piece is drawn
     updates = run_grade(demo, *grade_inputs())
     streamed = [value(u["gl-stream"]) for u in updates if "gl-stream" in u]
     assert len(streamed) > 3, "the raw answer should arrive in several pieces"
@@ -127,7 +126,7 @@ class PacedJudge(ScriptedJudge):
 
 def test_the_live_box_is_redrawn_at_most_every_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock(step=0.03)
-    monkeypatch.setattr(app_module, "time", clock)
+    monkeypatch.setattr(grade_tab, "time", clock)
     services = make_services(tmp_path, judge=PacedJudge(clock))
     updates = run_grade(build(services), *grade_inputs())
     drawn = [value(u["gl-stream"]) for u in updates if "gl-stream" in u and value(u["gl-stream"])]
@@ -499,7 +498,7 @@ def test_a_result_that_cannot_be_shown_still_frees_the_button(
     def broken(*_: Any) -> Any:
         raise ValueError("unrenderable")
 
-    monkeypatch.setattr(app_module.JudgmentView, "from_result", broken)
+    monkeypatch.setattr(grade_tab.JudgmentView, "from_result", broken)
     done = run_grade(demo, *grade_inputs())[-1]
     assert _button(done["gl-grade"]) == ("Grade", True)
     assert "unrenderable" in Markup(value(done["gl-message"])).all_text

@@ -234,6 +234,7 @@ MIGRATIONS: list[Migration] = [
 
 
 def checked(migrations: Sequence[Migration | tuple[int, str, Callable[[Connection], None]]]) -> list[Migration]:
+    """The steps as Migration values; ValueError unless their versions are positive, unique and ascending."""
     steps = [Migration(*step) for step in migrations]
     versions = [step.version for step in steps]
     if any(v <= 0 for v in versions) or versions != sorted(set(versions)):

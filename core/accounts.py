@@ -3,7 +3,7 @@
 App-wide, not a part of studies: the web app asks it whether anyone can sign in (any_users) and checks
 passwords with it; core.studies uses it to check, in each transaction, who the signed-in actor is now
 (signed_in, require_admin), so a demoted or deleted user loses access at once. The users table is
-created by migration 2 in core.store (can_grade by migration 4).
+created by migration 2 in core.migrations (can_grade by migration 4).
 """
 
 from __future__ import annotations

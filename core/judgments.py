@@ -3,7 +3,7 @@
 `core.store` owns the database (engine, sessions, migrations, the one retried write path); this module
 owns what a judgment looks like there. `Judgments(store)` is the repository, and it is the
 `core.grading.GradeSink` that `grade()` writes finished grades to. The `judgments` table itself is
-created by migration 1 in core.store, which keeps its own frozen copy of the DDL.
+created by migration 1 in core.migrations, which keeps its own frozen copy of the DDL.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class StoredJudgment:
 
 
 # --------------------------------------------------------------------------------------------------
-# ORM model: the *current* shape of the table. Migration 1 (core.store) holds its own frozen copy.
+# ORM model: the *current* shape of the table. Migration 1 (core.migrations) holds its own frozen copy.
 
 
 class JudgmentRow(Base):

@@ -851,3 +851,20 @@ def test_core_agreement_needs_no_ui_libraries() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_package_re_exports_what_core_agreement_exported() -> None:
+    """core.agreement became a package of named parts; every name it exported still comes from core.agreement."""
+    import importlib
+
+    import core.agreement as package
+
+    parts = {name: importlib.import_module(f"core.agreement.{name}")
+             for name in ("inputs", "metrics", "bootstrap", "spans", "report")}
+    for name in package.__all__:
+        owners = [part for part, module in parts.items() if getattr(module, name, None) is getattr(package, name)]
+        assert owners, f"core.agreement.{name} is not one of its parts' names"
+    assert {"agreement_report", "load_ratings", "table_statistics", "bootstrap_statistics", "weighted_kappa",
+            "correlation_metrics", "exact_metrics", "REQUIRED_COLUMNS", "HEADLINE"} <= set(package.__all__)
+    assert package._pooled_table is parts["bootstrap"]._pooled_table  # tests above use it through the package
+    assert package.agreement_report.__module__ == "core.agreement.report"

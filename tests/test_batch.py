@@ -412,3 +412,17 @@ def test_rows_done_and_error_are_never_pending_again(jobs: BatchJobs, tmp_path: 
     with jobs.store.session() as session:
         statuses = set(session.scalars(select(BatchRowRow.status).where(BatchRowRow.job_id == job.id)))
     assert statuses == {DONE}
+
+
+def test_reading_what_to_grade_needs_no_database() -> None:
+    """core.batch_inputs (spec, rubric file, source, row fields) needs no database; core.batch re-exports it."""
+    import core.batch
+    import core.batch_inputs
+
+    for name in ("JobSpec", "column_name", "load_rubric_file", "read_source", "row_fields", "job_key"):
+        assert getattr(core.batch, name) is getattr(core.batch_inputs, name)
+    code = "import sys, core.batch_inputs; print(sorted(m for m in ('core.store', 'sqlalchemy') if m in sys.modules))"
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

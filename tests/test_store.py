@@ -50,6 +50,20 @@ def test_reopen_keeps_data_and_does_not_reapply_migrations(db_path: Path) -> Non
     assert rows == [(m.version, m.name) for m in MIGRATIONS]
 
 
+def test_migrations_live_in_their_own_frozen_module() -> None:
+    """The steps are core.migrations (core.store re-exports them); their DDL reads no ORM model or other module."""
+    import ast
+
+    import core.migrations
+
+    assert core.store.MIGRATIONS is core.migrations.MIGRATIONS and core.store.Migration is core.migrations.Migration
+    assert [m.name for m in MIGRATIONS] == ["create_judgments", "create_studies", "create_batch_jobs",
+                                            "add_users_can_grade"]
+    tree = ast.parse(Path(core.migrations.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name == "core" or name.startswith("core.")}, imported
+
 def test_wal_mode_is_on(store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:  # journal_mode=WAL is persistent, so a bare connection sees it
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,6 +1,6 @@
 """ORM rows of the study tables, and the row -> value converters.
 
-The current shape of the tables that migration 2 (core.store) creates. No relationships: each query
+The current shape of the tables that migration 2 (core.migrations) creates. No relationships: each query
 names the joins it needs, so the labelling hot path loads nothing it does not use. The users table is
 core.accounts' UserRow.
 """

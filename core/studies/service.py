@@ -4,7 +4,7 @@ The value types (core.studies.types) and the public method signatures below are 
 codes against. Every method that reads or changes labels takes the signed-in `actor` and checks it
 against the database (core.accounts.signed_in: a demoted or deleted user loses access at once):
 annotators only ever see and change their own labels, admins see everything. Study tables live in the
-same database as judgments; they are created by migration 2 in core.store, and every write is one short
+same database as judgments; they are created by migration 2 in core.migrations, and every write is one short
 transaction (BEGIN IMMEDIATE on SQLite, retried when the file stays locked). The labelling queue and its
 claims are core.studies.queue; file import core.studies.imports; reports and exports core.studies.reports.
 """

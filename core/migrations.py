@@ -1,0 +1,242 @@
+"""The schema's history: ordered, named migrations, each with a frozen copy of the DDL it needs.
+
+Appending a column to an ORM model later never changes what an old migration does: every step here
+spells out its own tables and columns instead of reading the models. `core.store.Store` applies the
+pending steps in version order, one transaction each, and records them in `schema_migrations`.
+Append only; never edit or reorder a released step (existing databases have already run it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Connection
+
+
+class Migration(NamedTuple):
+    """One schema step: applied once, in version order, inside its own transaction."""
+
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _m001_create_judgments(connection: Connection) -> None:
+    """Create `judgments` exactly as version 1 defined it (frozen: later changes are new migrations)."""
+    table = Table(
+        "judgments",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+        Column("model_id", String(512), nullable=False, index=True),
+        Column("backend", String(64), nullable=False, index=True),
+        Column("prompt_sha256", String(64), nullable=False, index=True),
+        Column("fields", JSON, nullable=False),
+        Column("preview", Text, nullable=False),
+        Column("pass_criteria", Text, nullable=False),
+        Column("rubric", Text, nullable=False),
+        Column("scale_min", Integer, nullable=False),
+        Column("scale_max", Integer, nullable=False),
+        Column("raw_output", Text, nullable=False),
+        Column("reasoning", Text, nullable=True),
+        Column("highlights", JSON, nullable=False),
+        Column("score", Integer, nullable=True),
+        Column("status", String(16), nullable=False),
+        Column("problems", JSON, nullable=False),
+        Column("spans", JSON, nullable=False),
+        Column("ungrounded", JSON, nullable=False),
+        Column("distribution", JSON, nullable=True),
+        Column("distribution_mass", Float, nullable=True),
+        Column("expected_score", Float, nullable=True),
+        Column("confidence", Float, nullable=True),
+        Column("prompt_tokens", Integer, nullable=True),
+        Column("completion_tokens", Integer, nullable=True),
+        Column("timings", JSON, nullable=False),
+        Column("warnings", JSON, nullable=False),
+        Column("repro", JSON, nullable=False),
+    )
+    table.create(connection)
+
+
+def _m002_create_studies(connection: Connection) -> None:
+    """Create the human-agreement tables (users, studies, items, annotations, edits, claims), frozen."""
+    metadata = MetaData()
+    # Only referenced, never created here: migration 1 made it. The foreign key needs it to resolve.
+    Table("judgments", metadata, Column("id", Integer, primary_key=True))
+    users = Table(
+        "users",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("username", String(64), nullable=False, unique=True),
+        Column("role", String(16), nullable=False),
+        # "scrypt$n$r$p$salt_b64$hash_b64": the parameters travel with the hash, so they can be raised later.
+        Column("password_hash", String(256), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    studies = Table(
+        "studies",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(200), nullable=False),
+        Column("description", Text, nullable=False),
+        Column("pass_criteria", Text, nullable=False),
+        Column("rubric", Text, nullable=False),
+        Column("scale_min", Integer, nullable=False),
+        Column("scale_max", Integer, nullable=False),
+        Column("tags", JSON, nullable=False),
+        Column("overlap_target", Integer, nullable=False),
+        Column("blind", Boolean, nullable=False),
+        Column("judge_settings", JSON, nullable=False),
+        Column("created_by_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    items = Table(
+        "items",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        # A JSON list of [tag, text] pairs, like judgments.fields: order matters and jsonb would lose it.
+        Column("fields", JSON, nullable=False),
+        Column("external_id", String(512), nullable=True),
+        # SET NULL: deleting a judgment from History must not fail, nor delete the item.
+        Column("judgment_id", Integer, ForeignKey("judgments.id", ondelete="SET NULL"), nullable=True, index=True),
+        Column("order_key", BigInteger, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_items_study_order", "study_id", "order_key"),
+        Index("ix_items_study_external", "study_id", "external_id"),
+    )
+    annotations = Table(
+        "annotations",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        # study_id repeats the item's study: progress and per-study lists then need no join.
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+        Column("annotator_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("score", Integer, nullable=False),
+        Column("score_before_reveal", Integer, nullable=False),
+        Column("score_after_reveal", Integer, nullable=True),
+        Column("spans", JSON, nullable=False),
+        Column("comment", Text, nullable=False),
+        Column("seconds", Float, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        # One label per annotator and item, enforced by the database even across processes.
+        UniqueConstraint("item_id", "annotator_id", name="uq_annotations_item_annotator"),
+        Index("ix_annotations_study_annotator", "study_id", "annotator_id"),
+    )
+    annotation_edits = Table(
+        "annotation_edits",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("annotation_id", Integer, ForeignKey("annotations.id", ondelete="CASCADE"), nullable=False,
+               index=True),
+        Column("editor_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("changes", JSON, nullable=False),  # {attribute: [old, new]}
+    )
+    # Who is labelling what right now: next_item skips an item whose free places are all taken by other
+    # annotators' recent claims, so people working at once do not all label the same item. One claim per
+    # annotator and study; an old claim (an abandoned browser tab) simply stops counting.
+    item_claims = Table(
+        "item_claims",
+        metadata,
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+        Column("annotator_id", Integer, ForeignKey("users.id"), primary_key=True),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("claimed_at", DateTime(timezone=True), nullable=False),
+    )
+    for table in (users, studies, items, annotations, annotation_edits, item_claims):
+        table.create(connection)
+
+
+def _m003_create_batch_jobs(connection: Connection) -> None:
+    """Create the batch-grading tables (jobs and their rows), frozen."""
+    metadata = MetaData()
+    Table("judgments", metadata, Column("id", Integer, primary_key=True))
+    jobs = Table(
+        "batch_jobs",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        # SHA-256 of the data, rubric, mapping and judge: the same command finds (and resumes) its job.
+        Column("key", String(64), nullable=False, unique=True),
+        Column("name", String(200), nullable=False),
+        Column("source", Text, nullable=False),
+        Column("source_sha256", String(64), nullable=False),
+        Column("columns", JSON, nullable=False),  # the input's columns, in file order (for export)
+        Column("settings", JSON, nullable=False),  # pass_criteria, rubric, tags, mapping, max_new_tokens
+        Column("judge", JSON, nullable=False),  # back-end name and options (no secrets)
+        Column("status", String(16), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("total_rows", Integer, nullable=False),
+        # Who is grading it now ("host:pid:token") and when they last wrote: a second runner waits.
+        Column("runner", String(200), nullable=True),
+        Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    )
+    rows = Table(
+        "batch_rows",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("job_id", Integer, ForeignKey("batch_jobs.id", ondelete="CASCADE"), nullable=False),
+        Column("position", Integer, nullable=False),  # 0-based order of the row in the input
+        Column("row_number", Integer, nullable=False),  # 1-based data row number in the file, for messages
+        Column("input_values", JSON, nullable=False),  # the row as read, every column
+        Column("fields", JSON, nullable=False),  # [[tag, text], ...] to grade
+        Column("status", String(16), nullable=False),  # pending | done | error
+        Column("error", Text, nullable=True),
+        Column("judgment_id", Integer, ForeignKey("judgments.id", ondelete="SET NULL"), nullable=True),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("job_id", "position", name="uq_batch_rows_job_position"),
+        Index("ix_batch_rows_job_status", "job_id", "status", "position"),
+    )
+    jobs.create(connection)
+    rows.create(connection)
+
+
+def _m004_add_users_can_grade(connection: Connection) -> None:
+    """Add `users.can_grade`, frozen: an admin's grant of the grade right to an annotator, off for everyone.
+
+    With sign-in on, grading (and reading stored verdicts) needs this right, so that an annotator cannot
+    ask the judge for the verdict a blind study hides. Admins have it by their role, whatever the flag says.
+    """
+    # FALSE (not 0): the same DDL on SQLite >= 3.23 and PostgreSQL.
+    connection.execute(text("ALTER TABLE users ADD COLUMN can_grade BOOLEAN NOT NULL DEFAULT FALSE"))
+
+
+# Append only; never edit or reorder a released step (existing databases have already run it).
+MIGRATIONS: list[Migration] = [
+    Migration(1, "create_judgments", _m001_create_judgments),
+    Migration(2, "create_studies", _m002_create_studies),
+    Migration(3, "create_batch_jobs", _m003_create_batch_jobs),
+    Migration(4, "add_users_can_grade", _m004_add_users_can_grade),
+]
+
+
+def checked(migrations: Sequence[Migration | tuple[int, str, Callable[[Connection], None]]]) -> list[Migration]:
+    """The steps as Migration values; ValueError unless their versions are positive, unique and ascending."""
+    steps = [Migration(*step) for step in migrations]
+    versions = [step.version for step in steps]
+    if any(v <= 0 for v in versions) or versions != sorted(set(versions)):
+        raise ValueError(f"Migration versions must be positive, unique and ascending; got {versions}.")
+    return steps

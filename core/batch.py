@@ -41,7 +41,7 @@ from core.judge.base import JudgeBackend
 from core.judgments import JudgmentRow, judgment_row
 from core.prompt import infer_scale
 from core.store import Base, Store, UTCDateTime
-from core.tables import RowError
+from core.tabular import RowError
 
 PENDING, DONE, ERROR = "pending", "done", "error"
 # Job states: ready (created, nothing graded yet), running, stopped (cancelled or interrupted; resumable),
@@ -85,7 +85,7 @@ class BatchJobRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class BatchRowRow(Base):
+class BatchInputRow(Base):
     """One input row of a job (table `batch_rows`)."""
 
     __tablename__ = "batch_rows"
@@ -261,7 +261,7 @@ class BatchJobs:
             session.add(job_row)
             session.flush()
             session.execute(
-                Base.metadata.tables[BatchRowRow.__tablename__].insert(),
+                Base.metadata.tables[BatchInputRow.__tablename__].insert(),
                 [{"job_id": job_row.id, "position": position, "row_number": number, "input_values": values,
                   "fields": fields, "status": ERROR if problem else PENDING, "error": problem, "judgment_id": None,
                   "updated_at": now}
@@ -283,7 +283,7 @@ class BatchJobs:
                 return False
             if job.status == RUNNING and job.runner and not _runner_gone(job.runner, job.heartbeat_at, _now()):
                 raise JobBusyError(f"Batch job {job.id} is being graded right now; stop that process first.")
-            session.execute(delete(BatchRowRow).where(BatchRowRow.job_id == job.id))
+            session.execute(delete(BatchInputRow).where(BatchInputRow.job_id == job.id))
             session.delete(job)
             return True
 
@@ -316,7 +316,8 @@ class BatchJobs:
         if job is None:
             raise InputError(f"There is no batch job with id {job_id!r}.")
         counts = dict(session.execute(
-            select(BatchRowRow.status, func.count()).where(BatchRowRow.job_id == job_id).group_by(BatchRowRow.status)
+            select(BatchInputRow.status, func.count()).where(BatchInputRow.job_id == job_id)
+            .group_by(BatchInputRow.status)
         ).all())
         return JobProgress(job_id=job_id, status=job.status, total=job.total_rows, done=counts.get(DONE, 0),
                            errors=counts.get(ERROR, 0), message=job.message, **extra)
@@ -324,10 +325,10 @@ class BatchJobs:
     def results(self, job_id: int, *, offset: int = 0, limit: int | None = None) -> list[RowResult]:
         """Every row of the job in input order, with its judgment where it has one."""
         query = (
-            select(BatchRowRow, JudgmentRow)
-            .outerjoin(JudgmentRow, JudgmentRow.id == BatchRowRow.judgment_id)
-            .where(BatchRowRow.job_id == job_id)
-            .order_by(BatchRowRow.position)
+            select(BatchInputRow, JudgmentRow)
+            .outerjoin(JudgmentRow, JudgmentRow.id == BatchInputRow.judgment_id)
+            .where(BatchInputRow.job_id == job_id)
+            .order_by(BatchInputRow.position)
             .offset(offset)
         )
         if limit is not None:
@@ -433,9 +434,9 @@ class BatchJobs:
     def _next_rows(self, job_id: int, limit: int) -> list[tuple[int, list[list[str]]]]:
         with self.store.session("read") as session:
             rows = session.execute(
-                select(BatchRowRow.id, BatchRowRow.fields)
-                .where(BatchRowRow.job_id == job_id, BatchRowRow.status == PENDING)
-                .order_by(BatchRowRow.position).limit(limit)
+                select(BatchInputRow.id, BatchInputRow.fields)
+                .where(BatchInputRow.job_id == job_id, BatchInputRow.status == PENDING)
+                .order_by(BatchInputRow.position).limit(limit)
             ).all()
             return [(row_id, fields) for row_id, fields in rows]
 
@@ -468,7 +469,7 @@ class BatchJobs:
                 else:
                     continue  # a judge failure: the row stays pending for the next run
                 done = _rowcount(session.execute(
-                    update(BatchRowRow).where(BatchRowRow.id == row_id, BatchRowRow.status == PENDING)
+                    update(BatchInputRow).where(BatchInputRow.id == row_id, BatchInputRow.status == PENDING)
                     .values(updated_at=now, **values)
                 ))
                 if done:
@@ -476,9 +477,9 @@ class BatchJobs:
             if not changed:
                 return []
             rows = session.execute(
-                select(BatchRowRow, JudgmentRow)
-                .outerjoin(JudgmentRow, JudgmentRow.id == BatchRowRow.judgment_id)
-                .where(BatchRowRow.id.in_(changed)).order_by(BatchRowRow.position)
+                select(BatchInputRow, JudgmentRow)
+                .outerjoin(JudgmentRow, JudgmentRow.id == BatchInputRow.judgment_id)
+                .where(BatchInputRow.id.in_(changed)).order_by(BatchInputRow.position)
             ).all()
             return [_row_result(row, judgment) for row, judgment in rows]
 
@@ -541,7 +542,7 @@ def _jsonable_row(values: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _row_result(row: BatchRowRow, judgment: JudgmentRow | None) -> RowResult:
+def _row_result(row: BatchInputRow, judgment: JudgmentRow | None) -> RowResult:
     if judgment is None:
         status = row.status if row.status != DONE else ERROR  # a judgment deleted from History
         error = row.error if row.status != DONE else "Its judgment was deleted from History."

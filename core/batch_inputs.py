@@ -1,6 +1,6 @@
 """What a batch job grades: its spec, the rubric file, the data source and each row's fields.
 
-Reading is kept apart from core.batch (the stored jobs and their runner): files go through core.tables'
+Reading is kept apart from core.batch (the stored jobs and their runner): files go through core.tabular'
 one reader, a Hugging Face dataset 'owner/name[:split]' through the datasets package when installed, and
 a job's identity (job_key) is derived from the data's SHA-256, the rubric, the mapping and the judge.
 """
@@ -18,7 +18,7 @@ from typing import Any
 from core.errors import InputError
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT, infer_scale
-from core.tables import Table, TableError, is_blank, read_table
+from core.tabular import Table, TableError, is_blank, read_table
 
 _HF_DATASET = re.compile(r"\A(?P<name>[\w.-]+/[\w.-]+)(?::(?P<split>[\w.\[\]:%-]+))?\Z")
 

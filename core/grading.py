@@ -51,7 +51,7 @@ class GradeResult:
     spans: list[FieldSpan]
     ungrounded: list[str]
     generation: Generation
-    backend: dict[str, Any]
+    repro: dict[str, Any]  # the reproducibility record: model, revision, quantization, decoding, prompt SHA-256
     created_at: datetime
     timings: dict[str, float] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
@@ -90,7 +90,7 @@ class GradeResult:
             "completion_tokens": self.generation.completion_tokens,
             "timings": dict(self.timings),
             "warnings": list(self.warnings),
-            "backend": dict(self.backend),
+            "backend": dict(self.repro),  # the API's key for the record (unchanged)
         }
 
 
@@ -181,7 +181,7 @@ def _finish(
         spans=spans,
         ungrounded=ungrounded,
         generation=generation,
-        backend=repro,
+        repro=repro,
         created_at=datetime.now(UTC),
         timings=timings,
         warnings=_context_warnings(generation),

@@ -183,7 +183,7 @@ def judgment_row(result: GradeResult) -> JudgmentRow:
     """The ORM row of one finished grade (not yet added to a session): for callers that batch writes."""
     request, judgment, generation = result.request, result.judgment, result.generation
     fields = {str(tag): str(text) for tag, text in request.fields.items()}
-    repro = _jsonable(dict(result.backend))
+    repro = _jsonable(dict(result.repro))
     distribution = generation.distribution
     status = judgment.status
     row = JudgmentRow(

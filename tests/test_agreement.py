@@ -760,7 +760,7 @@ def test_load_ratings_jsonl(tmp_path: Path) -> None:
         ),
         ("m.csv", "item_id,annotator,human_score,model_score\n1,a,2,3\n1,b,2,4\n", r"item '1' has conflicting model"),
         ("j.jsonl", '{"item_id": 1}\nnot json\n', r"line 2: Not valid JSON"),
-        ("k.jsonl", "[1, 2]\n", r"row 1: Expected a JSON object"),  # no row readable: core.tables' own message
+        ("k.jsonl", "[1, 2]\n", r"row 1: Expected a JSON object"),  # no row readable: core.tabular' own message
         ("o.jsonl", '{"item_id": 1}\n[1, 2]\n', r"line 2: Expected a JSON object"),
         ("l.jsonl", '{"item_id": 1, "annotator": "a", "human_score": 1, "model_score": "x"}\n', r"line 1: model_score"),
         ("q.csv", 'item_id,annotator,human_score,model_score\n1,a,2,3,"x\n', r"row 1: A quote opened"),
@@ -826,7 +826,7 @@ def test_load_ratings_missing_file(tmp_path: Path) -> None:
 
 
 def test_load_ratings_reads_files_as_batch_and_import_do(tmp_path: Path) -> None:
-    """Through core.tables: ';' and tab separators, Windows-1252 with a note, numbered rows."""
+    """Through core.tabular: ';' and tab separators, Windows-1252 with a note, numbered rows."""
     header, row = ["item_id", "annotator", "human_score", "model_score"], ["q1", "Jos\u00e9", "2", "2"]
     semicolon = tmp_path / "excel-fr.csv"
     semicolon.write_bytes((";".join(header) + "\r\n" + ";".join(row) + "\r\n").encode("cp1252"))

@@ -20,9 +20,9 @@ from core.batch import (
     FINISHED,
     PENDING,
     STOPPED,
+    BatchInputRow,
     BatchJobRow,
     BatchJobs,
-    BatchRowRow,
     JobBusyError,
     JobSpec,
     column_name,
@@ -31,7 +31,7 @@ from core.batch import (
 from core.errors import InputError, JudgeError, RubricError
 from core.judgments import JudgmentRow
 from core.store import Store
-from core.tables import TableError
+from core.tabular import TableError
 from tests.fakes import ScriptedJudge
 from tests.test_store import WriteLock, release_on_back_off
 
@@ -326,7 +326,7 @@ def test_forget_starts_over(jobs: BatchJobs, tmp_path: Path) -> None:
     assert jobs.forget(data, SPEC, JUDGE) is True
     assert jobs.forget(data, SPEC, JUDGE) is False
     with jobs.store.session() as session:
-        assert session.scalar(select(func.count()).select_from(BatchRowRow)) == 0
+        assert session.scalar(select(func.count()).select_from(BatchInputRow)) == 0
     fresh = jobs.open(data, SPEC, JUDGE)
     assert fresh.created and jobs.progress(fresh.job.id).done == 0
     assert judgment_count(jobs) == 2  # earlier judgments stay in History
@@ -410,7 +410,7 @@ def test_rows_done_and_error_are_never_pending_again(jobs: BatchJobs, tmp_path: 
     job = jobs.open(write_jsonl(tmp_path / "data.jsonl", sample_rows(4)), SPEC, JUDGE).job
     jobs.run(job.id, ScriptedJudge())
     with jobs.store.session() as session:
-        statuses = set(session.scalars(select(BatchRowRow.status).where(BatchRowRow.job_id == job.id)))
+        statuses = set(session.scalars(select(BatchInputRow.status).where(BatchInputRow.job_id == job.id)))
     assert statuses == {DONE}
 
 

@@ -1,7 +1,7 @@
 """Faults: the app killed with SIGKILL while labels are being submitted, a read-only database, a full disk
 and a judge that fails to load. The database must open afterwards, nothing committed may be lost, and
 the parts that do not need the judge keep working. (SIGKILL during a batch job, then resume: see
-tests/test_batch_cli.py::test_kill_9_mid_run_then_resume.)
+tests/test_grade_cli.py::test_kill_9_mid_run_then_resume.)
 """
 
 from __future__ import annotations

@@ -34,8 +34,8 @@ def test_real_grade_is_parsed_located_and_stored(trained_judge, store: Store) ->
     }
     assert result.ungrounded == []
     assert result.expected_score is not None and result.expected_score > 0.5
-    assert result.backend["model_id"] == trained_judge.info.model_id
-    assert result.backend["quantization"] == "none" and len(result.backend["prompt_sha256"]) == 64
+    assert result.repro["model_id"] == trained_judge.info.model_id
+    assert result.repro["quantization"] == "none" and len(result.repro["prompt_sha256"]) == 64
 
     stored = store.get_judgment(result.judgment_id)
     assert stored is not None
@@ -43,7 +43,7 @@ def test_real_grade_is_parsed_located_and_stored(trained_judge, store: Store) ->
     assert stored.fields == TEACH_FIELDS and stored.rubric == TEACH_RUBRIC
     assert stored.spans == [vars(span) for span in result.spans]
     assert stored.distribution == result.generation.distribution
-    assert stored.repro["prompt_sha256"] == result.backend["prompt_sha256"]
+    assert stored.repro["prompt_sha256"] == result.repro["prompt_sha256"]
     assert stored.timings["total_s"] >= stored.timings["generation_s"] > 0
 
 
@@ -105,7 +105,7 @@ def test_bad_requests_fail_before_the_model_is_called(fields, rubric, error) -> 
 def test_real_grade_renders_the_same_fresh_and_reopened(trained_judge, store: Store) -> None:  # noqa: ANN001
     """The last step of the loop with no fake: the stored judgment renders exactly like the fresh one."""
     from webapp import render
-    from webapp.views import JudgmentView
+    from webapp.view_models import JudgmentView
 
     result = grade(trained_judge, GradeRequest(dict(TEACH_FIELDS), TEACH_CRITERIA, TEACH_RUBRIC), store)
     fresh = JudgmentView.from_result(result)

@@ -12,7 +12,7 @@ from core.errors import ContextTooLongError, InputError, JudgeError
 from core.grading import GradeRequest, GradeResult, grade, grade_batch
 from core.judge import Generation, create_backend
 from core.judge.base import BatchingBackend
-from core.judge.scores import row_cache
+from core.judge.logit_distribution import row_cache
 from core.judge.transformers_backend import TransformersJudge
 from core.prompt import build_prompt
 from tests import tiny_model
@@ -130,7 +130,7 @@ def test_row_cache_continues_a_padded_row_like_an_unpadded_forward_pass(untraine
     """The multi-token score path on random weights: a left-padded row's cache, cut out and extended."""
     import torch
 
-    from core.judge.scores import ScoreLocator
+    from core.judge.logit_distribution import ScoreLocator
 
     model, pad = untrained_judge.model, untrained_judge.tokenizer.pad_token_id
     short = untrained_judge.chat_ids(variant())
@@ -257,7 +257,7 @@ def test_grade_batch_gives_the_judgments_grade_gives(trained_judge: Transformers
         assert result.judgment == single.judgment
         assert (result.spans, result.ungrounded, result.warnings) == (single.spans, single.ungrounded, single.warnings)
         assert_same(result.generation, single.generation)
-        assert result.backend["decoding"]["batch_size"] == 2
+        assert result.repro["decoding"]["batch_size"] == 2
     assert (batched[0].judgment.status, batched[0].judgment.score) == ("ok", 1)
     assert batched[0].confidence == pytest.approx(grade(trained_judge, requests[0]).confidence, abs=1e-5)
 

@@ -30,7 +30,7 @@ from core.grading import GradeRequest, grade
 from core.judge import BACKENDS, Generation, JudgeBackend, create_backend
 from core.judge.base import BatchingBackend
 from core.judge.common import trained_context_warning
-from core.judge.logprobs import TokenStep, score_distribution, steps_from_openai
+from core.judge.logprob_distribution import TokenStep, score_distribution, steps_from_openai
 from core.judge.openai_backend import OpenAIJudge, normalize_base_url, redact_url
 from core.parse import parse_output
 from core.prompt import build_prompt, chat_messages

@@ -64,7 +64,7 @@ def make_result(
                FieldSpan("CONTEXT", 10, 17, "capital")],
         ungrounded=["not in any field"],
         generation=generation,
-        backend=dict(REPRO),
+        repro=dict(REPRO),
         created_at=created_at,
         timings={"total_s": 1.5, "generation_s": 1.25, "first_token_s": 0.5},
         warnings=("The prompt is long.",),

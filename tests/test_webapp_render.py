@@ -22,7 +22,7 @@ from core.presets import Preset
 from core.spans import locate
 from tests.webapp_helpers import XSS_PAYLOADS
 from webapp import render, report_html
-from webapp.views import JudgmentView, describe_scale, fill_slots, request_fields
+from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
 ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1"}

@@ -48,7 +48,7 @@ from tests.webapp_helpers import (
 from webapp import Services
 from webapp.main import parse_args, users_exist
 from webapp.studies_ui import NEEDS_SIGN_IN, Cursor
-from webapp.views import guess_column, parse_tags, place_selection, progress_line
+from webapp.view_models import guess_column, parse_tags, place_selection, progress_line
 
 # Gradio's queue analytics use pandas options that pandas 3 deprecates (raised in the server thread).
 pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),

@@ -20,7 +20,7 @@ from webapp.components import PRIVATE
 from webapp.grade_tab import GradeHandlers, GradeTab, ResultPanel, no_judge_message
 from webapp.history_tab import HistoryHandlers, HistoryTab
 from webapp.services import Services
-from webapp.studies import AgreementTab, LabelTab, StudiesTab, StudyHandlers, StudyTabs
+from webapp.studies import AgreementTab, LabelTab, StudiesTab, StudyHandlers, StudyWidgets
 from webapp.studies.label_tab import LABEL_KEYS_JS
 
 __all__ = [
@@ -154,7 +154,7 @@ def build_app(services: Services) -> gr.Blocks:
 
             demo.load(show_tabs, None, tabs, api_visibility=PRIVATE, queue=False, show_progress="hidden")
         BatchHandlers(services, batch_tab, no_judge=no_judge_message).wire(demo)
-        ui = StudyTabs(user_line=user_line, logout=logout, studies=studies, label=label,
+        ui = StudyWidgets(user_line=user_line, logout=logout, studies=studies, label=label,
                        agreement=agreement, add=grade_tab.add, grade_tags=grade_tab.tags, grade_texts=grade_tab.texts,
                        graded=grade_tab.graded)
         StudyHandlers(services, ui).wire(demo)

@@ -43,7 +43,7 @@ from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.prompt import DEFAULT_TAGS, MODEL_OUTPUT
 from core.studies import PermissionDenied
-from core.tables import read_table
+from core.tabular import read_table
 from webapp import access, render
 from webapp.components import (
     MAX_MAPPED_TAGS,
@@ -58,7 +58,7 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.components import session_of as _session
 from webapp.services import Services
-from webapp.views import failure_message, format_duration, format_time, parse_tags
+from webapp.view_models import failure_message, format_duration, format_time, parse_tags
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import gradio as gr
 from core.errors import GliderError
 from core.presets import Preset
 from webapp import render
-from webapp.views import describe_scale, failure_message, guess_column
+from webapp.view_models import describe_scale, failure_message, guess_column
 
 PRIVATE = "private"  # Gradio 6: hidden from the API page and not callable by gradio_client
 # The single grade (Grade tab) and a study's grading queue here, one at a time.

@@ -30,7 +30,7 @@ from webapp.components import html_update as _html
 from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
 from webapp.studies import AddToStudy
-from webapp.views import SLOTS, JudgmentView, failure_message, fill_slots, request_fields
+from webapp.view_models import SLOTS, JudgmentView, failure_message, fill_slots, request_fields
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from webapp.components import PRIVATE
 from webapp.components import html_update as _html
 from webapp.grade_tab import GradeTab, ResultPanel
 from webapp.services import Services
-from webapp.views import SLOTS, JudgmentView, failure_message, format_time
+from webapp.view_models import SLOTS, JudgmentView, failure_message, format_time
 
 HISTORY_HEADERS = ["ID", "Time", "Score", "Status", "Model", "Preview"]
 HISTORY_LIMIT = 200

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 from core.agreement_labels import METRIC_LABELS
 from core.grading import FieldSpan
 from core.spans import Span, segments
-from webapp.views import format_time
+from webapp.view_models import format_time
 
 if TYPE_CHECKING:
     from core.judge.base import BackendInfo
     from core.presets import Preset
-    from webapp.views import JudgmentView
+    from webapp.view_models import JudgmentView
 
 MODEL_HINT = "start the app with --model /path/to/local/model (a local copy of PatronusAI/glider)"
 

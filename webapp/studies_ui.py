@@ -15,12 +15,12 @@ from webapp.studies.label_tab import (
     Cursor,
     LabelTab,
 )
-from webapp.studies.layout import StudyTabs
+from webapp.studies.layout import StudyWidgets
 from webapp.studies.studies_tab import STUDY_HEADERS, AddToStudy, StudiesTab
 
 __all__ = [
     "DISAGREEMENT_HEADERS", "JUDGE_CONCURRENCY_ID", "LABEL_CONCURRENCY_ID", "LABEL_CONCURRENCY_LIMIT", "LABEL_KEYS_JS",
     "LEVEL_SEPARATOR", "MARK_SELECTION_JS", "MAX_MAPPED_TAGS", "MY_LABEL_HEADERS", "NEEDS_SIGN_IN", "NO_COLUMN",
     "NO_STUDIES", "PRIVATE", "SCORE_LABEL", "STUDY_HEADERS", "AddToStudy", "AgreementTab", "Cursor", "LabelTab",
-    "StudiesTab", "StudyHandlers", "StudyTabs", "Unavailable",
+    "StudiesTab", "StudyHandlers", "StudyWidgets", "Unavailable",
 ]

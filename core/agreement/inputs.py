@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from core.tables import read_table
+from core.tabular import read_table
 
 REQUIRED_COLUMNS = ("item_id", "annotator", "human_score", "model_score")
 BEFORE, AFTER = "human_score_before_reveal", "human_score_after_reveal"
@@ -36,7 +36,7 @@ MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none"})
 def load_ratings(path: str | Path) -> pd.DataFrame:
     """Read a ratings file into validated rows for `agreement_report`; InputError if unreadable.
 
-    Files are read by core.tables.read_table, as batch grading and study imports read them (CSV with ',' or
+    Files are read by core.tabular.read_table, as batch grading and study imports read them (CSV with ',' or
     ';', TSV, JSON Lines, a JSON array; UTF-8 with or without BOM, UTF-16, else Windows-1252 with a note in
     `.attrs["notes"]`), then checked strictly: a row the reader could not parse is an error here, not a
     skipped row. Every CSV cell is text: ids keep leading zeros, and an empty cell (or NA, N/A, NaN, null,

@@ -2,7 +2,7 @@
 
 The server applies the model's chat template and decodes; this back-end sends GLIDER's prompt as one
 user turn with greedy settings, reads the score distribution from the token log-probabilities when the
-server returns them (core/judge/logprobs.py) and turns HTTP failures into core.errors types whose
+server returns them (core/judge/logprob_distribution.py) and turns HTTP failures into core.errors types whose
 messages say what to do. Retries (429, 5xx, timeouts, refused connections; exponential backoff with
 jitter; Retry-After honoured up to two minutes) are the official openai client's own.
 
@@ -40,7 +40,7 @@ from core.judge.common import (
     check_max_new_tokens,
     trained_context_warning,
 )
-from core.judge.logprobs import score_distribution, steps_from_openai
+from core.judge.logprob_distribution import score_distribution, steps_from_openai
 from core.prompt import chat_messages
 
 log = logging.getLogger(__name__)

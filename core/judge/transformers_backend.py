@@ -44,8 +44,8 @@ from core.judge.common import (
     reusable_prefix_length,
 )
 from core.judge.hardware import logical_cpus, physical_cores
+from core.judge.logit_distribution import ScoreLocator
 from core.judge.quantized_cache import CacheKey, QuantizedCache, cache_key, identify_source, library_versions
-from core.judge.scores import ScoreLocator
 from core.prompt import chat_messages
 
 log = logging.getLogger(__name__)

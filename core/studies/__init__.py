@@ -35,7 +35,7 @@ from core.studies.types import (
     Study,
     StudySpec,
 )
-from core.tables import RowError
+from core.tabular import RowError
 
 __all__ = [
     "ADMIN", "ANNOTATOR", "CLAIM_SECONDS", "MAX_USERNAME_LENGTH", "MIN_PASSWORD_LENGTH", "ROLES", "Accounts",

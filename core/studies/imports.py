@@ -1,6 +1,6 @@
 """Study items from CSV / JSONL files: the preview for the column-mapping step, and reading rows into fields.
 
-Files are read by core.tables (the reader batch grading uses too: same encodings, delimiters and row
+Files are read by core.tabular (the reader batch grading uses too: same encodings, delimiters and row
 numbers). Studies.import_items checks the actor, reads the rows here, then adds the good ones in one
 transaction (where rows repeating an id or an item already in the study are reported).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StudyInputError
-from core.tables import RowError, Table, TableError, is_blank, preview_value, read_table
+from core.tabular import RowError, Table, TableError, is_blank, preview_value, read_table
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,7 @@ from core.studies.types import (
     StudySpec,
     fingerprint,
 )
-from core.tables import RowError
+from core.tabular import RowError
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from core.errors import PermissionDenied
 from core.prompt import DEFAULT_TAGS
-from core.tables import RowError
+from core.tabular import RowError
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,13 @@ from webapp.studies.label_tab import (
     LabelHandlers,
     LabelTab,
 )
-from webapp.studies.layout import StudyPage, StudyTabs
+from webapp.studies.layout import StudyPage, StudyWidgets
 from webapp.studies.studies_tab import STUDY_HEADERS, AddToStudy, StudiesHandlers, StudiesTab
 
 __all__ = [
     "DISAGREEMENT_HEADERS", "LABEL_CONCURRENCY_ID", "LABEL_CONCURRENCY_LIMIT", "LABEL_KEYS_JS", "MARK_SELECTION_JS",
     "MY_LABEL_HEADERS", "STUDY_HEADERS", "AddToStudy", "AgreementHandlers", "AgreementTab", "Cursor", "LabelHandlers",
-    "LabelTab", "StudiesHandlers", "StudiesTab", "StudyHandlers", "StudyTabs", "Unavailable",
+    "LabelTab", "StudiesHandlers", "StudiesTab", "StudyHandlers", "StudyWidgets", "Unavailable",
 ]
 
 

@@ -23,7 +23,7 @@ from webapp.components import error_update as _error
 from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.studies.layout import StudyPage, stored_view, study_choices
-from webapp.views import add_span, failure_message, format_time, place_selection, progress_line, scale_values
+from webapp.view_models import add_span, failure_message, format_time, place_selection, progress_line, scale_values
 
 # Labelling events share one group that runs several at once: each is a few short database calls, and with
 # Gradio's default of one at a time per event, 50 annotators waited ~4 s per submit (tests/test_load.py).

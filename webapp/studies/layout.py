@@ -1,4 +1,4 @@
-"""What the study tabs share: the page's study components (`StudyTabs`), and `StudyPage`, the base of each
+"""What the study tabs share: the page's study components (`StudyWidgets`), and `StudyPage`, the base of each
 tab's handlers (who is asking, the study store, the study pickers every tab fills).
 
 Who is asking comes only from the signed-in session (`gr.Request.username`, set by Gradio's login form),
@@ -21,7 +21,7 @@ from core.studies import Studies, Study, User
 from webapp import access
 from webapp.components import Unavailable
 from webapp.services import Services
-from webapp.views import JudgmentView, failure_message
+from webapp.view_models import JudgmentView, failure_message
 
 if TYPE_CHECKING:
     from webapp.studies.agreement_tab import AgreementTab
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class StudyTabs:
+class StudyWidgets:
     """Everything the studies feature adds to the page, and the components it needs from the rest of it."""
 
     user_line: gr.HTML
@@ -67,7 +67,7 @@ class StudyPage:
     returns updates."""
 
     services: Services
-    ui: StudyTabs
+    ui: StudyWidgets
 
     @property
     def _studies(self) -> Studies:

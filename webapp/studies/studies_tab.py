@@ -30,7 +30,7 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.components import session_of as _session
 from webapp.studies.layout import StudyPage
-from webapp.views import parse_tags, request_fields
+from webapp.view_models import parse_tags, request_fields
 
 STUDY_HEADERS = ["ID", "Name", "Scale", "Items", "Complete", "Overlap", "Blind", "Created by"]
 

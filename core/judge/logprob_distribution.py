@@ -2,7 +2,7 @@
 
 With `logprobs=True, top_logprobs=k` a server lists, for every generated token, its text and the k
 most likely tokens it could have written instead, each with its log-probability. This module finds
-the step where the model wrote its score the way scores.py does on logits (the last `<score>` tag,
+the step where the model wrote its score the way logit_distribution.py does on logits (the last `<score>` tag,
 then the first character of the number) and reads the probability of each value of the scale there.
 It is pure: no server, no tokenizer, no torch.
 
@@ -109,7 +109,7 @@ def _read(
         ended = len(number) < len(spelled)  # something other than a digit follows within the token
         longer = any(len(value) > len(number) and value.startswith(number) for value in values)
         if ended or not longer:
-            # Like scores.py, a value no other value extends counts as written without looking further.
+            # Like logit_distribution.py, a value no other value extends counts as written without looking further.
             if number in values:
                 out[values[number]] += weight * probability
             continue

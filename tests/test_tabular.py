@@ -1,4 +1,4 @@
-"""core.tables.read_table: the one reader of CSV/TSV/JSONL/JSON files (batch grading, study imports, agreement)."""
+"""core.tabular.read_table: the one reader of CSV/TSV/JSONL/JSON files (batch grading, study imports, agreement)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from core.tables import TableError, read_table
+from core.tabular import TableError, read_table
 
 
 def test_a_quote_never_closed_is_a_row_error_not_a_silently_lost_row(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ class JudgmentView:
             confidence=result.confidence,
             raw_output=judgment.raw,
             warnings=tuple(result.warnings),
-            model=_model_line(result.backend),
+            model=_model_line(result.repro),
             api_json=result.to_dict(),
         )
 

@@ -324,6 +324,9 @@ def test_open_and_select_show_a_stored_job(demo: gr.Blocks, data: Path) -> None:
     assert value(selected["gl-batch-job-id"]) == 1
     missing = by_id(demo, handler(demo, "on_batch_open")(99, gr.Request()))
     assert "There is no batch job with id 99" in text(value(missing["gl-batch-jobs-message"]))
+    for name, doing in (("on_batch_open", "open"), ("on_batch_export_csv", "export")):
+        blank = by_id(demo, handler(demo, name)(None, gr.Request()))
+        assert f"Enter the id of the job to {doing}" in text(value(blank["gl-batch-jobs-message"]))
 
 
 # --- bad input, no judge, other judge -------------------------------------------------------------------

@@ -303,6 +303,16 @@ class BatchHandlers:
         """PermissionDenied when the job grades a blind-study item this user has not labelled (webapp.access)."""
         access.check_job(access.grade_guard(self.services, request), jobs, job_id)
 
+    def _job(self, request: gr.Request | None, job_id: Any, doing: str) -> tuple[BatchJobs, Any]:
+        """The job store and the job `job_id` names, for a user who may see it; InputError without an id."""
+        jobs = self._check(request)
+        wanted = _as_id(job_id)
+        if wanted is None:
+            raise InputError(f"Enter the id of the job to {doing} (or click it in the jobs list).")
+        job = jobs.get(wanted)
+        self._may_see(request, jobs, job.id)
+        return jobs, job
+
     def _check(self, request: gr.Request | None) -> BatchJobs:
         """The job store, for a user who may use it; PermissionDenied or Unavailable otherwise."""
         refused = self.refused(request)
@@ -450,12 +460,7 @@ class BatchHandlers:
         """Grade the pending rows of a stored job (stopped, failed or interrupted)."""
         b = self.ui
         try:
-            jobs = self._check(request)
-            wanted = _as_id(job_id)
-            if wanted is None:
-                raise InputError("Enter the id of the job to resume (or click it in the jobs list).")
-            job = jobs.get(wanted)
-            self._may_see(request, jobs, job.id)
+            jobs, job = self._job(request, job_id, "resume")
             before = jobs.progress(job.id)
             if before.finished:
                 finished, total = _counts(before)
@@ -609,12 +614,7 @@ class BatchHandlers:
         """Show a stored job's progress and results."""
         b = self.ui
         try:
-            jobs = self._check(request)
-            wanted = _as_id(job_id)
-            if wanted is None:
-                raise InputError("Enter a job id (a whole number), or click a job in the list.")
-            job = jobs.get(wanted)
-            self._may_see(request, jobs, job.id)
+            jobs, job = self._job(request, job_id, "open")
             return {**self._show(jobs, job, jobs.progress(job.id)), b.jobs_message: _html("")}
         except Exception as error:
             return {b.jobs_message: _error(error)}
@@ -626,12 +626,7 @@ class BatchHandlers:
     def _export(self, job_id: Any, suffix: str, request: gr.Request | None) -> dict[Any, Any]:
         b = self.ui
         try:
-            jobs = self._check(request)
-            wanted = _as_id(job_id)
-            if wanted is None:
-                raise InputError("Enter the id of the job to export (or click it in the jobs list).")
-            job = jobs.get(wanted)
-            self._may_see(request, jobs, job.id)
+            jobs, job = self._job(request, job_id, "export")
             # A fresh folder per export: Gradio serves a file from its cache by path.
             folder = Path(tempfile.mkdtemp(prefix=f"job-{job.id}-", dir=self.export_root))
             path = jobs.export(job.id, folder / f"batch-{job.id}-{_slug(job.name)}{suffix}")

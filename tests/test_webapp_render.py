@@ -357,6 +357,15 @@ def test_backend_banner_names_the_model_and_the_fix_when_it_failed() -> None:
     assert "Why this back-end" not in ok + failed  # nothing chose it: nothing to explain
 
 
+def test_backend_banner_names_the_cpu_routine_that_runs() -> None:
+    kernel = "nf4 via bitsandbytes (native CPU kernel, AVX512-BF16 path)"
+    info = BackendInfo("transformers", "PatronusAI/glider", quantization="nf4", dtype="nf4/bfloat16", kernel=kernel)
+    assert f"Runs {kernel}" in Markup(render.render_backend_banner(info)).all_text
+    assert info.describe().endswith(f"cpu · {kernel}")
+    plain = Markup(render.render_backend_banner(BackendInfo("openai", "glider"))).all_text
+    assert "Runs" not in plain and not BackendInfo("openai", "glider").describe().endswith(" · ")
+
+
 def test_backend_banner_says_why_the_back_end_was_chosen_in_every_state() -> None:
     reason = "no CUDA GPU and llama-cpp-python is installed: GGUF Q4_K_M through llama.cpp, the fastest CPU path"
     banners = [render.render_backend_banner(BackendInfo("llamacpp", "PatronusAI/glider-gguf"), reason=reason),

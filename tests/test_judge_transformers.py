@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -110,10 +111,15 @@ def test_no_distribution_without_a_score(untrained_model_dir: Path, taught_promp
     assert generation.distribution is None  # random weights write no <score>; nothing is invented
 
 
-def test_nf4_quantized_load_generates(trained_model_dir: Path, taught_prompt: str) -> None:
+def test_nf4_quantized_load_generates(
+    trained_model_dir: Path, taught_prompt: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import bitsandbytes as bnb
 
-    judge = create_backend("transformers", model=str(trained_model_dir), quantization="auto")
+    with caplog.at_level(logging.INFO, logger="core.judge.transformers_backend"):
+        judge = create_backend("transformers", model=str(trained_model_dir), quantization="auto")
+    assert any(r.getMessage().startswith("Loaded judge") and judge.info.kernel in r.getMessage()
+               for r in caplog.records)
     assert judge.info.quantization == "nf4" and judge.info.device == "cpu"
     # The info, the start log line and the banner name the 4-bit routine this CPU runs.
     assert judge.info.kernel == detect_bnb_cpu_path() and judge.info.kernel.startswith("nf4 via bitsandbytes (")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -10,7 +15,14 @@ import pytest
 
 from core.errors import ContextTooLongError, ModelLoadError, UnknownBackendError
 from core.judge import BACKENDS, Generation, JudgeBackend, create_backend
-from core.judge.transformers_backend import TransformersJudge, resolve_quantization
+from core.judge.transformers_backend import (
+    BNB_HUB_KERNEL_REPO,
+    BNB_HUB_KERNEL_WARNING,
+    TransformersJudge,
+    bnb_cpu_path,
+    detect_bnb_cpu_path,
+    resolve_quantization,
+)
 from core.parse import parse_output
 from tests.fakes import WELL_FORMED
 from tests.test_prompt import real_tokenizer
@@ -99,11 +111,19 @@ def test_no_distribution_without_a_score(untrained_model_dir: Path, taught_promp
     assert generation.distribution is None  # random weights write no <score>; nothing is invented
 
 
-def test_nf4_quantized_load_generates(trained_model_dir: Path, taught_prompt: str) -> None:
+def test_nf4_quantized_load_generates(
+    trained_model_dir: Path, taught_prompt: str, caplog: pytest.LogCaptureFixture
+) -> None:
     import bitsandbytes as bnb
 
-    judge = create_backend("transformers", model=str(trained_model_dir), quantization="auto")
+    with caplog.at_level(logging.INFO, logger="core.judge.transformers_backend"):
+        judge = create_backend("transformers", model=str(trained_model_dir), quantization="auto")
+    assert any(r.getMessage().startswith("Loaded judge") and judge.info.kernel in r.getMessage()
+               for r in caplog.records)
     assert judge.info.quantization == "nf4" and judge.info.device == "cpu"
+    # The info, the start log line and the banner name the 4-bit routine this CPU runs.
+    assert judge.info.kernel == detect_bnb_cpu_path() and judge.info.kernel.startswith("nf4 via bitsandbytes (")
+    assert judge.info.kernel in judge.info.describe()
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in judge.model.modules())
     events = list(judge.stream(taught_prompt, scale=(0, 1), max_new_tokens=120))
     final = events[-1]
@@ -112,6 +132,88 @@ def test_nf4_quantized_load_generates(trained_model_dir: Path, taught_prompt: st
     judgment = parse_output(final.text, (0, 1))
     assert judgment.score == 1, final.text
     assert final.distribution is not None and final.distribution[1] > 0.5
+
+
+@pytest.mark.parametrize(("native", "bf16", "expected"), [
+    (True, True, "nf4 via bitsandbytes (native CPU kernel, AVX512-BF16 path)"),
+    (True, False, "nf4 via bitsandbytes (native unpack + PyTorch matmul, no AVX512-BF16)"),
+    (False, True, "nf4 via bitsandbytes (PyTorch fallback, no native library: slow)"),
+    (False, False, "nf4 via bitsandbytes (PyTorch fallback, no native library: slow)"),
+])
+def test_the_bitsandbytes_cpu_routine_follows_the_cpu_flags(
+    monkeypatch: pytest.MonkeyPatch, native: bool, bf16: bool, expected: str
+) -> None:
+    import bitsandbytes.cextension
+    import bitsandbytes.functional
+
+    assert bnb_cpu_path(native, bf16) == expected
+    lib = bitsandbytes.cextension.lib if native else bitsandbytes.cextension.ErrorHandlerMockBNBNativeLibrary("gone")
+    monkeypatch.setattr(bitsandbytes.cextension, "lib", lib)
+    monkeypatch.setattr(bitsandbytes.functional, "has_avx512bf16", lambda: bf16)
+    assert detect_bnb_cpu_path() == expected
+
+
+# A fresh interpreter loads the tiny nf4 judge through create_backend, as app.py does. "guarded": as if online
+# (HF_HUB_OFFLINE=0), with kernels.get_kernel and every internet connection made to fail and be recorded.
+# "plain": bitsandbytes imported directly first and offline, i.e. how every start ran before the fix.
+_NF4_START = r"""
+import json, logging, socket, sys, warnings
+mode, model_dir, prompt_file = sys.argv[1:4]
+records, calls = [], []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(f"{record.name}: {record.getMessage()}")
+logging.getLogger().addHandler(Keep())
+logging.getLogger().setLevel(logging.WARNING)
+warnings.simplefilter("always")
+if mode == "guarded":
+    import kernels
+    def refuse(*args, **kwargs):
+        calls.append(f"get_kernel{args}")
+        raise AssertionError("kernels.get_kernel was called")
+    kernels.get_kernel = refuse
+    connect = socket.socket.connect
+    def no_network(self, address, *rest):
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            calls.append(f"connect {address}")
+            raise OSError("no network in this test")
+        return connect(self, address, *rest)
+    socket.socket.connect = no_network
+else:
+    import bitsandbytes  # noqa: F401
+from core.judge import create_backend
+with warnings.catch_warnings(record=True) as caught:
+    judge = create_backend("transformers", model=model_dir, quantization="auto", quantized_cache=False)
+    out = judge.generate(open(prompt_file).read(), scale=(0, 1), max_new_tokens=120)
+print(json.dumps({"text": out.text, "ids": judge.tokenizer(out.text, add_special_tokens=False)["input_ids"],
+                  "distribution": out.distribution, "kernel": judge.info.kernel, "calls": calls,
+                  "records": records + [str(w.message) for w in caught]}))
+"""
+
+
+def _start_nf4_judge(mode: str, model_dir: Path, prompt_file: Path, offline: str) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": offline, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", _NF4_START, mode, str(model_dir), str(prompt_file)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_nf4_start_asks_the_hub_for_no_kernel_and_writes_the_same_tokens(
+    trained_model_dir: Path, taught_prompt: str, tmp_path: Path
+) -> None:
+    prompt_file = tmp_path / "prompt.txt"
+    prompt_file.write_text(taught_prompt)
+    guarded = _start_nf4_judge("guarded", trained_model_dir, prompt_file, offline="0")
+    assert guarded["calls"] == []  # no kernels.get_kernel, no connection
+    assert not [r for r in guarded["records"] if "kernels" in r or BNB_HUB_KERNEL_REPO in r], guarded["records"]
+    before = _start_nf4_judge("plain", trained_model_dir, prompt_file, offline="1")
+    if "AVX512-BF16" in before["kernel"]:  # the CPUs on which bitsandbytes tries the Hub when imported plainly
+        assert any(BNB_HUB_KERNEL_WARNING in r for r in before["records"]), before["records"]
+    assert guarded["kernel"] == before["kernel"]
+    assert (guarded["text"], guarded["ids"], guarded["distribution"]) == (
+        before["text"], before["ids"], before["distribution"])
+    assert parse_output(guarded["text"], (0, 1)).score == 1
 
 
 def test_int8_quantized_load_generates(trained_model_dir: Path, taught_prompt: str) -> None:

@@ -11,6 +11,7 @@ import sys
 import types
 from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -355,6 +356,18 @@ def test_backend_banner_names_the_model_and_the_fix_when_it_failed() -> None:
     failed = Markup(render.render_backend_banner(None, "No such directory: /models/glider")).all_text
     assert "No such directory: /models/glider" in failed and "--model /path/to/local/model" in failed
     assert "Why this back-end" not in ok + failed  # nothing chose it: nothing to explain
+
+
+def test_backend_banner_names_the_cpu_routine_that_runs() -> None:
+    kernel = "nf4 via bitsandbytes (native CPU kernel, AVX512-BF16 path)"
+    info = BackendInfo("transformers", "PatronusAI/glider", quantization="nf4", dtype="nf4/bfloat16", kernel=kernel)
+    assert f"Runs {kernel}" in Markup(render.render_backend_banner(info)).all_text
+    assert info.describe().endswith(f"cpu · {kernel}")
+    plain = Markup(render.render_backend_banner(BackendInfo("openai", "glider"))).all_text
+    assert "Runs" not in plain and not BackendInfo("openai", "glider").describe().endswith(" · ")
+    # README's "What to expect" tells users to look for this very line.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert '("Runs nf4 via bitsandbytes (…)")' in readme and "AVX512-BF16" in readme
 
 
 def test_backend_banner_says_why_the_back_end_was_chosen_in_every_state() -> None:

@@ -189,6 +189,7 @@ def render_backend_banner(
         ("Back-end", info.backend),
         ("Quantization", f"{info.quantization} ({info.dtype})"),
         ("Device", info.device),
+        *([("Runs", info.kernel)] if info.kernel else []),
     ]
     body = " ".join(f'<span class="gl-chip"><b>{esc(k)}</b> {esc(v)}</span>' for k, v in parts)
     return f'<div class="gl-banner gl-banner-ok">{body}{why}{notes}</div>'

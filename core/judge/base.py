@@ -30,10 +30,14 @@ class BackendInfo:
     device: str = "cpu"
     max_context: int = TRAINED_CONTEXT
     notes: tuple[str, ...] = ()
+    # What multiplies the weights, in plain words, e.g. 'nf4 via bitsandbytes (native CPU kernel, AVX512-BF16
+    # path)': the same settings run different routines on different CPUs; empty when there is no choice to name.
+    kernel: str = ""
 
     def describe(self) -> str:
         """One line for banners and logs, e.g. 'PatronusAI/glider · nf4 · cpu'."""
-        return f"{self.model_id} · {self.backend} · {self.quantization} ({self.dtype}) · {self.device}"
+        line = f"{self.model_id} · {self.backend} · {self.quantization} ({self.dtype}) · {self.device}"
+        return f"{line} · {self.kernel}" if self.kernel else line
 
 
 @dataclass(frozen=True)

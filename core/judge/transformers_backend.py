@@ -14,11 +14,13 @@ import copy
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from core.errors import ContextTooLongError, JudgeError, ModelLoadError
@@ -71,12 +73,91 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+# bitsandbytes 0.50 on a CPU with AVX512-BF16 asks the `kernels` package for this Hub repository's compiled
+# 4-bit kernel while it is being imported (bitsandbytes/backends/cpu/ops.py); its warning starts with this text.
+BNB_HUB_KERNEL_REPO = "kernels-community/quantization-bitsandbytes"
+BNB_HUB_KERNEL_WARNING = "Failed to load CPU gemm_4bit_forward from kernels-community"
+_BNB_CPU_LOGGER = "bitsandbytes.backends.cpu.ops"
+_bnb_import_lock = threading.Lock()
+
+
+class _DropHubKernelWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(BNB_HUB_KERNEL_WARNING)
+
+
+def import_bitsandbytes() -> ModuleType:
+    """Import bitsandbytes without its Hub kernel download, so every start runs its own native CPU routine.
+
+    Why: on a CPU with AVX512-BF16, importing bitsandbytes 0.50 calls kernels.get_kernel(BNB_HUB_KERNEL_REPO),
+    which downloads compiled code from the Hub (a network call at every start; offline it fails with a warning
+    on every load, then bitsandbytes falls back to its native routine). Neither bitsandbytes nor `kernels` has a
+    switch for this call (`kernels` reads only LOCAL_KERNELS, KERNELS_CACHE and UNSTABLE_KERNELS_ALL_LATEST;
+    transformers' USE_HUB_KERNELS covers transformers' own layers, not bitsandbytes). So, for the length of
+    this one import only, `kernels` is made unimportable and bitsandbytes' failure message is dropped:
+    bitsandbytes then uses its native routine, the one every offline start already ran, so the numbers are
+    those of an offline start, online or not. The speed no longer depends on reaching the Hub.
+    """
+    with _bnb_import_lock:
+        if "bitsandbytes" in sys.modules:
+            return sys.modules["bitsandbytes"]
+        absent = object()
+        saved = sys.modules.get("kernels", absent)
+        sys.modules["kernels"] = None  # type: ignore[assignment]  # makes `import kernels` raise ImportError
+        quiet = _DropHubKernelWarning()
+        logger = logging.getLogger(_BNB_CPU_LOGGER)
+        logger.addFilter(quiet)
+        try:
+            import bitsandbytes
+        finally:
+            logger.removeFilter(quiet)
+            if saved is absent:
+                del sys.modules["kernels"]
+            else:
+                sys.modules["kernels"] = saved  # type: ignore[assignment]
+        log.debug("bitsandbytes imported without asking the Hub for %s", BNB_HUB_KERNEL_REPO)
+        return bitsandbytes
+
+
+def bnb_cpu_path(native_library: bool, avx512_bf16: bool) -> str:
+    """In plain words, the bitsandbytes routine that multiplies nf4 weights on a CPU with these flags.
+
+    bitsandbytes picks it by itself: with its compiled library and AVX512-BF16 it repacks the weights once
+    and runs a fused 4-bit kernel; with the library but without AVX512-BF16 it unpacks each weight matrix
+    to bf16 and multiplies with PyTorch; without the library everything is PyTorch code (slowest).
+    """
+    if not native_library:
+        return "nf4 via bitsandbytes (PyTorch fallback, no native library: slow)"
+    if avx512_bf16:
+        return "nf4 via bitsandbytes (native CPU kernel, AVX512-BF16 path)"
+    return "nf4 via bitsandbytes (native unpack + PyTorch matmul, no AVX512-BF16)"
+
+
+def detect_bnb_cpu_path() -> str:
+    """The bitsandbytes nf4 routine this machine's CPU runs (see bnb_cpu_path)."""
+    import_bitsandbytes()
+    from bitsandbytes.cextension import ErrorHandlerMockBNBNativeLibrary, lib
+    from bitsandbytes.functional import has_avx512bf16
+
+    return bnb_cpu_path(not isinstance(lib, ErrorHandlerMockBNBNativeLibrary), bool(has_avx512bf16()))
+
+
+def _kernel_description(quantization: str, device: str) -> str:
+    """What multiplies the weights, for the judge's info, the start log line and the banner."""
+    if quantization == "nf4" and device.startswith("cpu"):
+        return detect_bnb_cpu_path()
+    if quantization != "none":
+        return f"{quantization} via bitsandbytes ({device.split(':')[0]})"
+    return ""
+
+
 def _quantization_config(quantization: str) -> Any:
     import torch
 
     try:
         import accelerate  # noqa: F401  bitsandbytes needs it to place quantized weights, on CPU too
-        import bitsandbytes  # noqa: F401
+
+        import_bitsandbytes()
     except ImportError as exc:
         raise ModelLoadError(
             f"Quantization {quantization!r} needs the packages bitsandbytes and accelerate ({exc.name} is missing): "
@@ -377,6 +458,7 @@ class TransformersJudge(SerialBackend):
         self.prefix_ids: tuple[int, ...] = self._prefix_ids() if prefix_cache else ()
         self._prefix_state: Any = None  # the prefix's key/value cache, computed by the first generation
         compute_dtype = str(getattr(self.model, "dtype", "unknown")).removeprefix("torch.")
+        kernel = _kernel_description(self.quantization, self.device)
         self.info = BackendInfo(
             backend="transformers",
             model_id=model,
@@ -386,8 +468,11 @@ class TransformersJudge(SerialBackend):
             device=self.device,
             max_context=self.max_context,
             notes=(*notes, *([threads] if threads else []), f"loaded in {self.load_seconds:.1f} s"),
+            kernel=kernel,
         )
         log.info("Loaded judge %s in %.1f s", self.info.describe(), self.load_seconds)
+        if "slow" in kernel:
+            log.warning("The judge runs %s; grading will be slow on this machine", kernel)
 
     # -- the quantized copy ----------------------------------------------------------------------
     def _load_quantized_copy(self, store: QuantizedCache, key: CacheKey, load_kwargs: dict[str, Any]) -> Any:

@@ -165,6 +165,7 @@ def _finish(
         "quantization": info.quantization,
         "dtype": info.dtype,
         "device": info.device,
+        "kernel": info.kernel,  # which 4-bit routine multiplied the weights (it can differ by CPU)
         "decoding": {"strategy": "greedy", "temperature": 0.0, **generation.settings},
         "max_new_tokens": request.max_new_tokens,
         "prompt_sha256": prompt_sha256(prompt),

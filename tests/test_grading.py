@@ -179,3 +179,15 @@ def test_grades_go_to_any_grade_sink_and_the_repository_is_one(tmp_path: Path) -
         judgments: GradeSink = Judgments(store)
         stored = Judgments(store).get(grade(ScriptedJudge(), request, judgments).judgment_id)  # type: ignore[arg-type]
         assert stored is not None and stored.score == 1 and stored.fields == dict(request.fields)
+
+
+def test_the_repro_record_names_the_kernel_that_multiplied_the_weights() -> None:
+    """Two CPUs can run the same nf4 model through different 4-bit routines: the record says which one ran."""
+    from dataclasses import replace
+
+    judge = ScriptedJudge()
+    judge.info = replace(judge.info, quantization="nf4",
+                         kernel="nf4 via bitsandbytes (native CPU kernel, AVX512-BF16 path)")
+    result = grade(judge, GradeRequest({"MODEL OUTPUT": "Paris."}, TEACH_CRITERIA, TEACH_RUBRIC))
+    assert result.repro["kernel"] == "nf4 via bitsandbytes (native CPU kernel, AVX512-BF16 path)"
+    assert result.to_dict()["backend"]["kernel"] == result.repro["kernel"]

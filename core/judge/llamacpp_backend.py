@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from core.errors import JudgeError, ModelLoadError
 from core.judge.base import (
@@ -293,7 +293,7 @@ class LlamaCppJudge(SerialBackend):
             raise ModelLoadError(f"n_ctx must be more than {MIN_ANSWER_TOKENS} tokens (got {n_ctx}).")
         self.n_threads = n_threads or physical_cores()
         params: dict[str, Any] = {}
-        if "use_extra_bufts" in dict(llama_cpp.llama_model_params._fields_):
+        if "use_extra_bufts" in {field[0] for field in llama_cpp.llama_model_params._fields_}:
             params["use_extra_bufts"] = weight_repacking
         elif not weight_repacking:
             notes.append("weight repacking: llama.cpp's default (this llama-cpp-python cannot turn it off)")
@@ -378,7 +378,8 @@ class LlamaCppJudge(SerialBackend):
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
             formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
-            probe = formatter(messages=chat_messages("PROMPT")).prompt
+            # llama_cpp types messages as its own TypedDicts; ours are the same plain {"role", "content"} dicts.
+            probe = formatter(messages=cast(Any, chat_messages("PROMPT"))).prompt
         except Exception as exc:  # a template this jinja cannot render: say so and use the known format
             log.warning("The GGUF's chat template cannot be rendered (%s); using Phi-3's format", exc)
             return None, "chat template: Phi-3 format (the GGUF's did not render)"

@@ -7,7 +7,6 @@ same job and then writes the complete RESULTS file.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -132,18 +131,8 @@ def _grade(jobs: Any, job_id: int, backend: Any, args: argparse.Namespace, progr
     from tqdm import tqdm
 
     from core.batch import STOPPED, JobBusyError
+    from core.stopping import stop_after_batch
 
-    # The first Ctrl-C or SIGTERM (a scheduler stopping us) lets the current batch finish and be stored,
-    # then stops; a second one stops at once (that batch is lost, nothing else: the job stays resumable).
-    stop_requested: list[int] = []
-
-    def request_stop(signum: int, _frame: object) -> None:
-        if stop_requested:
-            raise KeyboardInterrupt
-        stop_requested.append(signum)
-        print("\nStopping after the current batch (press Ctrl-C again to stop now) ...", file=sys.stderr)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     started = time.perf_counter()
     bar = tqdm(total=progress.total, initial=progress.done + progress.errors, unit="row", dynamic_ncols=True,
                disable=args.quiet, file=sys.stderr, desc=f"job {job_id}")
@@ -152,9 +141,12 @@ def _grade(jobs: Any, job_id: int, backend: Any, args: argparse.Namespace, progr
         bar.update(len(finished))
         bar.set_postfix(errors=now.errors, refresh=False)
 
+    # The first Ctrl-C or SIGTERM (a scheduler stopping us) lets the current batch finish and be stored,
+    # then stops; a second one stops at once (that batch is lost, nothing else: the job stays resumable).
     try:
-        final = jobs.run(job_id, backend, batch_size=args.batch_size, on_progress=on_progress,
-                         should_stop=lambda: bool(stop_requested))
+        with stop_after_batch() as should_stop:
+            final = jobs.run(job_id, backend, batch_size=args.batch_size, on_progress=on_progress,
+                             should_stop=should_stop)
     except KeyboardInterrupt:
         bar.close()
         return _fail(EXIT_INTERRUPTED, f"Interrupted. Run the same command again to resume job {job_id}.")
@@ -164,9 +156,6 @@ def _grade(jobs: Any, job_id: int, backend: Any, args: argparse.Namespace, progr
     except JudgeError as error:
         bar.close()
         return _fail(EXIT_FAILED, f"{error}\nRows graded so far are kept; run the same command again to resume.")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if final.status == STOPPED:
         bar.close()
         return _fail(EXIT_INTERRUPTED, f"Stopped after {final.done + final.errors} of {final.total} rows. "

@@ -8,7 +8,6 @@ in progress and keeps what was graded; running the command again grades the rest
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from typing import Any
 
@@ -101,27 +100,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _grade(studies: Any, actor: Any, study: Any, backend: Any, store: Any, which: Any, batch_size: int) -> Any:
     """grade_study with the first Ctrl-C (or SIGTERM) asking it to stop after the batch in progress."""
+    from core.stopping import stop_after_batch
     from core.studies.grading import grade_study
-
-    stop_requested: list[int] = []
-
-    def request_stop(signum: int, _frame: object) -> None:
-        if stop_requested:
-            raise KeyboardInterrupt
-        stop_requested.append(signum)
-        print("\nStopping after the current batch (press Ctrl-C again to stop now) ...", file=sys.stderr)
 
     def report(state: Any) -> None:
         print(f"{state.done} of {state.total} items: {state.graded} graded, {state.failed_to_parse} failed to parse, "
               f"{len(state.errors)} not graded", file=sys.stderr)
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stop_after_batch() as should_stop:
         return grade_study(studies, actor, study.id, backend, store, which=which, batch_size=batch_size,
-                           on_progress=report, should_stop=lambda: bool(stop_requested))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+                           on_progress=report, should_stop=should_stop)
 
 
 def _fail(code: int, message: str) -> int:

@@ -53,12 +53,15 @@ def screenshot_path(name: str) -> Path:
 SCREENSHOT = screenshot_path("screenshot-grade.png")
 TIMEOUT_MS = 15_000
 
-pytestmark = [
+# Every browser test module's marks. Gradio's queue analytics use pandas options and arguments that pandas 3
+# deprecates (raised in the server thread).
+BROWSER_MARKS = [
     pytest.mark.browser,
     NEEDS_CHROMIUM,
-    # Gradio's queue analytics use a pandas option that pandas 3 deprecates (in the server thread).
     pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
+pytestmark = BROWSER_MARKS
 
 
 class HeldJudge(ScriptedJudge):

@@ -17,17 +17,12 @@ import pytest
 from core.grading import GradeRequest, grade
 from core.studies import StudySpec
 from tests.fakes import ScriptedJudge
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
 from tests.webapp_helpers import PASSWORD, XSS_PAYLOADS, answer, launched, make_study_services, with_batch
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [
-    pytest.mark.browser,
-    NEEDS_CHROMIUM,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
+pytestmark = BROWSER_MARKS
 
 P = XSS_PAYLOADS
 # Elements none of our HTML ever contains; an injected payload would create them.

@@ -11,7 +11,7 @@ import pytest
 from core.grading import GradeRequest, grade
 from core.studies import Studies, StudySpec
 from tests.fakes import ScriptedJudge
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
 from tests.webapp_helpers import PASSWORD, answer, launched, make_study_services
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -21,12 +21,7 @@ LEVELS = {0: "Wrong.", 3: "Mostly wrong.", 5: "Half right.", 7: "Mostly right.",
 RUBRIC = "\n".join(f"{score}: {text}" for score, text in LEVELS.items())
 MODEL_SCORE = 7
 
-pytestmark = [
-    pytest.mark.browser,
-    NEEDS_CHROMIUM,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

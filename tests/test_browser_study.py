@@ -18,7 +18,7 @@ import pytest
 from core.grading import GradeRequest, grade
 from core.studies import StudySpec
 from tests.fakes import ScriptedJudge
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS, screenshot_path
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS, screenshot_path
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
     FAITHFULNESS_RUBRIC,
@@ -45,12 +45,7 @@ SCORES = {"ann": [1, 0, 1, 0, 1], "bob": [1, 0, 0, 0, 1]}  # keyed by item order
 CHANGED_AT_REVEAL = {"ann": {3: 1}}  # ann sees the model's 1 on the Bonn item and moves her 0 to it
 EDITED_LATER = {"bob": {2: 1}}  # bob reopens the Madrid item from "My labels" after finishing and makes it 1
 
-pytestmark = [
-    pytest.mark.browser,
-    NEEDS_CHROMIUM,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.studies import StudySpec
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
 from tests.test_browser_study import sign_in
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
@@ -23,12 +23,7 @@ from tests.webapp_helpers import (
 sync_api = pytest.importorskip("playwright.sync_api")
 
 ITEMS = 12
-pytestmark = [
-    pytest.mark.browser,
-    NEEDS_CHROMIUM,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from core.studies import ADMIN, ANNOTATOR, StudySpec
-from tests.test_browser import NEEDS_CHROMIUM, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
     FAITHFULNESS_RUBRIC,
@@ -25,12 +25,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement"]
 
-pytestmark = [
-    pytest.mark.browser,
-    NEEDS_CHROMIUM,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*"),
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

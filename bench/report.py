@@ -15,6 +15,7 @@ from typing import Any
 SECTIONS = (
     "memory",
     "transformers-bf16",
+    "transformers-int4",
     "transformers-nf4",
     "transformers-nf4-quantize",
     "llamacpp-q4km",
@@ -23,7 +24,7 @@ SECTIONS = (
     "agreement",
     "page",
 )
-BACKEND_SECTIONS = SECTIONS[1:5]
+BACKEND_SECTIONS = SECTIONS[1:6]
 
 
 def result_path(results_dir: Path, shape: str, section: str) -> Path:

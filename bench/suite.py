@@ -139,6 +139,10 @@ def backend_spec(section: str, args: argparse.Namespace) -> tuple[dict[str, Any]
                     "options": {"model": bf16, "quantization": "none", "device": "cpu"},
                     "decode_tokens": args.bf16_new_tokens}
             return spec, ["bf16"], None
+        if section == "transformers-int4":  # the CPU default: loaded in bf16, quantized at every start
+            spec = {**common, "label": "transformers int4 (PyTorch CPU kernel)", "backend": "transformers",
+                    "options": {"model": bf16, "quantization": "int4", "device": "cpu"}}
+            return spec, ["bf16"], None
         if section == "transformers-nf4-quantize":
             spec = {**common, "label": "transformers nf4, quantized while loading", "backend": "transformers",
                     "options": {"model": bf16, "quantization": "nf4", "device": "cpu", **no_cache},

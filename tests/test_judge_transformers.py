@@ -21,7 +21,7 @@ from core.judge.transformers_backend import (
     TransformersJudge,
     bnb_cpu_path,
     detect_bnb_cpu_path,
-    resolve_quantization,
+    import_bitsandbytes,
 )
 from core.parse import parse_output
 from tests.fakes import WELL_FORMED
@@ -114,10 +114,9 @@ def test_no_distribution_without_a_score(untrained_model_dir: Path, taught_promp
 def test_nf4_quantized_load_generates(
     trained_model_dir: Path, taught_prompt: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import bitsandbytes as bnb
-
+    bnb = import_bitsandbytes()
     with caplog.at_level(logging.INFO, logger="core.judge.transformers_backend"):
-        judge = create_backend("transformers", model=str(trained_model_dir), quantization="auto")
+        judge = create_backend("transformers", model=str(trained_model_dir), quantization="nf4")
     assert any(r.getMessage().startswith("Loaded judge") and judge.info.kernel in r.getMessage()
                for r in caplog.records)
     assert judge.info.quantization == "nf4" and judge.info.device == "cpu"
@@ -300,11 +299,6 @@ def test_directory_without_weights_is_explained(tmp_path: Path, tiny_tokenizer) 
     tiny_tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="not a loadable model directory"):
         create_backend("transformers", model=str(tmp_path), quantization="none")
-
-
-def test_auto_quantization_means_nf4() -> None:
-    assert resolve_quantization("auto") == "nf4"
-    assert resolve_quantization("none") == "none"
 
 
 def test_out_of_memory_while_loading_is_explained() -> None:

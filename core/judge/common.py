@@ -30,7 +30,7 @@ STOP_TOKENS = ("<|end|>", "<|assistant|>", "<|endoftext|>")
 DEFAULT_MODEL_ID = "PatronusAI/glider"  # the transformers back-end's weights
 DEFAULT_GGUF_MODEL_ID = "PatronusAI/glider-gguf"  # the llama.cpp back-end's quantized files
 # The transformers back-end's quantization names ('auto' resolves to nf4 there).
-QUANTIZATIONS = ("auto", "nf4", "int8", "none")
+QUANTIZATIONS = ("auto", "nf4", "int4", "int8", "none")
 
 # Where the score's number starts in the answer's text: every back-end reads the distribution there.
 SCORE_START = re.compile(

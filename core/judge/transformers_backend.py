@@ -45,7 +45,9 @@ from core.judge.common import (
     resolve_local_files_only,
     reusable_prefix_length,
 )
+from core.judge.cpu_decode import growing_cache, register_attention
 from core.judge.hardware import logical_cpus, physical_cores
+from core.judge.int4_cpu import Int4Summary, quantize_linear_layers
 from core.judge.logit_distribution import ScoreLocator
 from core.judge.quantized_cache import CacheKey, QuantizedCache, cache_key, identify_source, library_versions
 from core.prompt import chat_messages
@@ -53,11 +55,20 @@ from core.prompt import chat_messages
 log = logging.getLogger(__name__)
 
 
-def resolve_quantization(quantization: str) -> str:
-    """'auto' means nf4 everywhere: the 4-bit judge decodes ~4.7x faster than bf16 on CPU too."""
+def resolve_quantization(quantization: str, device: str = "cuda") -> str:
+    """'auto' is a 4-bit judge: nf4 (bitsandbytes) on a GPU, int4 (PyTorch's CPU kernel) on a CPU.
+
+    On a CPU the int4 kernel decodes ~2.5x faster than bitsandbytes' nf4 routines, whatever the CPU's flags
+    (BENCHMARKS.md); nf4 stays available there with --quantization nf4.
+    """
     if quantization not in QUANTIZATIONS:
         raise ModelLoadError(f"Unknown quantization {quantization!r}; choose one of {', '.join(QUANTIZATIONS)}.")
-    return "nf4" if quantization == "auto" else quantization
+    if quantization == "auto":
+        return "int4" if device.startswith("cpu") else "nf4"
+    if quantization == "int4" and not device.startswith("cpu"):
+        raise ModelLoadError(f"Quantization 'int4' is PyTorch's CPU kernel; on {device} use --quantization nf4 "
+                             "(or auto), or --device cpu.")
+    return quantization
 
 
 def _resolve_device(device: str) -> str:
@@ -142,8 +153,10 @@ def detect_bnb_cpu_path() -> str:
     return bnb_cpu_path(not isinstance(lib, ErrorHandlerMockBNBNativeLibrary), bool(has_avx512bf16()))
 
 
-def _kernel_description(quantization: str, device: str) -> str:
+def _kernel_description(quantization: str, device: str, int4: Int4Summary | None = None) -> str:
     """What multiplies the weights, for the judge's info, the start log line and the banner."""
+    if int4 is not None:
+        return int4.describe()
     if quantization == "nf4" and device.startswith("cpu"):
         return detect_bnb_cpu_path()
     if quantization != "none":
@@ -374,7 +387,11 @@ class TransformersJudge(SerialBackend):
 
     `quantized_cache` keeps a saved copy of an nf4/int8 model under `cache_dir` (default: $GLIDER_CACHE_DIR,
     else ~/.cache/glider-studio/quantized) so that only the first load quantizes; `prefix_cache` reuses the
-    key/value cache of the prompt's constant head across generations.
+    key/value cache of the prompt's constant head across generations. With int4 (the CPU default) the model
+    is loaded in bf16 and quantized in seconds (no cache needed); `keep_prompt_weights` keeps those bf16
+    weights for prompt-sized matmuls (None: when the memory left allows it, `core.judge.int4_cpu`).
+    `cpu_decode` (on a CPU) keeps keys and values in a growing float32 cache read by float32 attention
+    (`core.judge.cpu_decode`); False gives transformers' own cache and attention, for comparison.
     """
 
     def __init__(
@@ -389,6 +406,8 @@ class TransformersJudge(SerialBackend):
         quantized_cache: bool = True,
         cache_dir: str | os.PathLike[str] | None = None,
         prefix_cache: bool = True,
+        keep_prompt_weights: bool | None = None,
+        cpu_decode: bool = True,
     ) -> None:
         try:
             import torch
@@ -397,8 +416,8 @@ class TransformersJudge(SerialBackend):
             raise ModelLoadError(f"The transformers back-end needs torch and transformers: {exc}.") from exc
 
         super().__init__()
-        self.quantization = resolve_quantization(quantization)
         self.device = _resolve_device(device)
+        self.quantization = resolve_quantization(quantization, self.device)
         notes: list[str] = []
         local_files_only = resolve_local_files_only(local_files_only, model, notes,
                                                     local=Path(model).expanduser().exists())
@@ -410,6 +429,9 @@ class TransformersJudge(SerialBackend):
         if self.quantization == "none":
             load_kwargs["dtype"] = dtype if dtype != "auto" else "auto"
             load_kwargs["device_map"] = self.device
+        elif self.quantization == "int4":
+            load_kwargs["dtype"] = torch.bfloat16  # the kernel's compute type; quantized after loading
+            load_kwargs["device_map"] = self.device
         else:
             load_kwargs["quantization_config"] = _quantization_config(self.quantization)
             load_kwargs["device_map"] = self.device
@@ -420,7 +442,7 @@ class TransformersJudge(SerialBackend):
         store: QuantizedCache | None = None
         key: CacheKey | None = None
         commit: str | None = None
-        if self.quantization != "none" and quantized_cache:
+        if self.quantization in ("nf4", "int8") and quantized_cache:
             store = QuantizedCache(cache_dir)
             source = identify_source(model, revision, local_files_only)
             if source is None:
@@ -442,6 +464,17 @@ class TransformersJudge(SerialBackend):
         except Exception as exc:  # from_pretrained raises many unrelated types; all mean "could not load"
             raise _explain_load_failure(model, exc, offline=local_files_only) from exc
         self.model.eval()
+        # On a CPU, single-token steps use float32 matmul attention and a cache that grows without copying
+        # (core.judge.cpu_decode: at 900 tokens of context they took 230 ms a step before, mostly both).
+        self.cpu_decode = cpu_decode and self.device.startswith("cpu")
+        if self.cpu_decode:
+            self.model.set_attn_implementation(register_attention())
+        self.int4: Int4Summary | None = None
+        if self.quantization == "int4":
+            self.int4 = quantize_linear_layers(self.model, keep_dense=keep_prompt_weights)
+            notes.append(f"int4: {self.int4.converted} layers, {self.int4.int4_bytes / 1e9:.2f} GB of 4-bit weights"
+                         + (f", bf16 weights kept for prompts ({self.int4.dense_bytes / 1e9:.2f} GB)"
+                            if self.int4.dense_kept else ""))
         if store is not None and key is not None:
             if self.loaded_from_quantized_cache:
                 notes.append(f"quantized copy loaded from the cache ({self.quantized_cache_path})")
@@ -458,13 +491,13 @@ class TransformersJudge(SerialBackend):
         self.prefix_ids: tuple[int, ...] = self._prefix_ids() if prefix_cache else ()
         self._prefix_state: Any = None  # the prefix's key/value cache, computed by the first generation
         compute_dtype = str(getattr(self.model, "dtype", "unknown")).removeprefix("torch.")
-        kernel = _kernel_description(self.quantization, self.device)
+        kernel = _kernel_description(self.quantization, self.device, self.int4)
         self.info = BackendInfo(
             backend="transformers",
             model_id=model,
             revision=getattr(self.model.config, "_commit_hash", None) or commit or revision,
             quantization=self.quantization,
-            dtype="nf4/bfloat16" if self.quantization == "nf4" else compute_dtype,
+            dtype=f"{self.quantization}/bfloat16" if self.quantization in ("nf4", "int4") else compute_dtype,
             device=self.device,
             max_context=self.max_context,
             notes=(*notes, *([threads] if threads else []), f"loaded in {self.load_seconds:.1f} s"),
@@ -532,8 +565,10 @@ class TransformersJudge(SerialBackend):
             return 0
         return reusable_prefix_length(ids, self.prefix_ids)
 
-    def _prefix_cache_copy(self, length: int) -> Any:
+    def _prefix_cache_copy(self, length: int, capacity: int = 0) -> Any:
         """A fresh copy of the prefix's key/value cache holding its first `length` tokens (caller holds the lock).
+
+        On a CPU it is a growing cache with room for `capacity` tokens (the prompt and the answer).
 
         `generate` extends the cache it is given in place, so each call gets its own copy (for GLIDER in bf16
         about 0.4 MB per token, ~80 MB for the whole prefix).
@@ -543,12 +578,22 @@ class TransformersJudge(SerialBackend):
         if self._prefix_state is None:
             prefix = torch.tensor([self.prefix_ids], device=self.model.device)
             with torch.inference_mode():
-                self._prefix_state = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
-        cache = copy.deepcopy(self._prefix_state)
+                start = {"cache": growing_cache(self.model.config, len(prefix[0]))} if self.cpu_decode else {}
+                self._prefix_state = self.model(input_ids=prefix, use_cache=True, logits_to_keep=1, **start).cache
+        if self.cpu_decode:
+            cache = growing_cache(self.model.config, capacity, prefill=self._prefix_state)
+        else:
+            cache = copy.deepcopy(self._prefix_state)
         surplus = cache.get_seq_length() - length
         if surplus > 0:
             cache.crop(-surplus)  # a negative count removes that many tokens from the end
         return cache
+
+    def _fresh_cache(self, capacity: int) -> Callable[[], dict[str, Any]] | None:
+        """What `generate` gets as its empty cache: a growing one with room for `capacity` tokens on a CPU."""
+        if not self.cpu_decode:
+            return None
+        return lambda: {"cache": growing_cache(self.model.config, capacity)}
 
     # -- prompt handling -------------------------------------------------------------------------
     def chat_ids(self, prompt: str) -> list[int]:
@@ -616,7 +661,9 @@ class TransformersJudge(SerialBackend):
             # With a cache of the first `reused` ids, generate is still given the full ids and mask (it derives
             # positions from the mask) and processes only the ids past the cache.
             reused = self.reusable_prefix(ids)
-            prepare = (lambda: {"cache": self._prefix_cache_copy(reused)}) if reused else None
+            capacity = len(ids) + max_new_tokens
+            prepare = ((lambda: {"cache": self._prefix_cache_copy(reused, capacity)}) if reused
+                       else self._fresh_cache(capacity))
             worker = _GenerateThread(
                 self.model, config, streamer, prepare, input_ids=input_ids, attention_mask=torch.ones_like(input_ids)
             )
@@ -700,7 +747,8 @@ class TransformersJudge(SerialBackend):
         )
         started = time.perf_counter()
         config = self._generation_config(rows[0].max_new_tokens)
-        worker = _GenerateThread(self.model, config, input_ids=input_ids, attention_mask=attention_mask)
+        worker = _GenerateThread(self.model, config, None, self._fresh_cache(width + rows[0].max_new_tokens),
+                                 input_ids=input_ids, attention_mask=attention_mask)
         try:
             output = worker.result()  # a failure here stops every row: raised, not returned
         finally:

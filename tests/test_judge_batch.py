@@ -163,6 +163,10 @@ def test_batch_of_one_and_empty_batch(trained_judge: TransformersJudge, taught_p
     (row,) = trained_judge.generate_batch([taught_prompt], scales=[(0, 1)], max_new_tokens=100)
     assert_same(row, trained_judge.generate(taught_prompt, scale=(0, 1), max_new_tokens=100))
     assert isinstance(row, Generation) and row.settings["batch_size"] == 1
+    # A batch of one is what each /grade call is: it reuses the cached prompt head like the single path.
+    assert row.settings["prefix_cached_tokens"] > 0
+    (refused,) = trained_judge.generate_batch(["word " * 200_000], scales=[None])
+    assert isinstance(refused, ContextTooLongError)  # returned in its place, as in a longer batch
     assert row.settings["stop_token_ids"] == trained_judge.stop_token_ids and row.settings["do_sample"] is False
 
 

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -716,6 +716,12 @@ class TransformersJudge(SerialBackend):
         (out of memory) are raised.
         """
         check_batch(prompts, scales, max_new_tokens)
+        if len(prompts) == 1:  # one prompt (each /grade call alone): the single path reuses the prompt head's cache
+            try:
+                single = self.generate(prompts[0], scale=scales[0], max_new_tokens=max_new_tokens)
+            except ContextTooLongError as error:
+                return [error]
+            return [replace(single, settings={**single.settings, "batch_size": 1})]
         outcomes: list[BatchOutcome | None] = [None] * len(prompts)
         groups: dict[int, list[_Row]] = {}
         for index, (prompt, scale) in enumerate(zip(prompts, scales, strict=True)):

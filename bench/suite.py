@@ -228,20 +228,28 @@ def app_judge_flags(model: Path) -> list[str]:
 @contextmanager
 def app_server(model: Path, workdir: Path, timeout: float = 300.0) -> Iterator[tuple[str, str]]:
     """`python app.py` with `model` on a free local port, until its /status says ready; yields (url, command)."""
+    # Shown without this run's temporary paths and port, which mean nothing to a reader.
+    shown = shlex.join(["python", "app.py", *app_judge_flags(Path(f"<cache-dir>/{model.parent.name}/{model.name}")),
+                        "--host", "127.0.0.1"])
+    with app_process(app_judge_flags(model), workdir, shown, timeout) as (url, _):
+        yield url, shown
+
+
+@contextmanager
+def app_process(flags: list[str], workdir: Path, shown: str, timeout: float = 300.0,
+                ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python app.py` with judge `flags` on a free local port, until its /status says ready; yields (url, process)."""
     import httpx
     from gradio_client import Client
 
     port = free_port()
-    command = [sys.executable, str(ROOT / "app.py"), *app_judge_flags(model), "--host", "127.0.0.1",
+    command = [sys.executable, str(ROOT / "app.py"), *flags, "--host", "127.0.0.1",
                "--port", str(port), "--db", f"sqlite:///{workdir / 'app.db'}"]
     env = {**os.environ, "GLIDER_DATA_DIR": str(workdir), "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("GLIDER_AUTH", None)
     output = (workdir / "app.log").open("w", encoding="utf-8")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    # Shown without this run's temporary paths and port, which mean nothing to a reader.
-    shown = shlex.join(["python", "app.py", *app_judge_flags(Path(f"<cache-dir>/{model.parent.name}/{model.name}")),
-                        "--host", "127.0.0.1"])
     try:
         deadline = time.monotonic() + timeout
         state = None
@@ -259,7 +267,7 @@ def app_server(model: Path, workdir: Path, timeout: float = 300.0) -> Iterator[t
                 pass
             if state != "ready":
                 time.sleep(0.5)
-        yield url, shown
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -336,6 +344,40 @@ def measure_app(url: str, app_command: str, model: Path, args: argparse.Namespac
                         "max_new_tokens": args.app_new_tokens, "model": "tests/tiny_model (random weights)",
                         "parameters": sum(p.numel() for p in judge.model.parameters()),
                         "app_command": app_command}}
+
+
+def grade_configurations(args: argparse.Namespace) -> list[tuple[str, list[str], str]]:
+    """(label, app.py judge flags, the command as shown) for each back-end the `grade` section measures here."""
+    cache, shape = args.cache_dir, args.shape
+    bf16, gguf = shapes.artifact_path(cache, shape, "bf16"), shapes.artifact_path(cache, shape, "gguf")
+    configurations = [("transformers, the default install (int4 on CPU)", ["--model", str(bf16)],
+                       f"python app.py --model <cache-dir>/{shape}/bf16")]
+    if "nf4" in args.grade_backends:
+        configurations.append(("transformers nf4 (the CPU default before int4)",
+                               ["--model", str(bf16), "--quantization", "nf4"],
+                               f"python app.py --model <cache-dir>/{shape}/bf16 --quantization nf4"))
+    if "llamacpp" in args.grade_backends and gguf.is_file():
+        configurations.append(("llama.cpp Q4_K_M (llama-cpp-python added)", ["--model", str(gguf)],
+                               f"python app.py --model <cache-dir>/{shape}/gguf/{gguf.name}"))
+    return configurations
+
+
+def measure_grades(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """The typical grade through /grade for each configuration (bench/typical_grade.py), in this order."""
+    import typical_grade
+
+    fields, prompt_tokens = typical_grade.typical_fields(shapes.artifact_path(args.cache_dir, args.shape, "bf16"),
+                                                         args.grade_prompt_tokens)
+    outcomes = []
+    for label, flags, shown in grade_configurations(args):
+        env_cache = workdir / "quantized-cache"  # nf4's quantize-once cache: the bench's own copy when it exists
+        nf4_cache = shapes.shape_dir(args.cache_dir, args.shape) / "nf4-cache"
+        os.environ["GLIDER_CACHE_DIR"] = str(nf4_cache if nf4_cache.is_dir() else env_cache)
+        outcomes.append(typical_grade.measure_configuration(
+            lambda f, w, sh: app_process(f, w, sh, timeout=args.grade_start_timeout), label, flags, shown, workdir,
+            fields, args.grade_runs, args.grade_new_tokens, log))
+    return {"results": {"prompt_tokens": prompt_tokens, "new_tokens": args.grade_new_tokens,
+                        "runs": args.grade_runs, "configurations": outcomes}}
 
 
 def measure_page(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -421,6 +463,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     other.add_argument("--app-runs", type=int)
     other.add_argument("--app-warmups", type=int, help="untimed grades through each path first")
     other.add_argument("--app-new-tokens", type=int, default=256, help="max_new_tokens of the app-overhead grade")
+    other.add_argument("--grade-runs", type=int, default=2, help="timed typical grades per back-end, after a warm-up")
+    other.add_argument("--grade-new-tokens", type=int, default=300, help="max_new_tokens of the typical grade")
+    other.add_argument("--grade-prompt-tokens", type=int, default=600, help="tokens of the typical grade's prompt")
+    other.add_argument("--grade-backends", default="int4,llamacpp",
+                       help="the typical grade's back-ends besides the default install: nf4, llamacpp")
+    other.add_argument("--grade-start-timeout", type=float, default=1800.0, help="seconds to wait for each app start")
     other.add_argument("--page-runs", type=int)
     other.add_argument("--agreement-items", type=int, default=10_000)
     other.add_argument("--agreement-annotators", type=int, default=3)
@@ -480,6 +528,8 @@ def main(argv: list[str] | None = None) -> int:
             needed += [a for s in args.batch_backends for a in backend_spec(s, args)[1]]
         elif section in ("app", "page"):
             needed.append("tiny")
+        elif section == "grade":
+            needed.append("bf16")
     models_started = time.perf_counter()
     shapes.ensure(list(dict.fromkeys(needed)), args.shape, args.cache_dir, tokenizer=args.tokenizer, log=log)
     log(f"models ready after {time.perf_counter() - models_started:.0f} s")
@@ -525,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             measured(section, lambda s=section: measure_backend(s, args, workdir))
         measured("batch", lambda: measure_batch(args, workdir))
         measured("agreement", lambda: measure_agreement(args))
+        measured("grade", lambda: measure_grades(args, workdir))
         if "app" in args.sections or "page" in args.sections:
             tiny = shapes.artifact_path(args.cache_dir, args.shape, "tiny")
             try:

@@ -11,8 +11,12 @@ thread counts and batch size, llama-cpp-python's version and llama.cpp's build f
 with the same key reads the cached choice and measures nothing.
 
 Limits, said plainly: the figures come from a 128-token context (a grade attends over 600–900 tokens, where
-flash attention matters a little more) and one pass per candidate (a busy machine makes them noisy); the
-settings only change speed, never the tokens (tested on the tiny GGUF judges).
+flash attention matters a little more) and one pass per candidate (a busy machine makes them noisy). No
+setting is bit-exact against another: on the tests' tiny GGUFs flash attention moved the logits by up to
+~1e-2, and so did repacking with flash attention off (~2e-6 with it on). The tiny trained judge writes the
+same tokens and grades under all four; where two logits nearly tie (random weights) a greedy token can
+differ, as it can between CPUs or thread counts. The choice is cached, so a machine's grades do not change
+from one start to the next.
 
 Pure logic (the candidates, the typical-grade estimate, the choice, the key) is separate from `measure`
 (which needs a loaded llama.cpp model) and from `SettingsCache` (files); `choose_settings` ties them together.

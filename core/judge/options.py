@@ -188,7 +188,8 @@ def judge_identity(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """
     if backend == AUTO:
         raise ValueError("judge_identity needs the resolved back-end (judge_choice(args).backend), not 'auto'.")
-    # How llama.cpp's CPU settings are chosen changes its speed, never its tokens (tested).
+    # Like the device, how llama.cpp's CPU settings are chosen changes speed and rounding, not what a job asks
+    # (the tiny trained judge grades the same under every setting: tests/test_judge_llamacpp.py).
     ignored = {"max_concurrency", "api_key", "timeout", "max_retries", "device", "measure_settings"}
     return {"backend": backend, **{key: value for key, value in sorted(options.items()) if key not in ignored}}
 

@@ -608,8 +608,11 @@ class TestMeasuredSettings:
     ) -> None:
         with caplog.at_level(logging.INFO, logger="core.judge"):
             first = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", cache_dir=str(tmp_path))
-        assert [candidate for candidate, _ in measured] == list(CANDIDATES)
-        assert all(candidate == loaded for candidate, loaded in measured)  # each load used its candidate
+        # Each candidate once (a slow outlier once more: the machine may be busy), each load with its candidate.
+        assert [candidate for candidate, _ in measured[:4]] == list(CANDIDATES)
+        assert set(measured[4:]) <= set(measured[:4]) and len(measured) <= 8
+        assert all(candidate == loaded for candidate, loaded in measured)
+        count = len(measured)
         choice = first.settings_choice
         assert choice.source == "measured" and {m.settings for m in choice.measurements} == set(CANDIDATES)
         assert choice.cache_path is not None and choice.cache_path.parent == tmp_path / "llamacpp-settings"
@@ -623,7 +626,7 @@ class TestMeasuredSettings:
         print(choice.reason)  # how long measuring took on the tiny GGUF, and every candidate's estimate
 
         second = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", cache_dir=str(tmp_path))
-        assert len(measured) == 4  # nothing measured again
+        assert len(measured) == count  # nothing measured again
         again = second.settings_choice
         assert (again.source, again.settings, again.measurements) == ("cache", choice.settings, choice.measurements)
         assert _loaded(second) == choice.settings
@@ -636,12 +639,13 @@ class TestMeasuredSettings:
         model.parent.mkdir()
         shutil.copyfile(trained_gguf, model)
         create_backend("llamacpp", model=str(model), device="cpu", cache_dir=str(tmp_path))
+        count = len(measured)
         create_backend("llamacpp", model=str(model), device="cpu", cache_dir=str(tmp_path))
-        assert len(measured) == 4
+        assert len(measured) == count >= 4
         stat = model.stat()
         os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a new download would leave it
         create_backend("llamacpp", model=str(model), device="cpu", cache_dir=str(tmp_path))
-        assert len(measured) == 8
+        assert len(measured) >= count + 4
         assert len(list((tmp_path / "llamacpp-settings").glob("*.json"))) == 2
 
     def test_a_corrupt_cache_file_is_measured_again(
@@ -649,11 +653,12 @@ class TestMeasuredSettings:
     ) -> None:
         path = create_backend("llamacpp", model=str(trained_gguf), device="cpu",
                               cache_dir=str(tmp_path)).settings_choice.cache_path
+        count = len(measured)
         path.write_text('{"format": 1, "digest": ', encoding="utf-8")
         with caplog.at_level(logging.WARNING):
             judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu", cache_dir=str(tmp_path))
         assert "Ignoring the measured llama.cpp settings" in caplog.text
-        assert len(measured) == 8 and judge.settings_choice.source == "measured"
+        assert len(measured) >= count + 4 and judge.settings_choice.source == "measured"
         assert len(json.loads(path.read_text(encoding="utf-8"))["measurements"]) == 4
 
     @pytest.mark.parametrize("settings", CANDIDATES, ids=lambda s: s.describe())

@@ -98,14 +98,20 @@ def test_candidates_respect_what_is_forced(repacking: bool | None, flash: bool |
 class Runs:
     """A measuring function that returns given figures and counts its calls."""
 
-    def __init__(self, speeds: dict[LlamaCppSettings, tuple[float, float]], fail: tuple = ()) -> None:
-        self.speeds, self.fail, self.calls = speeds, fail, []
+    def __init__(
+        self, speeds: dict[LlamaCppSettings, tuple[float, float]], fail: tuple = (), busy_once: tuple = ()
+    ) -> None:
+        self.speeds, self.fail, self.busy_once, self.calls = speeds, fail, set(busy_once), []
 
     def __call__(self, settings: LlamaCppSettings) -> Measurement:
         self.calls.append(settings)
         if settings in self.fail:
             raise RuntimeError("cannot load")
-        return _measured(settings, *self.speeds[settings])
+        prefill, decode = self.speeds[settings]
+        if settings in self.busy_once:  # another program had the CPU during this one measurement
+            self.busy_once.discard(settings)
+            prefill, decode = prefill / 10, decode / 10
+        return _measured(settings, prefill, decode)
 
 
 FOUR = {OFF_ON: (55.3, 6.24), OFF_OFF: (40.0, 6.0), ON_ON: (50.0, 8.0), ON_OFF: (35.4, 8.32)}
@@ -177,6 +183,21 @@ def test_a_candidate_that_fails_is_left_out_and_all_failing_falls_back(
     failing = _choose(tmp_path / "other", Runs(FOUR, fail=tuple(CANDIDATES)))
     assert (failing.source, failing.settings, failing.cache_path) == ("fixed", FIXED_SETTINGS, None)
     assert "measuring failed" in failing.reason and not (tmp_path / "other").exists()
+
+
+def test_an_outlier_is_measured_once_more_and_the_faster_figure_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = Runs(FOUR, busy_once=(ON_ON,))
+    with caplog.at_level(logging.INFO):
+        choice = _choose(tmp_path, run)
+    assert run.calls == [*CANDIDATES, ON_ON]  # the busy one again, only it
+    assert choice.settings == ON_ON and next(m for m in choice.measurements if m.settings == ON_ON).grade_seconds \
+        == pytest.approx(45.5)
+    assert "again (the first figure was 9.6× the fastest's; was the CPU busy?)" in caplog.text
+    # Genuinely slower settings are measured twice too, and keep their figure.
+    slow = Runs({**FOUR, OFF_OFF: (10.0, 2.0)})
+    assert _choose(tmp_path / "slow", slow).settings == ON_ON and slow.calls == [*CANDIDATES, OFF_OFF]
 
 
 # -- the key and the cache ---------------------------------------------------------------------------

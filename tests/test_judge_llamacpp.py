@@ -619,10 +619,13 @@ class TestMeasuredSettings:
         assert json.loads(choice.cache_path.read_text(encoding="utf-8"))["key"]["file"]["path"] == str(
             tiny_q4_k_m.resolve())
         assert _loaded(first) == choice.settings
-        assert first.info.kernel == f"llama.cpp CPU: {choice.settings.describe()} (measured at this first start)"
+        assert first.info.kernel == f"llama.cpp CPU: {choice.settings.describe()} (measured at this start)"
         assert f"llama.cpp settings: {choice.reason}" in first.info.notes
         assert f"cached at {choice.cache_path}" in choice.reason and "typical grade est." in choice.reason
         assert f"llama.cpp settings: {choice.reason}" in caplog.text
+        from webapp.render import render_backend_banner
+
+        assert f"llama.cpp CPU: {choice.settings.describe()}" in render_backend_banner(first.info)  # the Runs chip
         print(choice.reason)  # how long measuring took on the tiny GGUF, and every candidate's estimate
 
         second = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", cache_dir=str(tmp_path))

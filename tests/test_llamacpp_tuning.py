@@ -129,7 +129,7 @@ def test_measured_once_then_read_from_the_cache(tmp_path: Path) -> None:
     assert (first.source, first.settings) == ("measured", ON_ON)  # 8.0 + 37.5 = 45.5 s, the shortest
     assert set(run.calls) == set(CANDIDATES) and len(run.calls) == 4
     assert first.cache_path is not None and first.cache_path.is_file()
-    assert first.reason.startswith("weight repacking on, flash attention on: measured at this first start on AMD EPYC")
+    assert first.reason.startswith("weight repacking on, flash attention on: measured at this start on AMD EPYC")
     assert "typical grade est. 45.5 s vs " in first.reason and f"cached at {first.cache_path}" in first.reason
     stored = json.loads(first.cache_path.read_text(encoding="utf-8"))
     assert stored["fastest"] == {"weight_repacking": True, "flash_attn": True}

@@ -243,7 +243,7 @@ def model_params_set(llama_cpp: Any, **fields: Any) -> Iterator[None]:
 
 
 _SOURCES = {
-    "measured": "measured at this first start",
+    "measured": "measured at this start",
     "cache": "measured at an earlier start, cached",
     "forced": "forced by the caller",
     "fixed": "fixed, not measured",
@@ -252,7 +252,7 @@ _SOURCES = {
 
 def _kernel_description(choice: SettingsChoice, weight_repacking: bool, flash_attn: bool, layers: int) -> str:
     """The banner's 'Runs' line for a CPU load, e.g. 'llama.cpp CPU: weight repacking on, flash attention off
-    (measured at this first start)'; empty with layers on a GPU (nothing was chosen there)."""
+    (measured at this start)'; empty with layers on a GPU (nothing was chosen there)."""
     if layers != 0:
         return ""
     loaded = LlamaCppSettings(weight_repacking, flash_attn).describe()

@@ -416,7 +416,7 @@ def choose_settings(
     where = f"cached at {path}" if path is not None else "not cached (see the warning)"
     return SettingsChoice(
         chosen.settings, "measured",
-        f"{chosen.settings.describe()}: measured at this first start on {cpu} in {seconds:.1f} s: "
+        f"{chosen.settings.describe()}: measured at this start on {cpu} in {seconds:.1f} s: "
         f"{compare_text(chosen, usable)}; {where}{forced_text}",
         measurements, path, cpu,
     )

@@ -337,7 +337,7 @@ class LlamaCppJudge(SerialBackend):
         n_threads_batch = max(self.n_threads, logical_cpus()) if n_threads is None else n_threads
         can_switch_repacking = "use_extra_bufts" in {field[0] for field in llama_cpp.llama_model_params._fields_}
         if not can_switch_repacking:  # an older binding: llama.cpp's default (repacking on) is all there is
-            if weight_repacking is False:
+            if weight_repacking is not True:
                 notes.append("weight repacking: llama.cpp's default (this llama-cpp-python cannot turn it off)")
             weight_repacking = True
 

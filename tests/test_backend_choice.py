@@ -201,6 +201,18 @@ def test_the_same_flags_name_the_same_job_on_the_same_machine(machine) -> None: 
     assert first == judge_identity(*judge_options(_parse(["--backend", "llamacpp"])))
 
 
+def test_llamacpp_settings_can_be_fixed_without_renaming_the_job(machine) -> None:  # noqa: ANN001
+    """--llamacpp-settings fixed (or GLIDER_LLAMACPP_SETTINGS) turns measuring off; the settings change speed only."""
+    machine(cuda=False, llama_cpp=True)
+    assert _parse([]).llamacpp_settings == "measure"
+    fixed = judge_choice(_parse(["--llamacpp-settings", "fixed"]))
+    assert fixed.options == {"model": "PatronusAI/glider-gguf", "device": "auto", "measure_settings": False}
+    assert judge_choice(_parse([], {"GLIDER_LLAMACPP_SETTINGS": "fixed"})).options == fixed.options
+    assert judge_identity(fixed.backend, fixed.options) == judge_identity(*judge_options(_parse([])))
+    with pytest.raises(SystemExit):
+        _parse(["--llamacpp-settings", "fast"])
+
+
 # -- what the machine offers -------------------------------------------------------------------------
 def test_hardware_answers_cheaply() -> None:
     assert 1 <= hardware.physical_cores() <= hardware.logical_cpus()

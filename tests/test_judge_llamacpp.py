@@ -8,8 +8,11 @@ decodes as fast as llama-cpp-python's own.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.errors import ContextTooLongError, JudgeError, ModelLoadError
-from core.judge import BACKENDS, Generation, JudgeBackend, create_backend, hardware
+from core.judge import BACKENDS, Generation, JudgeBackend, create_backend, hardware, llamacpp_backend
 from core.judge.common import fit_context
 from core.judge.llamacpp_backend import (
     DEFAULT_FILENAME,
@@ -33,6 +36,7 @@ from core.judge.llamacpp_backend import (
     physical_cores,
     resolve_offload,
 )
+from core.judge.llamacpp_tuning import CANDIDATES, FIXED_SETTINGS, LlamaCppSettings, Measurement
 from core.parse import parse_output
 from core.prompt import GLIDER_TEMPLATE, build_prompt
 from tests import tiny_gguf, tiny_model
@@ -497,12 +501,13 @@ class TestPrefixCache:
 class TestSpeedSwitches:
     pytestmark = needs_llama_cpp
 
-    def test_defaults_are_the_measured_faster_ones(self, llama_judge: LlamaCppJudge) -> None:
+    def test_defaults_are_measured_and_loaded(self, llama_judge: LlamaCppJudge) -> None:
         import llama_cpp
 
-        assert llama_judge.llm.model_params.use_extra_bufts is False  # no CPU_REPACK copy of the weights
-        assert llama_judge.llm.context_params.flash_attn_type == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-        assert "flash attention on, weight repacking off" in llama_judge.info.notes
+        choice = llama_judge.settings_choice
+        assert choice.source in ("measured", "cache") and len(choice.measurements) == 4
+        assert _loaded(llama_judge) == choice.settings
+        assert choice.settings.describe() in llama_judge.info.kernel
         # The switch lasts for the load only: llama-cpp-python's own defaults are untouched.
         assert llama_cpp.llama_model_default_params().use_extra_bufts is True
 
@@ -563,6 +568,175 @@ class TestSpeedSwitches:
         print(f"time outside llama.cpp per token: ours {min(ours) * 1e6:.0f} µs, "
               f"llama-cpp-python's generate {min(theirs) * 1e6:.0f} µs")
         assert min(ours) <= max(1.5 * min(theirs), min(theirs) + 300e-6)
+
+
+def _loaded(judge: LlamaCppJudge) -> LlamaCppSettings:
+    """The settings llama.cpp was loaded with, read back from its parameter structs."""
+    import llama_cpp
+
+    flash = judge.llm.context_params.flash_attn_type
+    assert flash in (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED, llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+    return LlamaCppSettings(bool(judge.llm.model_params.use_extra_bufts),
+                            flash == llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED)
+
+
+@pytest.fixture
+def measured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[LlamaCppSettings, LlamaCppSettings]]:
+    """Every measurement the back-end runs, as (candidate, what its measuring load really loaded)."""
+    calls: list[tuple[LlamaCppSettings, LlamaCppSettings]] = []
+    real = llamacpp_backend.measure
+
+    def spy(load, settings: LlamaCppSettings, **options) -> Measurement:  # noqa: ANN001, ANN003
+        def checked(candidate: LlamaCppSettings):  # noqa: ANN202
+            llm = load(candidate)
+            calls.append((candidate, _loaded(SimpleNamespace(llm=llm))))
+            return llm
+
+        return real(checked, settings, **options)
+
+    monkeypatch.setattr(llamacpp_backend, "measure", spy)
+    return calls
+
+
+class TestMeasuredSettings:
+    """llama.cpp's CPU settings chosen by a short measurement at the first start, then read from the cache."""
+
+    pytestmark = needs_llama_cpp
+
+    def test_measured_at_the_first_start_then_read_from_the_cache(
+        self, tiny_q4_k_m: Path, tmp_path: Path, measured: list, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        with caplog.at_level(logging.INFO, logger="core.judge"):
+            first = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", cache_dir=str(tmp_path))
+        # Each candidate once (a slow outlier once more: the machine may be busy), each load with its candidate.
+        assert [candidate for candidate, _ in measured[:4]] == list(CANDIDATES)
+        assert set(measured[4:]) <= set(measured[:4]) and len(measured) <= 8
+        assert all(candidate == loaded for candidate, loaded in measured)
+        count = len(measured)
+        choice = first.settings_choice
+        assert choice.source == "measured" and {m.settings for m in choice.measurements} == set(CANDIDATES)
+        assert choice.cache_path is not None and choice.cache_path.parent == tmp_path / "llamacpp-settings"
+        assert json.loads(choice.cache_path.read_text(encoding="utf-8"))["key"]["file"]["path"] == str(
+            tiny_q4_k_m.resolve())
+        assert _loaded(first) == choice.settings
+        assert first.info.kernel == f"llama.cpp CPU: {choice.settings.describe()} (measured at this start)"
+        assert f"llama.cpp settings: {choice.reason}" in first.info.notes
+        assert f"cached at {choice.cache_path}" in choice.reason and "typical grade est." in choice.reason
+        assert f"llama.cpp settings: {choice.reason}" in caplog.text
+        from webapp.render import render_backend_banner
+
+        assert f"llama.cpp CPU: {choice.settings.describe()}" in render_backend_banner(first.info)  # the Runs chip
+        print(choice.reason)  # how long measuring took on the tiny GGUF, and every candidate's estimate
+
+        second = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", cache_dir=str(tmp_path))
+        assert len(measured) == count  # nothing measured again
+        again = second.settings_choice
+        assert (again.source, again.settings, again.measurements) == ("cache", choice.settings, choice.measurements)
+        assert _loaded(second) == choice.settings
+        assert second.info.kernel.endswith("(measured at an earlier start, cached)")
+        assert any(note.startswith(f"llama.cpp settings: {choice.settings.describe()}: from the cache")
+                   for note in second.info.notes)
+
+    def test_a_changed_file_is_measured_again(self, trained_gguf: Path, tmp_path: Path, measured: list) -> None:
+        model = tmp_path / "model" / "glider-tiny-F32.gguf"
+        model.parent.mkdir()
+        shutil.copyfile(trained_gguf, model)
+        create_backend("llamacpp", model=str(model), device="cpu", cache_dir=str(tmp_path))
+        count = len(measured)
+        create_backend("llamacpp", model=str(model), device="cpu", cache_dir=str(tmp_path))
+        assert len(measured) == count >= 4
+        stat = model.stat()
+        os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # as a new download would leave it
+        create_backend("llamacpp", model=str(model), device="cpu", cache_dir=str(tmp_path))
+        assert len(measured) >= count + 4
+        assert len(list((tmp_path / "llamacpp-settings").glob("*.json"))) == 2
+
+    def test_a_corrupt_cache_file_is_measured_again(
+        self, trained_gguf: Path, tmp_path: Path, measured: list, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = create_backend("llamacpp", model=str(trained_gguf), device="cpu",
+                              cache_dir=str(tmp_path)).settings_choice.cache_path
+        count = len(measured)
+        path.write_text('{"format": 1, "digest": ', encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu", cache_dir=str(tmp_path))
+        assert "Ignoring the measured llama.cpp settings" in caplog.text
+        assert len(measured) >= count + 4 and judge.settings_choice.source == "measured"
+        assert len(json.loads(path.read_text(encoding="utf-8"))["measurements"]) == 4
+
+    @pytest.mark.parametrize("settings", CANDIDATES, ids=lambda s: s.describe())
+    def test_forced_settings_are_loaded_without_measuring(
+        self, settings: LlamaCppSettings, tiny_q4_k_m: Path, tmp_path: Path, measured: list
+    ) -> None:
+        judge = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu", cache_dir=str(tmp_path),
+                               weight_repacking=settings.weight_repacking, flash_attn=settings.flash_attn)
+        assert measured == [] and not (tmp_path / "llamacpp-settings").exists()
+        assert _loaded(judge) == settings and judge.settings_choice.source == "forced"
+        assert judge.info.kernel == f"llama.cpp CPU: {settings.describe()} (forced by the caller)"
+        assert (f"flash attention {'on' if settings.flash_attn else 'off'}, weight repacking "
+                f"{'on' if settings.weight_repacking else 'off'}") in judge.info.notes
+
+    def test_measuring_off_loads_the_fixed_settings(self, trained_gguf: Path, tmp_path: Path, measured: list) -> None:
+        judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu", cache_dir=str(tmp_path),
+                               measure_settings=False)
+        assert measured == [] and _loaded(judge) == FIXED_SETTINGS
+        assert judge.info.kernel == "llama.cpp CPU: weight repacking off, flash attention on (fixed, not measured)"
+        # One setting forced, the other measured: only the two candidates that agree are measured.
+        judge = create_backend("llamacpp", model=str(trained_gguf), device="cpu", cache_dir=str(tmp_path),
+                               flash_attn=False)
+        assert {candidate for candidate, _ in measured} == {c for c in CANDIDATES if not c.flash_attn}
+        assert _loaded(judge).flash_attn is False and "(flash attention off forced)" in judge.settings_choice.reason
+
+    def test_every_setting_writes_the_same_grade_on_the_trained_judge(
+        self, tiny_q4_k_m: Path, taught_prompt: str
+    ) -> None:
+        """Greedy output of the tiny trained judge (Q4_K_M) under each candidate: the same tokens, the same grade."""
+        prompts = [taught_prompt, _prompts(taught_prompt)["long data"]]
+        outputs = {}
+        for settings in CANDIDATES:
+            judge = create_backend("llamacpp", model=str(tiny_q4_k_m), device="cpu",
+                                   weight_repacking=settings.weight_repacking, flash_attn=settings.flash_attn)
+            assert _loaded(judge) == settings
+            outputs[settings] = [judge.generate(prompt, scale=(0, 10), max_new_tokens=120) for prompt in prompts]
+        reference = outputs[FIXED_SETTINGS]
+        assert reference[0].text == WELL_FORMED
+        for settings, generations in outputs.items():
+            for generation, expected in zip(generations, reference, strict=True):
+                assert (generation.text, generation.completion_tokens, generation.finish_reason) == (
+                    expected.text, expected.completion_tokens, expected.finish_reason), settings.describe()
+                for value, probability in (expected.distribution or {}).items():
+                    assert generation.distribution[value] == pytest.approx(probability, abs=1e-4)
+
+    def test_what_each_setting_changes_on_real_q4_k_tensors(self, wide_q4_k_m: Path, taught_prompt: str) -> None:
+        """On real Q4_K/Q6_K tensors (random weights): how far the settings move the logits. Measured and bounded.
+
+        No setting is bit-exact against another: measured here, repacking moved the logits by ~2e-6 with flash
+        attention on and ~1e-2 with it off; flash attention (another order, half-precision accumulation) by
+        ~1e-2. Where two logits nearly tie, that can change a greedy token: this random model's top logits are a
+        few hundredths apart, and its 120-token greedy texts under the four settings part after a few dozen
+        tokens (printed, not asserted; the thread count moves them too). The trained judge's grades do not
+        change (the test above), and a machine's settings are cached, so its grades stay the same from start
+        to start.
+        """
+        import numpy as np
+
+        prompt = _prompts(taught_prompt)["long data"]
+        logits, tokens = {}, {}
+        for settings in CANDIDATES:
+            judge = create_backend("llamacpp", model=str(wide_q4_k_m), device="cpu",
+                                   weight_repacking=settings.weight_repacking, flash_attn=settings.flash_attn)
+            with judge.generation_lock:
+                judge._prefill(judge.chat_ids(prompt))
+                logits[settings] = judge._last_logits().copy()
+            tokens[settings] = judge.tokenize(judge.generate(prompt, max_new_tokens=120).text, special=False)
+        reference = FIXED_SETTINGS
+        for settings in CANDIDATES:
+            difference = float(np.abs(logits[settings] - logits[reference]).max())
+            parted = next((i for i, (a, b) in enumerate(zip(tokens[settings], tokens[reference], strict=False))
+                           if a != b), None)
+            print(f"{settings.describe()} vs {reference.describe()}: logits differ by up to {difference:.1e}; greedy "
+                  + ("text identical" if parted is None else f"text parts at token {parted}"))
+            assert difference < 0.05
 
 
 def test_a_missing_gguf_path_is_named_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

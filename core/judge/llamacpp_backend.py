@@ -5,10 +5,14 @@ imported inside the constructor, so core imports without it. Decoding is a plain
 llama.cpp's low-level eval and logits, which gives the text, the stop tokens and, at the score step,
 the model's own probabilities — the same contract as the transformers back-end.
 
-Speed on a CPU (measured on 2 AVX-512 cores, BENCHMARKS.md and bench/README.md): the Q4_K weights are used as
-stored (llama.cpp's CPU weight repacking lengthened loading, took ~1.5 GB more memory and slowed prompt
-processing there), flash attention is on, and the prompt's constant head (the chat opening and GLIDER's
-instructions, ~204 tokens) stays in the key/value cache from one grade to the next.
+Speed on a CPU: llama.cpp's weight repacking and flash attention are chosen per machine. Which is faster
+depends on the CPU (on 2 Intel AVX-512 cores repacking lengthened loading, took ~1.5 GB more memory and slowed
+prompts; on 2 AMD EPYC cores with AVX512-BF16 it decoded a third faster), so the first CPU start with a GGUF
+file times every combination briefly and caches the choice (core.judge.llamacpp_tuning); a caller can force
+either setting or turn measuring off (then repacking off, flash attention on, the Intel machine's choice).
+The settings, and where they came from, are in BackendInfo (kernel and notes) and the start-up log. The
+prompt's constant head (the chat opening and GLIDER's instructions, ~204 tokens) stays in the key/value
+cache from one grade to the next.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import ctypes
 import fnmatch
 import logging
 import math
+import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -48,6 +53,21 @@ from core.judge.common import (
     reusable_prefix_length,
 )
 from core.judge.hardware import logical_cpus, physical_cores
+from core.judge.llamacpp_tuning import (
+    MEASURE_CONTEXT,
+    LlamaCppSettings,
+    SettingsCache,
+    SettingsChoice,
+    choose_settings,
+    cpu_identity,
+    cpu_label,
+    default_settings_dir,
+    engine_identity,
+    file_identity,
+    measure,
+    settings_key,
+)
+from core.judge.quantized_cache import CacheKey
 from core.prompt import chat_messages
 
 log = logging.getLogger(__name__)
@@ -222,6 +242,23 @@ def model_params_set(llama_cpp: Any, **fields: Any) -> Iterator[None]:
             module.llama_model_default_params = original
 
 
+_SOURCES = {
+    "measured": "measured at this start",
+    "cache": "measured at an earlier start, cached",
+    "forced": "forced by the caller",
+    "fixed": "fixed, not measured",
+}
+
+
+def _kernel_description(choice: SettingsChoice, weight_repacking: bool, flash_attn: bool, layers: int) -> str:
+    """The banner's 'Runs' line for a CPU load, e.g. 'llama.cpp CPU: weight repacking on, flash attention off
+    (measured at this start)'; empty with layers on a GPU (nothing was chosen there)."""
+    if layers != 0:
+        return ""
+    loaded = LlamaCppSettings(weight_repacking, flash_attn).describe()
+    return f"llama.cpp CPU: {loaded} ({_SOURCES.get(choice.source, choice.source)})"
+
+
 def _log_softmax(logits: Any) -> Any:
     import numpy as np
 
@@ -264,16 +301,21 @@ class LlamaCppJudge(SerialBackend):
         n_batch: int = DEFAULT_N_BATCH,
         revision: str | None = None,
         local_files_only: bool | None = None,
-        flash_attn: bool = True,
-        weight_repacking: bool = False,
+        flash_attn: bool | None = None,
+        weight_repacking: bool | None = None,
+        measure_settings: bool = True,
+        cache_dir: str | os.PathLike[str] | None = None,
         prefix_cache: bool = True,
     ) -> None:
         """Load the GGUF `model` (a file, a folder, or a Hub repo with the file matching `filename`).
 
-        `flash_attn`: llama.cpp's flash attention (on a CPU ~20 % faster prompt processing, a few % slower
-        decoding). `weight_repacking`: llama.cpp's CPU repacking of quantized weights into its interleaved
-        layouts (off: faster loading, less memory and, measured here, faster prompts). `prefix_cache`: keep
-        the prompt's constant head in the key/value cache between grades (results identical either way).
+        `flash_attn`: llama.cpp's flash attention; `weight_repacking`: llama.cpp's CPU repacking of quantized
+        weights into its interleaved layouts. None (the default) lets a CPU load choose each by measurement
+        (core.judge.llamacpp_tuning: every combination timed once per machine and file, then cached under
+        `cache_dir`, default GLIDER_CACHE_DIR); True/False forces it. `measure_settings=False` uses the fixed
+        settings measured on one Intel Xeon (repacking off, flash attention on) for whatever is not forced, as
+        does a GPU load. `prefix_cache`: keep the prompt's constant head in the key/value cache between
+        grades (results identical either way).
         """
         super().__init__()
         notes: list[str] = []
@@ -292,27 +334,39 @@ class LlamaCppJudge(SerialBackend):
         if n_ctx < MIN_ANSWER_TOKENS + 1:
             raise ModelLoadError(f"n_ctx must be more than {MIN_ANSWER_TOKENS} tokens (got {n_ctx}).")
         self.n_threads = n_threads or physical_cores()
-        params: dict[str, Any] = {}
-        if "use_extra_bufts" in {field[0] for field in llama_cpp.llama_model_params._fields_}:
-            params["use_extra_bufts"] = weight_repacking
-        elif not weight_repacking:
-            notes.append("weight repacking: llama.cpp's default (this llama-cpp-python cannot turn it off)")
-        started = time.perf_counter()
-        try:
+        n_threads_batch = max(self.n_threads, logical_cpus()) if n_threads is None else n_threads
+        can_switch_repacking = "use_extra_bufts" in {field[0] for field in llama_cpp.llama_model_params._fields_}
+        if not can_switch_repacking:  # an older binding: llama.cpp's default (repacking on) is all there is
+            if weight_repacking is not True:
+                notes.append("weight repacking: llama.cpp's default (this llama-cpp-python cannot turn it off)")
+            weight_repacking = True
+
+        def load(settings: LlamaCppSettings, context: int) -> Any:
+            params = {"use_extra_bufts": settings.weight_repacking} if can_switch_repacking else {}
             with model_params_set(llama_cpp, **params):
-                self.llm = llama_cpp.Llama(
+                return llama_cpp.Llama(
                     model_path=str(path),
-                    n_ctx=n_ctx,
+                    n_ctx=context,
                     n_batch=n_batch,
                     n_ubatch=n_batch,
                     n_threads=self.n_threads,
-                    n_threads_batch=max(self.n_threads, logical_cpus()) if n_threads is None else n_threads,
+                    n_threads_batch=n_threads_batch,
                     n_gpu_layers=layers,
                     main_gpu=main_gpu,
-                    flash_attn=flash_attn,
+                    flash_attn=settings.flash_attn,
                     logits_all=False,  # logits are read for the last token only; the score step is re-evaluated
                     verbose=False,
                 )
+
+        self.settings_choice = self._choose_settings(
+            llama_cpp, path, weight_repacking, flash_attn, measure_settings=measure_settings, on_gpu=layers != 0,
+            threads={"n_threads": self.n_threads, "n_threads_batch": n_threads_batch, "n_batch": n_batch},
+            cache_dir=cache_dir, load=lambda settings: load(settings, MEASURE_CONTEXT),
+        )
+        settings = self.settings_choice.settings
+        started = time.perf_counter()
+        try:
+            self.llm = load(settings, n_ctx)
         except Exception as exc:  # llama.cpp reports every load failure as ValueError/RuntimeError text
             text = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, MemoryError) or "context" in text.lower() or "memory" in text.lower():
@@ -335,7 +389,7 @@ class LlamaCppJudge(SerialBackend):
         self.stop_token_ids = [pieces[t] for t in STOP_TOKENS if t in pieces] or [self.llm.token_eos()]
         self.chat_template, template_note = self._chat_template()
         notes.append(template_note)
-        self.flash_attn = flash_attn
+        self.flash_attn = settings.flash_attn
         self.weight_repacking = bool(getattr(self.llm.model_params, "use_extra_bufts", True))
         self.prefix_ids: tuple[int, ...] = self._prefix_ids() if prefix_cache else ()
         # The ids whose keys and values are in llama.cpp's cache as a first segment of their own ((): none).
@@ -356,13 +410,41 @@ class LlamaCppJudge(SerialBackend):
                 *notes,
                 f"file {path.name}",
                 f"{self.n_threads} threads, {'all' if layers < 0 else layers} layers on the GPU",
-                f"flash attention {'on' if flash_attn else 'off'}, weight repacking "
+                f"flash attention {'on' if self.flash_attn else 'off'}, weight repacking "
                 f"{'on' if self.weight_repacking else 'off'}",
+                f"llama.cpp settings: {self.settings_choice.reason}",
                 f"prefix cache: {len(self.prefix_ids)} tokens" if self.prefix_ids else "prefix cache off",
                 f"loaded in {self.load_seconds:.1f} s",
             ),
+            kernel=_kernel_description(self.settings_choice, self.weight_repacking, self.flash_attn, layers),
         )
         log.info("Loaded judge %s in %.1f s", self.info.describe(), self.load_seconds)
+        log.info("llama.cpp settings: %s", self.settings_choice.reason)
+
+    def _choose_settings(
+        self,
+        llama_cpp: Any,
+        path: Path,
+        weight_repacking: bool | None,
+        flash_attn: bool | None,
+        *,
+        measure_settings: bool,
+        on_gpu: bool,
+        threads: dict[str, int],
+        cache_dir: str | os.PathLike[str] | None,
+        load: Callable[[LlamaCppSettings], Any],
+    ) -> SettingsChoice:
+        """Forced, fixed, cached or measured settings (core.judge.llamacpp_tuning.choose_settings)."""
+        cpu = cpu_identity()
+
+        def key() -> CacheKey:
+            return settings_key(file_identity(path), cpu, threads, engine_identity(llama_cpp))
+
+        return choose_settings(
+            weight_repacking=weight_repacking, flash_attn=flash_attn, measure_settings=measure_settings,
+            on_gpu=on_gpu, key=key, run=lambda settings: measure(load, settings),
+            cache=SettingsCache(default_settings_dir(cache_dir)), cpu=cpu_label(cpu),
+        )
 
     # -- prompt handling -------------------------------------------------------------------------
     def _token_text(self, token_id: int) -> str:

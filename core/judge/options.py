@@ -24,6 +24,7 @@ AUTO = "auto"
 BACKEND_CHOICES = (AUTO, "transformers", "openai", "llamacpp")
 DEFAULT_MODELS = {"transformers": DEFAULT_MODEL_ID, "openai": None, "llamacpp": DEFAULT_GGUF_MODEL_ID}
 QUANTIZATION_CHOICES = QUANTIZATIONS
+LLAMACPP_SETTINGS_CHOICES = ("measure", "fixed")
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class JudgeChoice:
 
 
 def add_judge_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
-    """Add --backend, --model, --quantization, --device, --revision, --base-url, --concurrency, --gguf-file."""
+    """Add --backend, --model, --quantization, --device, --revision, --base-url, --concurrency, --gguf-file,
+    --llamacpp-settings."""
     env = os.environ if env is None else env
     group = parser.add_argument_group("judge")
     group.add_argument("--backend", choices=BACKEND_CHOICES, default=env.get("GLIDER_BACKEND", AUTO),
@@ -63,6 +65,11 @@ def add_judge_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
     group.add_argument("--gguf-file", default=env.get("GLIDER_GGUF_FILE") or None,
                        help="llamacpp: file name (or glob) inside the Hub repo (default the Q4_K_M file) "
                             "(env GLIDER_GGUF_FILE)")
+    group.add_argument("--llamacpp-settings", choices=LLAMACPP_SETTINGS_CHOICES,
+                       default=env.get("GLIDER_LLAMACPP_SETTINGS", "measure"),
+                       help="llamacpp on a CPU: measure (weight repacking and flash attention timed once per machine "
+                            "and GGUF file at the first start, then cached) or fixed (repacking off, flash attention "
+                            "on, as measured on one Intel Xeon) (env GLIDER_LLAMACPP_SETTINGS; default %(default)s)")
 
 
 def positive_int(text: str) -> int:
@@ -160,6 +167,8 @@ def judge_choice(args: argparse.Namespace) -> JudgeChoice:
         options = {"model": model, "device": args.device}
         if args.gguf_file:
             options["filename"] = args.gguf_file
+        if getattr(args, "llamacpp_settings", "measure") == "fixed":
+            options["measure_settings"] = False
     else:
         options = {"model": model, "quantization": args.quantization, "device": args.device,
                    "revision": args.revision}
@@ -179,7 +188,9 @@ def judge_identity(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
     """
     if backend == AUTO:
         raise ValueError("judge_identity needs the resolved back-end (judge_choice(args).backend), not 'auto'.")
-    ignored = {"max_concurrency", "api_key", "timeout", "max_retries", "device"}
+    # Like the device, how llama.cpp's CPU settings are chosen changes speed and rounding, not what a job asks
+    # (the tiny trained judge grades the same under every setting: tests/test_judge_llamacpp.py).
+    ignored = {"max_concurrency", "api_key", "timeout", "max_retries", "device", "measure_settings"}
     return {"backend": backend, **{key: value for key, value in sorted(options.items()) if key not in ignored}}
 
 

@@ -265,6 +265,8 @@ def _app(record: dict[str, Any]) -> list[str]:
             f"parameters) started with `{r['app_command']}`."]
 
 
+GRADE_LABELS = {"transformers-nf4": "transformers nf4", "transformers-int4": "transformers int4",
+                "llamacpp-q4km": "llama.cpp"}  # which `grade` configuration a back-end section matches
 GRADE_TARGET_S = 60.0  # issue 14: a typical grade in under a minute on 2 CPU cores
 
 
@@ -343,6 +345,17 @@ def _optimizations(results: dict[str, dict[str, Any]]) -> list[str]:
             shown = _gb if name == "peak RSS" else _rate
             rows.append(["Default CPU back-end: transformers nf4 → llama.cpp Q4_K_M", name, shown(before),
                          shown(after), _change(before, after, faster_is_higher=name != "peak RSS")])
+    int4 = _get(results, "transformers-int4")
+    if cached and int4:
+        for name, before, after in (
+            ("prefill tok/s", (_prefill_at(cached) or {}).get("tok_s"), (_prefill_at(int4) or {}).get("tok_s")),
+            ("decode tok/s", (cached.get("decode") or {}).get("tok_s"), (int4.get("decode") or {}).get("tok_s")),
+            ("peak RSS", cached.get("peak_rss_bytes"), int4.get("peak_rss_bytes")),
+        ):
+            shown = _gb if name == "peak RSS" else _rate
+            rows.append(["transformers on a CPU: nf4 (bitsandbytes) → int4 (PyTorch kernel, bf16 prompt weights)",
+                         name, shown(before), shown(after),
+                         _change(before, after, faster_is_higher=name != "peak RSS")])
     defaults = (llama or {}).get("engine_defaults")
     if llama and defaults:
         for name, before, after in (
@@ -351,7 +364,7 @@ def _optimizations(results: dict[str, dict[str, Any]]) -> list[str]:
             ("decode tok/s", (defaults.get("decode") or {}).get("tok_s"), (llama.get("decode") or {}).get("tok_s")),
         ):
             shown = _seconds if name == "load" else _rate
-            rows.append(["llama.cpp: weight repacking off, flash attention on (vs llama-cpp-python's defaults)",
+            rows.append(["llama.cpp: the settings chosen for this machine (vs llama-cpp-python's defaults)",
                          name, shown(before), shown(after), _change(before, after, faster_is_higher=name != "load")])
     engine = (llama or {}).get("engine_decode")
     if llama and engine and llama.get("decode"):
@@ -359,7 +372,7 @@ def _optimizations(results: dict[str, dict[str, Any]]) -> list[str]:
         rows.append(["Our greedy loop vs llama-cpp-python's own `generate` (same model, prompt, tokens)",
                      "decode tok/s", _rate(engine["tok_s"]), _rate(ours),
                      _change(engine["tok_s"], ours, faster_is_higher=True)])
-    for section in ("transformers-nf4", "llamacpp-q4km", "transformers-bf16"):
+    for section in ("transformers-int4", "transformers-nf4", "llamacpp-q4km", "transformers-bf16"):
         ttft = (_get(results, section) or {}).get("ttft") or {}
         if ttft.get("with_reuse"):
             before, after = ttft["without_reuse"]["median_s"], ttft["with_reuse"]["median_s"]
@@ -399,9 +412,47 @@ TITLES = {
 }
 
 
+def machine_results(results_dir: Path, shape: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """{folder: results} for `results_dir` itself ('.') and each folder in it that holds results of `shape`.
+
+    One folder per machine (e.g. bench/results/amd-epyc-avx512bf16): the CPU decides which kernels run, so
+    each machine's figures are kept and rendered apart, and compared side by side.
+    """
+    found = {".": load_results(results_dir, shape)} if Path(results_dir).is_dir() else {}
+    for folder in sorted(p for p in Path(results_dir).glob("*") if p.is_dir()):
+        loaded = load_results(folder, shape)
+        if loaded:
+            found[folder.name] = loaded
+    return {name: results for name, results in found.items() if results}
+
+
+def side_by_side(machines: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """One row per machine and back-end: prompt and writing speed, roofline, typical grade through /grade."""
+    rows = []
+    for folder, results in machines.items():
+        grades = (_get(results, "grade") or {}).get("configurations", [])
+        for section in BACKEND_SECTIONS:
+            record = _get(results, section)
+            if not record or section == "transformers-nf4-quantize":
+                continue
+            decode = record.get("decode") or {}
+            grade = next((g for g in grades if g["label"].startswith(GRADE_LABELS.get(section, "?"))), None)
+            machine = _machine_line(results[section]["run"]["machine"])
+            rows.append([f"`{folder}`", machine, record.get("label", section),
+                         _rate((_prefill_at(record) or {}).get("tok_s")), _rate(decode.get("tok_s")),
+                         _ratio(record.get("roofline")), _seconds(grade["median_s"]) if grade else "–",
+                         results[section]["run"]["date"][:10]])
+    if not rows:
+        return ["Nothing measured yet."]
+    return [*_table(["results folder", "machine (CPU, flags)", "back-end", "prefill tok/s (512)", "decode tok/s",
+                     "roofline", "typical grade via /grade", "measured"], rows), "",
+            "Each folder is one machine's run of `bench/suite.py --results-dir <folder>`; its own page "
+            "(`<folder>/BENCHMARKS.md`) has every figure and how it was measured."]
+
+
 def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text: str,
-           results_hint: str, command_hint: str) -> str:
-    """The whole BENCHMARKS.md for one shape from its section results."""
+           results_hint: str, command_hint: str, machines: list[str] | None = None) -> str:
+    """The whole BENCHMARKS.md for one shape from its section results (`machines`: the side-by-side lines)."""
     labels = _run_labels(results)
     lines = [
         "# Benchmarks",
@@ -418,6 +469,8 @@ def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text
     if not results:
         return "\n".join([*lines, f"Nothing measured yet: run `{command_hint}`.", ""])
     lines += _runs_section(results, labels)
+    if machines:
+        lines += ["## CPU families side by side", "", *machines, ""]
 
     def heading(key: str, section: str | None = None) -> None:
         lines.extend([f"## {TITLES[key]}", ""])

@@ -64,6 +64,7 @@ DEFAULTS = {
 PACKAGES = ("torch", "transformers", "bitsandbytes", "accelerate", "llama-cpp-python", "gradio", "numpy")
 
 Log = Callable[[str], None]
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 
 
 def log(message: str) -> None:
@@ -93,8 +94,12 @@ def machine_info() -> dict[str, Any]:
         pass
     simd = next((name for token, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("neon", "NEON"))
                  if token in flags.split()), "")
+    # The flags that change which kernel a library picks (bitsandbytes' nf4 path, oneDNN's bf16 and AMX).
+    kernel_flags = [flag for flag in flags.split() if flag in KERNEL_FLAGS]
+    if kernel_flags:
+        simd = f"{simd} ({', '.join(kernel_flags)})"
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "simd": simd,
-            "memory_bytes": memory, "platform": platform.platform()}
+            "flags": kernel_flags, "memory_bytes": memory, "platform": platform.platform()}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -350,12 +355,12 @@ def grade_configurations(args: argparse.Namespace) -> list[tuple[str, list[str],
     """(label, app.py judge flags, the command as shown) for each back-end the `grade` section measures here."""
     cache, shape = args.cache_dir, args.shape
     bf16, gguf = shapes.artifact_path(cache, shape, "bf16"), shapes.artifact_path(cache, shape, "gguf")
-    configurations = [("transformers, the default install (int4 on CPU)", ["--model", str(bf16)],
+    configurations = [("transformers nf4 (the default install)", ["--model", str(bf16)],
                        f"python app.py --model <cache-dir>/{shape}/bf16")]
-    if "nf4" in args.grade_backends:
-        configurations.append(("transformers nf4 (the CPU default before int4)",
-                               ["--model", str(bf16), "--quantization", "nf4"],
-                               f"python app.py --model <cache-dir>/{shape}/bf16 --quantization nf4"))
+    if "int4" in args.grade_backends:
+        configurations.append(("transformers int4 (--quantization int4)",
+                               ["--model", str(bf16), "--quantization", "int4"],
+                               f"python app.py --model <cache-dir>/{shape}/bf16 --quantization int4"))
     if "llamacpp" in args.grade_backends and gguf.is_file():
         configurations.append(("llama.cpp Q4_K_M (llama-cpp-python added)", ["--model", str(gguf)],
                                f"python app.py --model <cache-dir>/{shape}/gguf/{gguf.name}"))
@@ -467,7 +472,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     other.add_argument("--grade-new-tokens", type=int, default=300, help="max_new_tokens of the typical grade")
     other.add_argument("--grade-prompt-tokens", type=int, default=600, help="tokens of the typical grade's prompt")
     other.add_argument("--grade-backends", default="int4,llamacpp",
-                       help="the typical grade's back-ends besides the default install: nf4, llamacpp")
+                       help="the typical grade's back-ends besides the default install: int4, llamacpp")
     other.add_argument("--grade-start-timeout", type=float, default=1800.0, help="seconds to wait for each app start")
     other.add_argument("--page-runs", type=int)
     other.add_argument("--agreement-items", type=int, default=10_000)
@@ -502,7 +507,9 @@ def write_markdown(args: argparse.Namespace) -> None:
         hint = str(args.results_dir)
     hint = f"{hint}/{args.shape}-*.json"
     command = ".venv/bin/python bench/suite.py" + ("" if args.shape == "glider" else f" --shape {args.shape}")
-    text = report.render(results, asdict(shape), shape.describe(), hint, command)
+    machines = report.machine_results(args.results_dir, args.shape)
+    side = report.side_by_side(machines) if len(machines) > 1 else None
+    text = report.render(results, asdict(shape), shape.describe(), hint, command, side)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     log(f"wrote {args.out}")

@@ -49,10 +49,9 @@ def test_int4_linear_uses_the_kernel_for_steps_and_the_bf16_weights_for_prompts(
         prompt[:2], layer.packed, int4_cpu.GROUP_SIZE, layer.scales_and_zeros) + linear.bias)
 
 
-def test_auto_quantization_is_int4_on_a_cpu_and_nf4_on_a_gpu() -> None:
-    assert resolve_quantization("auto", "cpu") == "int4"
-    assert resolve_quantization("auto", "cuda:0") == "nf4"
-    assert resolve_quantization("nf4", "cpu") == "nf4"
+def test_int4_is_chosen_by_name_and_only_on_a_cpu() -> None:
+    assert resolve_quantization("auto", "cpu") == resolve_quantization("auto", "cuda:0") == "nf4"  # as measured
+    assert resolve_quantization("int4", "cpu") == "int4"
     with pytest.raises(ModelLoadError, match="CPU kernel"):
         resolve_quantization("int4", "cuda")
 
@@ -61,7 +60,8 @@ def test_auto_quantization_is_int4_on_a_cpu_and_nf4_on_a_gpu() -> None:
 def test_the_int4_judge_writes_the_unquantized_judges_tokens(
     trained_model_dir: Path, trained_judge: TransformersJudge, taught_prompt: str, keep: bool
 ) -> None:
-    judge = create_backend("transformers", model=str(trained_model_dir), device="cpu", keep_prompt_weights=keep)
+    judge = create_backend("transformers", model=str(trained_model_dir), quantization="int4", device="cpu",
+                           keep_prompt_weights=keep)
     assert judge.info.quantization == "int4" and judge.info.dtype == "int4/bfloat16"
     layers = [m for m in judge.model.modules() if hasattr(m, "packed")]
     assert layers and all((m.dense is not None) is keep for m in layers)
@@ -80,7 +80,7 @@ def test_int4_drops_the_bf16_weights_when_memory_is_short_and_says_so(
     trained_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(int4_cpu, "available_memory_bytes", lambda: 1024**3)
-    judge = create_backend("transformers", model=str(trained_model_dir), device="cpu")
+    judge = create_backend("transformers", model=str(trained_model_dir), quantization="int4", device="cpu")
     assert all(m.dense is None for m in judge.model.modules() if hasattr(m, "packed"))
     assert "prompts through the int4 kernel too" in judge.info.kernel
     assert any("bf16 weights" in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
@@ -141,7 +141,7 @@ def test_cpu_decoding_on_random_weights_follows_the_same_greedy_path(untrained_m
 
 
 def test_a_batch_with_cpu_decoding_matches_one_at_a_time(trained_model_dir: Path, taught_prompt: str) -> None:
-    judge = create_backend("transformers", model=str(trained_model_dir), device="cpu")  # int4, cpu decoding
+    judge = create_backend("transformers", model=str(trained_model_dir), quantization="int4", device="cpu")
     prompts = [taught_prompt, "Short one.", taught_prompt + " Extra words to pad the others."]
     alone = [judge.generate(p, scale=(0, 1), max_new_tokens=40) for p in prompts]
     batch = judge.generate_batch(prompts, scales=[(0, 1)] * 3, max_new_tokens=40)

@@ -52,7 +52,9 @@ def add_judge_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] 
                             "model name (default: the server's only model); llamacpp: a .gguf path or Hub repo "
                             "(default PatronusAI/glider-gguf) (env GLIDER_MODEL)")
     group.add_argument("--quantization", choices=QUANTIZATION_CHOICES, default=env.get("GLIDER_QUANTIZATION", "auto"),
-                       help="transformers only: auto = nf4 (4-bit) on GPU and CPU alike (env GLIDER_QUANTIZATION)")
+                       help="transformers only: auto = nf4 (bitsandbytes, 4-bit) on GPU and CPU alike; int4 = "
+                            "PyTorch's own 4-bit CPU kernel (faster prompts, no branch on CPU flags); int8; "
+                            "none = bf16 (env GLIDER_QUANTIZATION)")
     group.add_argument("--device", default=env.get("GLIDER_DEVICE", "auto"),
                        help="auto, cpu or cuda[:N] (env GLIDER_DEVICE)")
     group.add_argument("--revision", default=env.get("GLIDER_REVISION") or None,

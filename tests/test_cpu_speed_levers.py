@@ -146,3 +146,35 @@ def test_a_batch_with_cpu_decoding_matches_one_at_a_time(trained_model_dir: Path
     alone = [judge.generate(p, scale=(0, 1), max_new_tokens=40) for p in prompts]
     batch = judge.generate_batch(prompts, scales=[(0, 1)] * 3, max_new_tokens=40)
     assert [g.text for g in batch] == [g.text for g in alone]
+
+
+# -- prompt lookup decoding -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("quantization", ["none", "nf4"])
+def test_prompt_lookup_writes_the_tokens_of_plain_greedy_decoding(
+    trained_model_dir: Path, taught_prompt: str, quantization: str
+) -> None:
+    plain = TransformersJudge(str(trained_model_dir), quantization=quantization, device="cpu", quantized_cache=False,
+                              dtype="bfloat16")
+    drafted = TransformersJudge(str(trained_model_dir), quantization=quantization, device="cpu",
+                                quantized_cache=False, dtype="bfloat16", prompt_lookup=10)
+    a = plain.generate(taught_prompt, scale=(0, 1), max_new_tokens=120)
+    b = drafted.generate(taught_prompt, scale=(0, 1), max_new_tokens=120)
+    assert a.text == b.text == WELL_FORMED and a.completion_tokens == b.completion_tokens
+    assert b.settings["prompt_lookup_tokens"] == 10 and "prompt_lookup_tokens" not in a.settings
+    assert a.distribution is not None and b.distribution is not None
+    assert b.distribution[1] == pytest.approx(a.distribution[1], abs=1e-3)
+    streamed = list(drafted.stream(taught_prompt, scale=(0, 1), max_new_tokens=120))
+    assert "".join(streamed[:-1]) == streamed[-1].text == WELL_FORMED
+    # transformers' prompt lookup mis-reads a cache holding part of the prompt, so the head is not reused with it.
+    assert streamed[-1].settings["prefix_cached_tokens"] == 0
+
+
+def test_prompt_lookup_on_random_weights_follows_the_same_greedy_path(untrained_model_dir: Path) -> None:
+    plain = TransformersJudge(str(untrained_model_dir), quantization="none", device="cpu")
+    drafted = TransformersJudge(str(untrained_model_dir), quantization="none", device="cpu", prompt_lookup=5)
+    for prompt in ("Is the sky green? The sky is green.", "repeat repeat repeat " * 10):
+        a = plain.generate(prompt, max_new_tokens=60)
+        b = drafted.generate(prompt, max_new_tokens=60)
+        assert a.completion_tokens == b.completion_tokens == 60 and a.text == b.text
+    with pytest.raises(ModelLoadError, match="prompt_lookup"):
+        TransformersJudge(str(untrained_model_dir), quantization="none", device="cpu", prompt_lookup=-1)

@@ -392,6 +392,10 @@ class TransformersJudge(SerialBackend):
     weights for prompt-sized matmuls (None: when the memory left allows it, `core.judge.int4_cpu`).
     `cpu_decode` (on a CPU) keeps keys and values in a growing float32 cache read by float32 attention
     (`core.judge.cpu_decode`); False gives transformers' own cache and attention, for comparison.
+    `prompt_lookup` > 0 drafts that many tokens from n-grams of the prompt (transformers' prompt lookup
+    decoding) and verifies them in one forward pass: greedy output is unchanged (tested); whether it is faster
+    depends on how much of the prompt GLIDER quotes, which random weights cannot show (BENCHMARKS.md); with it
+    the prompt's head is not reused (see `stream`).
     """
 
     def __init__(
@@ -408,6 +412,7 @@ class TransformersJudge(SerialBackend):
         prefix_cache: bool = True,
         keep_prompt_weights: bool | None = None,
         cpu_decode: bool = True,
+        prompt_lookup: int = 0,
     ) -> None:
         try:
             import torch
@@ -416,6 +421,9 @@ class TransformersJudge(SerialBackend):
             raise ModelLoadError(f"The transformers back-end needs torch and transformers: {exc}.") from exc
 
         super().__init__()
+        if prompt_lookup < 0:
+            raise ModelLoadError(f"prompt_lookup must be 0 (off) or a number of draft tokens, not {prompt_lookup}.")
+        self.prompt_lookup = prompt_lookup
         self.device = _resolve_device(device)
         self.quantization = resolve_quantization(quantization, self.device)
         notes: list[str] = []
@@ -627,10 +635,14 @@ class TransformersJudge(SerialBackend):
         return fit_context(prompt_tokens, max_new_tokens, self.max_context)
 
     # -- generation ------------------------------------------------------------------------------
-    def _generation_config(self, max_new_tokens: int) -> Any:
-        """Greedy decoding to a stop token, keeping every step's logits (the score distribution reads them)."""
+    def _generation_config(self, max_new_tokens: int, *, single: bool = False) -> Any:
+        """Greedy decoding to a stop token, keeping every step's logits (the score distribution reads them).
+
+        `single`: one prompt, so prompt lookup drafts can be verified (transformers does so for one row only).
+        """
         from transformers import GenerationConfig
 
+        lookup = {"prompt_lookup_num_tokens": self.prompt_lookup} if single and self.prompt_lookup else {}
         return GenerationConfig(
             do_sample=False,
             max_new_tokens=max_new_tokens,
@@ -638,10 +650,12 @@ class TransformersJudge(SerialBackend):
             pad_token_id=self.tokenizer.pad_token_id,
             return_dict_in_generate=True,
             output_logits=True,
+            **lookup,
         )
 
     def _settings(self, **extra: Any) -> dict[str, Any]:
-        return {"do_sample": False, "stop_token_ids": list(self.stop_token_ids), **extra}
+        lookup = {"prompt_lookup_tokens": self.prompt_lookup} if self.prompt_lookup else {}
+        return {"do_sample": False, "stop_token_ids": list(self.stop_token_ids), **lookup, **extra}
 
     def stream(
         self, prompt: str, *, scale: tuple[int, int] | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
@@ -653,14 +667,17 @@ class TransformersJudge(SerialBackend):
         ids = self.chat_ids(prompt)
         max_new_tokens, warnings = self._fit(len(ids), max_new_tokens)
         input_ids = torch.tensor([ids], device=self.model.device)
-        config = self._generation_config(max_new_tokens)
+        config = self._generation_config(max_new_tokens, single=True)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         with self.generation_lock:  # one generation at a time on this model
             started = time.perf_counter()
             first_token: float | None = None
             # With a cache of the first `reused` ids, generate is still given the full ids and mask (it derives
             # positions from the mask) and processes only the ids past the cache.
-            reused = self.reusable_prefix(ids)
+            # transformers' prompt lookup (assisted generation) mis-reads a cache that already holds part of the
+            # prompt (from the second token on the text differed from plain greedy decoding in our test), so with
+            # prompt lookup the head is prefilled again.
+            reused = 0 if self.prompt_lookup else self.reusable_prefix(ids)
             capacity = len(ids) + max_new_tokens
             prepare = ((lambda: {"cache": self._prefix_cache_copy(reused, capacity)}) if reused
                        else self._fresh_cache(capacity))

@@ -22,6 +22,7 @@ SECTIONS = (
     "batch",
     "app",
     "grade",
+    "verify",
     "agreement",
     "page",
 )
@@ -291,6 +292,18 @@ def _grade(record: dict[str, Any]) -> list[str]:
             "Wall time on the client, from the call to the answer."]
 
 
+def _verify(record: dict[str, Any]) -> list[str]:
+    r = record["results"]
+    rows = [[b["label"], row["draft_tokens"], row["pass_tokens"], _seconds(row["median_s"]),
+             f"{row['vs_one_step']:.2f}x"] for b in r["backends"] for row in b["rows"]]
+    return [*_table(["back-end", "draft tokens", "tokens in the pass", "median per pass", "÷ one step"], rows), "",
+            f"One forward pass over the new tokens after a {r['context_tokens']}-token context, on the judge's own "
+            f"model and cache (median of {r['repeats']} after a warm-up). Prompt lookup (`prompt_lookup=k`) gains "
+            "only when the tokens accepted per pass, plus the one the pass always yields, exceed this ratio. "
+            "Random weights accept nothing meaningful, so no speed-up is claimed here; acceptance needs real "
+            "GLIDER outputs. The option is off by default."]
+
+
 def _agreement(record: dict[str, Any]) -> list[str]:
     r = record["results"]
     verdict = "met" if r["median_s"] < 1.0 else "**not met**"
@@ -407,6 +420,7 @@ TITLES = {
     "batch": "Batch throughput",
     "app": "App overhead",
     "grade": "A typical grade, end to end",
+    "verify": "Prompt lookup: the cost of verifying drafts",
     "agreement": "Agreement report",
     "page": "Page load in Chromium",
 }
@@ -497,8 +511,7 @@ def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text
     lines += _ttft(results, labels)
     lines.append("")
     for key, render_one in (("batch", lambda r: _batch(r, labels)), ("app", _app), ("grade", _grade),
-                            ("agreement", _agreement),
-                            ("page", _page)):
+                            ("verify", _verify), ("agreement", _agreement), ("page", _page)):
         heading(key, key)
         record = results.get(key)
         lines += render_one(record) if record and not record.get("skipped") else missing(key)

@@ -385,6 +385,30 @@ def measure_grades(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         "runs": args.grade_runs, "configurations": outcomes}}
 
 
+def measure_verify(args: argparse.Namespace) -> dict[str, Any]:
+    """The cost of verifying k prompt-lookup drafts against one step, per quantization (bench/draft_verify.py)."""
+    import gc
+
+    import draft_verify
+
+    from core.judge import create_backend
+
+    bf16 = str(shapes.artifact_path(args.cache_dir, args.shape, "bf16"))
+    nf4_cache = str(shapes.shape_dir(args.cache_dir, args.shape) / "nf4-cache")
+    outcomes = []
+    for quantization, extra in (("nf4", {"quantized_cache": True, "cache_dir": nf4_cache}), ("int4", {})):
+        judge = create_backend("transformers", model=bf16, quantization=quantization, device="cpu", **extra)
+        rows = draft_verify.verify_costs(judge)
+        for row in rows:
+            log(f"[verify] {quantization}: {row['pass_tokens']} tokens in one pass: {row['median_s'] * 1e3:.0f} ms "
+                f"({row['vs_one_step']:.2f}x one step)")
+        outcomes.append({"label": f"transformers {quantization}", "kernel": judge.info.kernel, "rows": rows})
+        del judge
+        gc.collect()
+    return {"results": {"context_tokens": draft_verify.CONTEXT_TOKENS, "repeats": draft_verify.REPEATS,
+                        "backends": outcomes}}
+
+
 def measure_page(url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Page load in headless Chromium: navigation timing and the moment the Grade button shows."""
     if not CHROMIUM.exists():
@@ -537,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             needed.append("tiny")
         elif section == "grade":
             needed.append("bf16")
+        elif section == "verify":
+            needed += ["bf16", "nf4-cache"]
     models_started = time.perf_counter()
     shapes.ensure(list(dict.fromkeys(needed)), args.shape, args.cache_dir, tokenizer=args.tokenizer, log=log)
     log(f"models ready after {time.perf_counter() - models_started:.0f} s")
@@ -583,6 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         measured("batch", lambda: measure_batch(args, workdir))
         measured("agreement", lambda: measure_agreement(args))
         measured("grade", lambda: measure_grades(args, workdir))
+        measured("verify", lambda: measure_verify(args))
         if "app" in args.sections or "page" in args.sections:
             tiny = shapes.artifact_path(args.cache_dir, args.shape, "tiny")
             try:

@@ -98,7 +98,7 @@ def test_every_document_the_code_points_to_is_in_the_repository() -> None:
     """A comment or docstring that says 'see X.md' names a file a reader of this repository can open."""
     named = {(path.relative_to(ROOT).as_posix(), doc) for path in _shipped_texts()
              for doc in re.findall(r"[\w./-]*\w\.md\b", path.read_text())}
-    assert ("core/judge/llamacpp_backend.py", "BENCHMARKS.md") in named
+    assert ("core/judge/cpu_decode.py", "BENCHMARKS.md") in named  # the scan finds a known reference
     assert sorted((where, doc) for where, doc in named if not (ROOT / doc).is_file()) == []
 
 

@@ -340,6 +340,19 @@ def _change(before: float | None, after: float | None, *, faster_is_higher: bool
     return f"{after / before:.2f}x" if faster_is_higher else f"{before / after:.2f}x"
 
 
+def _back_end_rows(label: str, before: dict[str, Any], after: dict[str, Any]) -> list[list[Any]]:
+    """Prefill, decode and peak memory of one back-end section against another's, as optimization rows."""
+    rows = []
+    for name, old, new in (
+        ("prefill tok/s", (_prefill_at(before) or {}).get("tok_s"), (_prefill_at(after) or {}).get("tok_s")),
+        ("decode tok/s", (before.get("decode") or {}).get("tok_s"), (after.get("decode") or {}).get("tok_s")),
+        ("peak RSS", before.get("peak_rss_bytes"), after.get("peak_rss_bytes")),
+    ):
+        shown = _gb if name == "peak RSS" else _rate
+        rows.append([label, name, shown(old), shown(new), _change(old, new, faster_is_higher=name != "peak RSS")])
+    return rows
+
+
 def _optimizations(results: dict[str, dict[str, Any]]) -> list[str]:
     """One row per optimization, both figures from the sections above (same shape; runs as labelled there)."""
     rows: list[list[Any]] = []
@@ -350,25 +363,11 @@ def _optimizations(results: dict[str, dict[str, Any]]) -> list[str]:
                      _change(quantize.get("load_first_s"), cached.get("load_first_s"), faster_is_higher=False)])
     llama = _get(results, "llamacpp-q4km")
     if cached and llama:
-        for name, before, after in (
-            ("prefill tok/s", (_prefill_at(cached) or {}).get("tok_s"), (_prefill_at(llama) or {}).get("tok_s")),
-            ("decode tok/s", (cached.get("decode") or {}).get("tok_s"), (llama.get("decode") or {}).get("tok_s")),
-            ("peak RSS", cached.get("peak_rss_bytes"), llama.get("peak_rss_bytes")),
-        ):
-            shown = _gb if name == "peak RSS" else _rate
-            rows.append(["Default CPU back-end: transformers nf4 → llama.cpp Q4_K_M", name, shown(before),
-                         shown(after), _change(before, after, faster_is_higher=name != "peak RSS")])
+        rows += _back_end_rows("Default CPU back-end: transformers nf4 → llama.cpp Q4_K_M", cached, llama)
     int4 = _get(results, "transformers-int4")
     if cached and int4:
-        for name, before, after in (
-            ("prefill tok/s", (_prefill_at(cached) or {}).get("tok_s"), (_prefill_at(int4) or {}).get("tok_s")),
-            ("decode tok/s", (cached.get("decode") or {}).get("tok_s"), (int4.get("decode") or {}).get("tok_s")),
-            ("peak RSS", cached.get("peak_rss_bytes"), int4.get("peak_rss_bytes")),
-        ):
-            shown = _gb if name == "peak RSS" else _rate
-            rows.append(["transformers on a CPU: nf4 (bitsandbytes) → int4 (PyTorch kernel, bf16 prompt weights)",
-                         name, shown(before), shown(after),
-                         _change(before, after, faster_is_higher=name != "peak RSS")])
+        rows += _back_end_rows("transformers on a CPU: nf4 (bitsandbytes) → int4 (PyTorch kernel, bf16 prompt weights)",
+                               cached, int4)
     defaults = (llama or {}).get("engine_defaults")
     if llama and defaults:
         for name, before, after in (

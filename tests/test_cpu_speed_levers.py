@@ -109,6 +109,9 @@ def test_a_growing_layer_holds_what_concatenation_would_through_growth_crop_and_
         assert torch.equal(got_key, want_key.float()) and torch.equal(got_value, want_value.float())
         assert growing.get_seq_length(0) == plain.get_seq_length(0)
     assert growing.layers[0]._key_buffer.shape[-2] >= 8  # it grew past its first capacity without losing a token
+    # Beyond FLOAT32_MAX_TOKENS of room the cache keeps the model's dtype (float32 would double its memory).
+    long = cpu_decode.growing_cache(config, capacity=cpu_decode.FLOAT32_MAX_TOKENS + 1)
+    assert long.update(key, value, 0)[0].dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("quantization", ["none", "nf4", "int4"])
@@ -178,3 +181,26 @@ def test_prompt_lookup_on_random_weights_follows_the_same_greedy_path(untrained_
         assert a.completion_tokens == b.completion_tokens == 60 and a.text == b.text
     with pytest.raises(ModelLoadError, match="prompt_lookup"):
         TransformersJudge(str(untrained_model_dir), quantization="none", device="cpu", prompt_lookup=-1)
+
+
+def test_a_prompt_too_long_for_a_float32_cache_decodes_on_the_models_dtype(
+    trained_model_dir: Path, taught_prompt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    judge = TransformersJudge(str(trained_model_dir), quantization="none", device="cpu", dtype="bfloat16")
+    monkeypatch.setattr(cpu_decode, "FLOAT32_MAX_TOKENS", 8)  # every prompt is "long" now
+    seen: list[torch.dtype] = []
+    real = cpu_decode.decode_attention
+
+    def spy(module, query, key, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        seen.append(key.dtype)
+        return real(module, query, key, *args, **kwargs)
+
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(cpu_decode.ATTENTION_NAME, spy)
+    try:
+        generation = judge.generate(taught_prompt, scale=(0, 1), max_new_tokens=120)
+    finally:
+        AttentionInterface.register(cpu_decode.ATTENTION_NAME, real)
+    assert generation.text == WELL_FORMED
+    assert seen and set(seen) == {torch.bfloat16}

@@ -204,38 +204,3 @@ def test_a_prompt_too_long_for_a_float32_cache_decodes_on_the_models_dtype(
         AttentionInterface.register(cpu_decode.ATTENTION_NAME, real)
     assert generation.text == WELL_FORMED
     assert seen and set(seen) == {torch.bfloat16}
-
-
-# -- bf16 prompt weights for nf4 ------------------------------------------------------------------------------
-def test_nf4_prompt_weights_are_the_dequantized_weights_and_change_no_token(
-    trained_model_dir: Path, taught_prompt: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from bitsandbytes.functional import dequantize_4bit
-
-    from core.judge import prompt_weights
-
-    plain = TransformersJudge(str(trained_model_dir), quantization="nf4", device="cpu", quantized_cache=False,
-                              keep_prompt_weights=False)
-    dense = TransformersJudge(str(trained_model_dir), quantization="nf4", device="cpu", quantized_cache=False,
-                              keep_prompt_weights=True)
-    assert plain.prompt_weights is not None and not plain.prompt_weights.kept
-    assert dense.prompt_weights is not None and dense.prompt_weights.kept and dense.prompt_weights.layers > 0
-    assert "prompts on bf16 copies of the nf4 weights" in dense.info.kernel
-    wrapped = [m for m in dense.model.modules() if hasattr(m, "quantized") and hasattr(m, "dense")]
-    assert len(wrapped) == dense.prompt_weights.layers
-    layer = wrapped[0]
-    weight = layer.quantized.weight
-    assert torch.equal(layer.dense, dequantize_4bit(weight.data, weight.quant_state).to(torch.bfloat16))
-    rows = torch.randn(int4_cpu.DENSE_FROM_ROWS, layer.in_features).to(torch.bfloat16)
-    assert torch.equal(layer(rows), torch.nn.functional.linear(rows, layer.dense, layer.dense_bias))
-    assert torch.equal(layer(rows[:1]), layer.quantized(rows[:1]))  # a decoding step keeps the 4-bit kernel
-    a = plain.generate(taught_prompt, scale=(0, 1), max_new_tokens=120)
-    b = dense.generate(taught_prompt, scale=(0, 1), max_new_tokens=120)
-    assert a.text == b.text == WELL_FORMED
-    assert a.distribution is not None and b.distribution is not None
-    assert b.distribution[1] == pytest.approx(a.distribution[1], abs=0.02)
-    # Without the memory for the copies (None: decided by what is available), none are made and the banner says why.
-    monkeypatch.setattr(prompt_weights, "available_memory_bytes", lambda: 1024**3)
-    short = TransformersJudge(str(trained_model_dir), quantization="nf4", device="cpu", quantized_cache=False)
-    assert not short.prompt_weights.kept and "GiB available" in short.info.kernel
-    assert not any(hasattr(m, "dense") and hasattr(m, "quantized") for m in short.model.modules())

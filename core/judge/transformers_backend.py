@@ -49,7 +49,6 @@ from core.judge.cpu_decode import growing_cache, register_attention
 from core.judge.hardware import logical_cpus, physical_cores
 from core.judge.int4_cpu import Int4Summary, quantize_linear_layers
 from core.judge.logit_distribution import ScoreLocator
-from core.judge.prompt_weights import PromptWeights, add_prompt_weights
 from core.judge.quantized_cache import CacheKey, QuantizedCache, cache_key, identify_source, library_versions
 from core.prompt import chat_messages
 
@@ -388,10 +387,9 @@ class TransformersJudge(SerialBackend):
 
     `quantized_cache` keeps a saved copy of an nf4/int8 model under `cache_dir` (default: $GLIDER_CACHE_DIR,
     else ~/.cache/glider-studio/quantized) so that only the first load quantizes; `prefix_cache` reuses the
-    key/value cache of the prompt's constant head across generations. With int4 the model is loaded in bf16
-    and quantized in seconds (no cache needed). `keep_prompt_weights` on a CPU: bf16 weights for prompt-sized
-    matmuls (int4: the loaded ones, `core.judge.int4_cpu`; nf4: copies dequantized from the 4-bit ones,
-    `core.judge.prompt_weights`); None keeps them when the memory left allows it.
+    key/value cache of the prompt's constant head across generations. With int4 (the CPU default) the model
+    is loaded in bf16 and quantized in seconds (no cache needed); `keep_prompt_weights` keeps those bf16
+    weights for prompt-sized matmuls (None: when the memory left allows it, `core.judge.int4_cpu`).
     `cpu_decode` (on a CPU) keeps keys and values in a growing float32 cache read by float32 attention
     (`core.judge.cpu_decode`); False gives transformers' own cache and attention, for comparison.
     `prompt_lookup` > 0 drafts that many tokens from n-grams of the prompt (transformers' prompt lookup
@@ -490,10 +488,6 @@ class TransformersJudge(SerialBackend):
                 notes.append(f"quantized copy loaded from the cache ({self.quantized_cache_path})")
             else:
                 self._save_quantized_copy(store, key, model, notes)
-        # After the cache is written, so the saved copy stays 4-bit only.
-        self.prompt_weights: PromptWeights | None = None
-        if self.quantization == "nf4" and self.device.startswith("cpu"):
-            self.prompt_weights = add_prompt_weights(self.model, keep=keep_prompt_weights)
         self.load_seconds = time.perf_counter() - started
         self.stop_token_ids = [
             tid for tid in (self.tokenizer.convert_tokens_to_ids(t) for t in STOP_TOKENS)
@@ -506,8 +500,6 @@ class TransformersJudge(SerialBackend):
         self._prefix_state: Any = None  # the prefix's key/value cache, computed by the first generation
         compute_dtype = str(getattr(self.model, "dtype", "unknown")).removeprefix("torch.")
         kernel = _kernel_description(self.quantization, self.device, self.int4)
-        if self.prompt_weights is not None:
-            kernel = f"{kernel}; {self.prompt_weights.describe()}"
         self.info = BackendInfo(
             backend="transformers",
             model_id=model,

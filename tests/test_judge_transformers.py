@@ -15,14 +15,14 @@ import pytest
 
 from core.errors import ContextTooLongError, ModelLoadError, UnknownBackendError
 from core.judge import BACKENDS, Generation, JudgeBackend, create_backend
-from core.judge.transformers_backend import (
+from core.judge.bitsandbytes_cpu import (
     BNB_HUB_KERNEL_REPO,
     BNB_HUB_KERNEL_WARNING,
-    TransformersJudge,
     bnb_cpu_path,
     detect_bnb_cpu_path,
     import_bitsandbytes,
 )
+from core.judge.transformers_backend import TransformersJudge
 from core.parse import parse_output
 from tests.fakes import WELL_FORMED
 from tests.test_prompt import real_tokenizer

@@ -242,15 +242,16 @@ def app_server(model: Path, workdir: Path, timeout: float = 300.0) -> Iterator[t
 
 @contextmanager
 def app_process(flags: list[str], workdir: Path, shown: str, timeout: float = 300.0,
-                ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`python app.py` with judge `flags` on a free local port, until its /status says ready; yields (url, process)."""
+                env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python app.py` with judge `flags` (and `env` added to this process's) on a free local port, until its
+    /status says ready; yields (url, process)."""
     import httpx
     from gradio_client import Client
 
     port = free_port()
     command = [sys.executable, str(ROOT / "app.py"), *flags, "--host", "127.0.0.1",
                "--port", str(port), "--db", f"sqlite:///{workdir / 'app.db'}"]
-    env = {**os.environ, "GLIDER_DATA_DIR": str(workdir), "GRADIO_ANALYTICS_ENABLED": "False"}
+    env = {**os.environ, **(env or {}), "GLIDER_DATA_DIR": str(workdir), "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("GLIDER_AUTH", None)
     output = (workdir / "app.log").open("w", encoding="utf-8")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -373,14 +374,15 @@ def measure_grades(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     fields, prompt_tokens = typical_grade.typical_fields(shapes.artifact_path(args.cache_dir, args.shape, "bf16"),
                                                          args.grade_prompt_tokens)
+    # The apps' cache folder (nf4's quantize-once copy, llama.cpp's measured settings): the bench's nf4 cache
+    # when it exists, so nf4 starts as it would after a user's first start; else a fresh one.
+    nf4_cache = shapes.shape_dir(args.cache_dir, args.shape) / "nf4-cache"
+    cache = {"GLIDER_CACHE_DIR": str(nf4_cache if nf4_cache.is_dir() else workdir / "quantized-cache")}
     outcomes = []
     for label, flags, shown in grade_configurations(args):
-        env_cache = workdir / "quantized-cache"  # nf4's quantize-once cache: the bench's own copy when it exists
-        nf4_cache = shapes.shape_dir(args.cache_dir, args.shape) / "nf4-cache"
-        os.environ["GLIDER_CACHE_DIR"] = str(nf4_cache if nf4_cache.is_dir() else env_cache)
         outcomes.append(typical_grade.measure_configuration(
-            lambda f, w, sh: app_process(f, w, sh, timeout=args.grade_start_timeout), label, flags, shown, workdir,
-            fields, args.grade_runs, args.grade_new_tokens, log))
+            lambda f, w, sh: app_process(f, w, sh, timeout=args.grade_start_timeout, env=cache), label, flags,
+            shown, workdir, fields, args.grade_runs, args.grade_new_tokens, log))
     return {"results": {"prompt_tokens": prompt_tokens, "new_tokens": args.grade_new_tokens,
                         "runs": args.grade_runs, "configurations": outcomes}}
 

@@ -27,8 +27,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from core.errors import PermissionDenied, StorageError, StudyInputError
 from core.store import Base, Store, UTCDateTime
 
-ADMIN, ANNOTATOR = "admin", "annotator"
-ROLES = (ADMIN, ANNOTATOR)
+ADMIN, REVIEWER, ANNOTATOR = "admin", "reviewer", "annotator"
+# A reviewer labels like an annotator and may also settle disagreements (adjudicate); admins may do both.
+ROLES = (ADMIN, REVIEWER, ANNOTATOR)
 
 MIN_PASSWORD_LENGTH = 8
 MAX_USERNAME_LENGTH = 64
@@ -47,15 +48,22 @@ T = TypeVar("T")
 class User:
     id: int
     username: str
-    role: str  # "admin" | "annotator"
+    role: str  # "admin" | "reviewer" | "annotator"
     created_at: datetime
     # The grade right (with sign-in on: the Grade tab, /grade, History, Batch): admins by their role,
     # annotators only when an admin granted it (Accounts.set_grading).
     can_grade: bool = False
+    active: bool = True  # a deactivated user cannot sign in; their labels stay
+    must_change_password: bool = False  # after an admin's reset to a one-time password
 
     @property
     def is_admin(self) -> bool:
         return self.role == ADMIN
+
+    @property
+    def may_review(self) -> bool:
+        """Whether this user may settle disagreements (the Review view): reviewers and admins."""
+        return self.role in (ADMIN, REVIEWER)
 
 
 class UserRow(Base):
@@ -69,11 +77,14 @@ class UserRow(Base):
     password_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     can_grade: Mapped[bool] = mapped_column(Boolean, default=False)  # added by migration 4
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # added by migration 5
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)  # added by migration 5
 
 
 def _user(row: UserRow) -> User:
     return User(id=row.id, username=row.username, role=row.role, created_at=row.created_at,
-                can_grade=row.role == ADMIN or bool(row.can_grade))
+                can_grade=row.role == ADMIN or bool(row.can_grade), active=bool(row.active),
+                must_change_password=bool(row.must_change_password))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,7 +176,8 @@ def require_admin(session: Session, actor: User, doing: str) -> Me:
     """The actor, if they are an admin now; PermissionDenied ("Only an admin may {doing}") otherwise."""
     me = signed_in(session, actor)
     if me.role != ADMIN:
-        raise PermissionDenied(f"Only an admin may {doing}; {me.username!r} is an annotator.")
+        article = "an" if me.role == ANNOTATOR else "a"
+        raise PermissionDenied(f"Only an admin may {doing}; {me.username!r} is {article} {me.role}.")
     return me
 
 

@@ -224,12 +224,61 @@ def _m004_add_users_can_grade(connection: Connection) -> None:
     connection.execute(text("ALTER TABLE users ADD COLUMN can_grade BOOLEAN NOT NULL DEFAULT FALSE"))
 
 
+def _m005_study_administration(connection: Connection) -> None:
+    """Study administration, frozen: guidelines, archiving, assignment, removed items, inactive users, verdicts
+    of reviewers (adjudications).
+
+    Every new column has a default that keeps an existing database meaning what it meant: studies open to all
+    annotators, nothing archived or removed, every user active.
+    """
+    for statement in (
+        "ALTER TABLE studies ADD COLUMN guidelines TEXT NOT NULL DEFAULT ''",  # Markdown, shown on the Label tab
+        "ALTER TABLE studies ADD COLUMN archived_at TIMESTAMP WITH TIME ZONE NULL",  # hidden from annotators, kept
+        # 'open': every annotator may label; 'chosen': only the study's annotators (study_annotators).
+        "ALTER TABLE studies ADD COLUMN assignment VARCHAR(16) NOT NULL DEFAULT 'open'",
+        # Split the items among the allowed annotators, each item to overlap_target of them.
+        "ALTER TABLE studies ADD COLUMN split_items BOOLEAN NOT NULL DEFAULT FALSE",
+        # A removed item leaves the queue and the report; its labels stay in the exports.
+        "ALTER TABLE items ADD COLUMN removed_at TIMESTAMP WITH TIME ZONE NULL",
+        "ALTER TABLE users ADD COLUMN active BOOLEAN NOT NULL DEFAULT TRUE",  # an inactive user cannot sign in
+        # Set by an admin's password reset to a one-time password: the user must choose a new one.
+        "ALTER TABLE users ADD COLUMN must_change_password BOOLEAN NOT NULL DEFAULT FALSE",
+    ):
+        connection.execute(text(statement))
+    metadata = MetaData()
+    for name in ("users", "studies", "items"):  # referenced only; earlier migrations created them
+        Table(name, metadata, Column("id", Integer, primary_key=True))
+    study_annotators = Table(
+        "study_annotators",
+        metadata,
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True),
+        Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    )
+    # A reviewer's settled label for an item. Rows are only added: the newest one is the item's adjudicated
+    # label, the older ones its history (who decided what, and when).
+    adjudications = Table(
+        "adjudications",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), nullable=False),
+        Column("reviewer_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("score", Integer, nullable=False),
+        Column("note", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Index("ix_adjudications_study_item", "study_id", "item_id", "id"),
+    )
+    study_annotators.create(connection)
+    adjudications.create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
     Migration(2, "create_studies", _m002_create_studies),
     Migration(3, "create_batch_jobs", _m003_create_batch_jobs),
     Migration(4, "add_users_can_grade", _m004_add_users_can_grade),
+    Migration(5, "study_administration", _m005_study_administration),
 ]
 
 

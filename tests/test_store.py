@@ -58,7 +58,7 @@ def test_migrations_live_in_their_own_frozen_module() -> None:
 
     assert core.store.MIGRATIONS is core.migrations.MIGRATIONS and core.store.Migration is core.migrations.Migration
     assert [m.name for m in MIGRATIONS] == ["create_judgments", "create_studies", "create_batch_jobs",
-                                            "add_users_can_grade"]
+                                            "add_users_can_grade", "study_administration"]
     tree = ast.parse(Path(core.migrations.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
@@ -98,13 +98,41 @@ def test_migration_4_adds_the_grade_right_off_for_existing_users(db_path: Path) 
     with sqlite3.connect(db_path) as raw:
         raw.execute("INSERT INTO users (username, role, password_hash, created_at) "
                     "VALUES ('ann', 'annotator', 'scrypt$x', '2026-01-01 00:00:00')")
-    with Store.from_path(db_path) as new:
+    with Store.from_path(db_path, migrations=MIGRATIONS[:4]) as new:
         assert new.schema_version() == 4 and MIGRATIONS[3].name == "add_users_can_grade"
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("SELECT username, can_grade FROM users").fetchall() == [("ann", 0)]
         raw.execute("INSERT INTO users (username, role, password_hash, created_at) "
                     "VALUES ('bob', 'annotator', 'scrypt$y', '2026-01-01 00:00:00')")  # the default holds
         assert raw.execute("SELECT can_grade FROM users WHERE username = 'bob'").fetchone() == (0,)
+
+
+def test_migration_5_keeps_what_existing_studies_users_and_items_meant(db_path: Path) -> None:
+    with Store.from_path(db_path, migrations=MIGRATIONS[:4]):
+        pass
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("INSERT INTO users (username, role, password_hash, created_at) "
+                    "VALUES ('ada', 'admin', 'scrypt$x', '2026-01-01 00:00:00')")
+        raw.execute("INSERT INTO studies (name, description, pass_criteria, rubric, scale_min, scale_max, tags, "
+                    "overlap_target, blind, judge_settings, created_by_id, created_at, updated_at) VALUES ('s', '', "
+                    "'p', 'r', 0, 1, '[]', 3, 1, '{}', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        raw.execute("INSERT INTO items (study_id, fields, order_key, created_at) "
+                    "VALUES (1, '[]', 7, '2026-01-01 00:00:00')")
+    with Store.from_path(db_path) as new:
+        assert new.schema_version() == 5 and MIGRATIONS[4].name == "study_administration"
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("SELECT active, must_change_password FROM users").fetchall() == [(1, 0)]
+        assert raw.execute("SELECT guidelines, archived_at, assignment, split_items FROM studies").fetchall() \
+            == [("", None, "open", 0)]
+        assert raw.execute("SELECT removed_at FROM items").fetchall() == [(None,)]
+        raw.execute("INSERT INTO adjudications (study_id, item_id, reviewer_id, score, note, created_at) "
+                    "VALUES (1, 1, 1, 1, 'settled', '2026-01-02 00:00:00')")
+        raw.execute("INSERT INTO study_annotators (study_id, user_id) VALUES (1, 1)")
+        raw.commit()  # the pragma is a no-op inside a transaction
+        raw.execute("PRAGMA foreign_keys = ON")
+        raw.execute("DELETE FROM studies")  # a deleted study takes its items, adjudications and assignments along
+        assert [raw.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 (fixed names)
+                for t in ("items", "adjudications", "study_annotators")] == [0, 0, 0]
 
 
 def test_failed_migration_is_rolled_back(db_path: Path) -> None:

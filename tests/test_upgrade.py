@@ -54,7 +54,7 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     old_columns = {table: columns(old_db, table) for table in tables}
     before = {table: rows(old_db, table) for table in tables}
     store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 4
+    assert store.schema_version() == len(MIGRATIONS) == 5
     store.close()
     for table, old_rows in before.items():
         # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
@@ -62,6 +62,13 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     assert len(before["judgments"]) == 3 and len(before["annotations"]) == 3
     # Migration 4: nobody who existed before may grade unless an admin grants it; admins may by their role.
     assert rows(old_db, "users", ["username", "can_grade"]) == [("ada", 0), ("ann", 0), ("bob", 0)]
+    # Migration 5: every old user stays active with the password they had; the study keeps meaning what it
+    # meant (open to every annotator, not archived, no guidelines), no item is removed, nothing is adjudicated.
+    assert rows(old_db, "users", ["active", "must_change_password"]) == [(1, 0)] * 3
+    study = rows(old_db, "studies", ["guidelines", "archived_at", "assignment", "split_items"])
+    assert study == [("", None, "open", 0)]
+    assert rows(old_db, "items", ["removed_at"]) == [(None,)] * 4
+    assert rows(old_db, "adjudications") == [] and columns(old_db, "study_annotators") == ["study_id", "user_id"]
 
 
 def test_the_old_data_reads_through_this_release(old_db: Path) -> None:

@@ -12,6 +12,7 @@ from core.accounts import (
     ANNOTATOR,
     MAX_USERNAME_LENGTH,
     MIN_PASSWORD_LENGTH,
+    REVIEWER,
     ROLES,
     Accounts,
     User,
@@ -23,7 +24,15 @@ from core.errors import PermissionDenied, StudyInputError
 from core.studies.checks import DuplicateItemError, ItemKey
 from core.studies.queue import CLAIM_SECONDS
 from core.studies.reports import write_exports
-from core.studies.rows import AnnotationEditRow, AnnotationRow, ClaimRow, ItemRow, StudyRow
+from core.studies.rows import (
+    AdjudicationRow,
+    AnnotationEditRow,
+    AnnotationRow,
+    ClaimRow,
+    ItemRow,
+    StudyAnnotatorRow,
+    StudyRow,
+)
 from core.studies.service import Studies
 from core.studies.types import (
     Annotation,
@@ -38,9 +47,9 @@ from core.studies.types import (
 from core.tabular import RowError
 
 __all__ = [
-    "ADMIN", "ANNOTATOR", "CLAIM_SECONDS", "MAX_USERNAME_LENGTH", "MIN_PASSWORD_LENGTH", "ROLES", "Accounts",
-    "Annotation", "AnnotationEdit", "AnnotationEditRow", "AnnotationRow", "BlindGuard", "ClaimRow",
-    "DuplicateItemError", "ImportReport", "Item", "ItemKey", "ItemRow", "PermissionDenied", "Progress", "RowError",
-    "Studies", "Study", "StudyInputError", "StudyRow", "StudySpec", "User", "UserRow", "hash_password",
-    "verify_password", "write_exports",
+    "ADMIN", "ANNOTATOR", "CLAIM_SECONDS", "MAX_USERNAME_LENGTH", "MIN_PASSWORD_LENGTH", "REVIEWER", "ROLES",
+    "Accounts", "AdjudicationRow", "Annotation", "AnnotationEdit", "AnnotationEditRow", "AnnotationRow",
+    "BlindGuard", "ClaimRow", "DuplicateItemError", "ImportReport", "Item", "ItemKey", "ItemRow",
+    "PermissionDenied", "Progress", "RowError", "Studies", "Study", "StudyAnnotatorRow", "StudyInputError",
+    "StudyRow", "StudySpec", "User", "UserRow", "hash_password", "verify_password", "write_exports",
 ]

@@ -37,6 +37,11 @@ class StudyRow(Base):
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Added by migration 5.
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    assignment: Mapped[str] = mapped_column(String(16), default="open")
+    split_items: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ItemRow(Base):
@@ -51,6 +56,7 @@ class ItemRow(Base):
     judgment_id: Mapped[int | None] = mapped_column(ForeignKey("judgments.id", ondelete="SET NULL"), index=True)
     order_key: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # added by migration 5
 
 
 class AnnotationRow(Base):
@@ -96,6 +102,29 @@ class ClaimRow(Base):
     claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class StudyAnnotatorRow(Base):
+    """An annotator chosen for a study whose assignment is 'chosen' (table `study_annotators`, migration 5)."""
+
+    __tablename__ = "study_annotators"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+
+
+class AdjudicationRow(Base):
+    """A reviewer's settled label of an item; the newest per item counts (table `adjudications`, migration 5)."""
+
+    __tablename__ = "adjudications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # Studies with their creator's name.
 STUDIES_WITH_CREATOR = select(StudyRow, UserRow.username).join(UserRow, UserRow.id == StudyRow.created_by_id)
 
@@ -127,6 +156,10 @@ def to_study(row: StudyRow, created_by: str) -> Study:
         created_by=created_by,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        guidelines=row.guidelines or "",
+        archived_at=row.archived_at,
+        assignment=row.assignment or "open",
+        split_items=bool(row.split_items),
     )
 
 

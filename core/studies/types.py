@@ -42,6 +42,14 @@ class Study:
     created_by: str
     created_at: datetime
     updated_at: datetime
+    guidelines: str = ""  # Markdown for annotators, shown on the Label tab
+    archived_at: datetime | None = None  # archived: hidden from annotators, kept
+    assignment: str = "open"  # "open": every annotator; "chosen": only the study's chosen annotators
+    split_items: bool = False  # items split among the allowed annotators, each to overlap_target of them
+
+    @property
+    def archived(self) -> bool:
+        return self.archived_at is not None
 
 
 @dataclass(frozen=True)

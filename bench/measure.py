@@ -336,7 +336,8 @@ def run_worker(spec: dict[str, Any], log: Callable[[str], None] = print) -> dict
     judge, seconds = _load(spec, **off)
     result["load_first_s"] = seconds
     result["backend_info"] = {"quantization": judge.info.quantization, "dtype": judge.info.dtype,
-                              "device": judge.info.device, "notes": list(judge.info.notes)}
+                              "device": judge.info.device, "notes": list(judge.info.notes),
+                              "kernel": judge.info.kernel}
     if "loaded_from_quantized_cache" in spec:  # the quantize-once cache: was this load really served by it?
         result["loaded_from_quantized_cache"] = bool(getattr(judge, "loaded_from_quantized_cache", False))
     log(f"first load in process: {seconds:.1f} s")

@@ -23,6 +23,7 @@ SECTIONS = (
     "app",
     "grade",
     "verify",
+    "threads",
     "agreement",
     "page",
 )
@@ -304,6 +305,22 @@ def _verify(record: dict[str, Any]) -> list[str]:
             "GLIDER outputs. The option is off by default."]
 
 
+def _threads(record: dict[str, Any]) -> list[str]:
+    r = record["results"]
+    rows = [[b["label"], row["threads"], _rate(row["decode_tok_s"]),
+             f"{row['speedup']:.2f}x" if row.get("speedup") else "–", f"{row['consumed_gb_s']:.1f} GB/s",
+             f"{row['read_gb_s']:.1f} GB/s", _ratio(row["share_of_bandwidth"])]
+            for b in r["backends"] for row in b["rows"]]
+    return [*_table(["back-end", "threads", "decode tok/s", "vs 1 thread", "weights read per second",
+                     "memory read bandwidth at these threads", "share"], rows), "",
+            f"{r['decode_tokens']} tokens written after a {r['context_tokens']}-token prompt, best of "
+            f"{r['repeats']}, at each thread count (bench/thread_scaling.py); the bandwidth is a large array's sum "
+            "on the same number of threads. A judge whose decoding waited on memory would gain little from a "
+            "second core once one core draws most of the bandwidth; one that waits on arithmetic (unpacking "
+            "4-bit weights, multiplying) gains nearly in proportion. The share is the decode roofline of that "
+            "thread count."]
+
+
 def _agreement(record: dict[str, Any]) -> list[str]:
     r = record["results"]
     verdict = "met" if r["median_s"] < 1.0 else "**not met**"
@@ -420,6 +437,7 @@ TITLES = {
     "app": "App overhead",
     "grade": "A typical grade, end to end",
     "verify": "Prompt lookup: the cost of verifying drafts",
+    "threads": "Decoding on 1 thread and on every core: memory or arithmetic?",
     "agreement": "Agreement report",
     "page": "Page load in Chromium",
 }
@@ -510,7 +528,7 @@ def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text
     lines += _ttft(results, labels)
     lines.append("")
     for key, render_one in (("batch", lambda r: _batch(r, labels)), ("app", _app), ("grade", _grade),
-                            ("verify", _verify), ("agreement", _agreement), ("page", _page)):
+                            ("verify", _verify), ("threads", _threads), ("agreement", _agreement), ("page", _page)):
         heading(key, key)
         record = results.get(key)
         lines += render_one(record) if record and not record.get("skipped") else missing(key)

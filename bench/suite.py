@@ -64,6 +64,12 @@ DEFAULTS = {
 PACKAGES = ("torch", "transformers", "bitsandbytes", "accelerate", "llama-cpp-python", "gradio", "numpy")
 
 Log = Callable[[str], None]
+# The command that starts a worker or the app: this interpreter, or (--bnb-without-avx512bf16) this interpreter
+# through bench/without_avx512bf16.py, so that bitsandbytes takes its path for CPUs without AVX512-BF16.
+PYTHON = [sys.executable]
+FORCED_NO_AVX512_BF16 = "bitsandbytes told: no AVX512-BF16 (bench/without_avx512bf16.py)"
+# Sections that mean something with bitsandbytes forced onto its other path (the others do not use it).
+BNB_SECTIONS = ("memory", "transformers-nf4", "grade")
 KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 
 
@@ -98,6 +104,8 @@ def machine_info() -> dict[str, Any]:
     kernel_flags = [flag for flag in flags.split() if flag in KERNEL_FLAGS]
     if kernel_flags:
         simd = f"{simd} ({', '.join(kernel_flags)})"
+    if PYTHON != [sys.executable]:
+        simd = f"{simd}; {FORCED_NO_AVX512_BF16}"
     return {"cpu": cpu, "logical_cpus": os.cpu_count(), "physical_cores": physical_cores(), "simd": simd,
             "flags": kernel_flags, "memory_bytes": memory, "platform": platform.platform()}
 
@@ -183,7 +191,7 @@ def run_worker(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
     spec_path, out_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
     spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     out_path.unlink(missing_ok=True)
-    command = [sys.executable, str(BENCH / "measure.py"), str(spec_path), str(out_path)]
+    command = [*PYTHON, str(BENCH / "measure.py"), str(spec_path), str(out_path)]
     code = subprocess.run(command, cwd=ROOT).returncode
     if code != 0 or not out_path.is_file():
         raise RuntimeError(f"the worker for {spec['label']} failed (exit code {code}); its output is above")
@@ -249,7 +257,7 @@ def app_process(flags: list[str], workdir: Path, shown: str, timeout: float = 30
     from gradio_client import Client
 
     port = free_port()
-    command = [sys.executable, str(ROOT / "app.py"), *flags, "--host", "127.0.0.1",
+    command = [*PYTHON, str(ROOT / "app.py"), *flags, "--host", "127.0.0.1",
                "--port", str(port), "--db", f"sqlite:///{workdir / 'app.db'}"]
     env = {**os.environ, **(env or {}), "GLIDER_DATA_DIR": str(workdir), "GRADIO_ANALYTICS_ENABLED": "False"}
     env.pop("GLIDER_AUTH", None)
@@ -411,6 +419,43 @@ def measure_verify(args: argparse.Namespace) -> dict[str, Any]:
                         "backends": outcomes}}
 
 
+def measure_threads(args: argparse.Namespace) -> dict[str, Any]:
+    """Decode speed and read bandwidth at 1 thread and at every core, per 4-bit judge (bench/thread_scaling.py)."""
+    import thread_scaling
+
+    from core.judge import create_backend
+    from core.judge.llamacpp_backend import physical_cores
+
+    threads = sorted({1, physical_cores()})
+    bandwidth = {count: thread_scaling.read_bandwidth(count, args.bandwidth_mb) for count in threads}
+    bf16 = str(shapes.artifact_path(args.cache_dir, args.shape, "bf16"))
+    nf4_cache = str(shapes.shape_dir(args.cache_dir, args.shape) / "nf4-cache")
+    gguf = shapes.artifact_path(args.cache_dir, args.shape, "gguf")
+
+    def transformers(quantization: str, **extra: Any) -> Callable[[int], Any]:
+        return lambda _: create_backend("transformers", model=bf16, quantization=quantization, device="cpu", **extra)
+
+    judges: list[tuple[str, Callable[[int], Any], Callable[[Any], int], bool]] = [
+        ("transformers nf4", transformers("nf4", quantized_cache=True, cache_dir=nf4_cache),
+         lambda judge: shapes.weight_bytes(judge.model), False),
+        ("transformers int4", transformers("int4"), lambda judge: shapes.weight_bytes(judge.model), False),
+    ]
+    if gguf.is_file() and shapes.unavailable("gguf") is None:
+        judges.append(("llama.cpp Q4_K_M",
+                       lambda count: create_backend("llamacpp", model=str(gguf), device="cpu", n_threads=count),
+                       lambda _: shapes.gguf_weight_bytes(gguf), True))
+    outcomes = []
+    for label, load, weights, per_load in judges:
+        outcome = thread_scaling.scaling(label, load, weights, threads, bandwidth, per_load)
+        for row in outcome["rows"]:
+            log(f"[threads] {label}: {row['threads']} threads {row['decode_tok_s']:.2f} tok/s, "
+                f"{row['share_of_bandwidth']:.2f} of {row['read_gb_s']:.1f} GB/s")
+        outcomes.append(outcome)
+    return {"results": {"threads": threads, "decode_tokens": thread_scaling.DECODE_TOKENS,
+                        "context_tokens": thread_scaling.CONTEXT_TOKENS, "repeats": thread_scaling.REPEATS,
+                        "backends": outcomes}}
+
+
 def measure_page(url: str, args: argparse.Namespace) -> dict[str, Any]:
     """Page load in headless Chromium: navigation timing and the moment the Grade button shows."""
     if not CHROMIUM.exists():
@@ -470,7 +515,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="glider: Phi-3.5-mini's shape (3.8B); small: a 2-layer stand-in for smoke runs")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of: {', '.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=None,
-                        help="the markdown (default BENCHMARKS.md; --shape small: bench/results/BENCHMARKS-small.md)")
+                        help="the markdown (default BENCHMARKS.md; --shape small: bench/results/BENCHMARKS-small.md; "
+                             "another --results-dir: BENCHMARKS.md in it)")
     parser.add_argument("--results-dir", type=Path, default=BENCH / "results", help="one JSON per section and shape")
     parser.add_argument("--cache-dir", type=Path, default=shapes.DEFAULT_CACHE_DIR, help="where models are cached")
     parser.add_argument("--tokenizer", type=Path, default=None, help="tokenizer folder (default the Phi-3.5 fixture)")
@@ -504,16 +550,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     other.add_argument("--agreement-items", type=int, default=10_000)
     other.add_argument("--agreement-annotators", type=int, default=3)
     other.add_argument("--agreement-runs", type=int, default=5)
+    parser.add_argument("--bnb-without-avx512bf16", action="store_true",
+                        help="run nf4 with bitsandbytes' path for CPUs without AVX512-BF16 (sections "
+                             f"{', '.join(BNB_SECTIONS)} only; use its own --results-dir)")
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.shape].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    own_folder = args.results_dir.resolve() != (BENCH / "results").resolve()
+    if args.out is None and own_folder:  # another machine's folder keeps its own page
+        args.out = args.results_dir / "BENCHMARKS.md"
     if args.out is None:
         args.out = ROOT / "BENCHMARKS.md" if args.shape == "glider" else BENCH / "results" / "BENCHMARKS-small.md"
     args.sections = [s for s in args.sections.split(",") if s]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown sections {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    if args.bnb_without_avx512bf16:
+        others = sorted(set(args.sections) - set(BNB_SECTIONS))
+        if others:
+            parser.error(f"--bnb-without-avx512bf16 measures {', '.join(BNB_SECTIONS)} only, not {', '.join(others)}")
+        if not own_folder:
+            parser.error("--bnb-without-avx512bf16 needs its own --results-dir: its figures are not this CPU's own")
+        args.grade_backends = ""  # the grade section then starts nf4 alone
     args.prefill_lengths = [int(n) for n in args.prefill_lengths.split(",")]
     args.batch_sizes = [int(n) for n in args.batch_sizes.split(",")]
     args.batch_backends = [s for s in args.batch_backends.split(",") if s]
@@ -543,6 +602,8 @@ def write_markdown(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.bnb_without_avx512bf16:
+        PYTHON[:] = [sys.executable, str(BENCH / "without_avx512bf16.py")]
     if args.render_only:
         write_markdown(args)
         return 0
@@ -565,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             needed.append("bf16")
         elif section == "verify":
             needed += ["bf16", "nf4-cache"]
+        elif section == "threads":
+            needed += ["bf16", "nf4-cache", *(["gguf"] if shapes.unavailable("gguf") is None else [])]
     models_started = time.perf_counter()
     shapes.ensure(list(dict.fromkeys(needed)), args.shape, args.cache_dir, tokenizer=args.tokenizer, log=log)
     log(f"models ready after {time.perf_counter() - models_started:.0f} s")
@@ -612,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         measured("agreement", lambda: measure_agreement(args))
         measured("grade", lambda: measure_grades(args, workdir))
         measured("verify", lambda: measure_verify(args))
+        measured("threads", lambda: measure_threads(args))
         if "app" in args.sections or "page" in args.sections:
             tiny = shapes.artifact_path(args.cache_dir, args.shape, "tiny")
             try:

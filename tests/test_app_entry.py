@@ -89,6 +89,9 @@ def test_app_py_grades_with_a_local_model_and_stores(trained_model_dir: Path, tm
     assert stored is not None and stored.score == 1 and stored.repro["model_id"] == str(trained_model_dir)
     log = (tmp_path / "app.log").read_text()
     assert "Judge ready" in log and "quantization" in log
+    # The writing speed was measured at start, and the banner's notes carry the same figure as the log.
+    [line] = [note for note in status["judge"]["notes"] if "(measured at start)" in note]
+    assert line.startswith("Writes ") and line in log
 
 
 def test_app_py_starts_without_a_model_and_explains(tmp_path: Path) -> None:

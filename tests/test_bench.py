@@ -204,3 +204,63 @@ def test_gpu_bench_runs_on_a_cpu(tmp_path: Path, capsys: pytest.CaptureFixture[s
         sizes = {r["weights"]: r["weight_bytes"] for r in result["rows"]}
         assert sizes["nf4"] < sizes["bf16"]
     assert "| weights | batch | prefill tok/s |" in printed and "| bf16 | 2 |" in printed
+
+
+def test_threads_section_measures_each_judge_at_one_thread_and_every_core(tmp_path: Path) -> None:
+    from core.judge.llamacpp_backend import physical_cores
+
+    suite(tmp_path, "threads")
+    r = load(tmp_path, "threads")["results"]
+    threads = sorted({1, physical_cores()})
+    labels = ["transformers nf4", "transformers int4"] + (["llama.cpp Q4_K_M"] if HAS_LLAMA_CPP else [])
+    if shapes.unavailable("nf4-cache"):
+        labels.remove("transformers nf4")
+    assert [b["label"] for b in r["backends"]] == labels and r["threads"] == threads
+    for backend in r["backends"]:
+        assert [row["threads"] for row in backend["rows"]] == threads and backend["rows"][0]["speedup"] == 1.0
+        for row in backend["rows"]:
+            assert row["decode_tok_s"] > 0 and row["weight_bytes"] > 0 and row["read_gb_s"] > 0
+            assert row["share_of_bandwidth"] == pytest.approx(row["consumed_gb_s"] / row["read_gb_s"])
+    text = (tmp_path / "BENCHMARKS.md").read_text(encoding="utf-8")
+    rows = table_rows(section(text, "Decoding on 1 thread and on every core: memory or arithmetic?"),
+                      "transformers int4")
+    assert [row[1] for row in rows] == [str(t) for t in threads]
+    positive_number(rows[0][2])
+
+
+def test_the_forced_bitsandbytes_path_is_the_one_for_cpus_without_avx512_bf16(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("from core.judge.bitsandbytes_cpu import detect_bnb_cpu_path\nprint(detect_bnb_cpu_path())\n",
+                     encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    forced = subprocess.run([sys.executable, str(BENCH / "without_avx512bf16.py"), str(probe)], cwd=tmp_path,
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() == "nf4 via bitsandbytes (native unpack + PyTorch matmul, no AVX512-BF16)"
+
+
+def test_the_forced_path_measures_nf4_into_its_own_folder(tmp_path: Path) -> None:
+    if shapes.unavailable("nf4-cache"):
+        pytest.skip(shapes.unavailable("nf4-cache"))
+    run("suite.py", *FAST, "--bnb-without-avx512bf16", "--sections", "transformers-nf4", "--cache-dir",
+        tmp_path / "cache", "--results-dir", tmp_path / "forced")
+    record = json.loads((tmp_path / "forced" / "small-transformers-nf4.json").read_text(encoding="utf-8"))
+    assert "no AVX512-BF16" in record["results"]["backend_info"]["kernel"]
+    assert record["run"]["machine"]["simd"].endswith("bitsandbytes told: no AVX512-BF16 (bench/without_avx512bf16.py)")
+    assert record["results"]["decode"]["tok_s"] > 0
+    text = (tmp_path / "forced" / "BENCHMARKS.md").read_text(encoding="utf-8")  # its own page, by default
+    assert "bitsandbytes told: no AVX512-BF16" in text
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--bnb-without-avx512bf16", "--sections", "transformers-int4", "--results-dir", "elsewhere"],
+     "measures memory, transformers-nf4, grade only, not transformers-int4"),
+    (["--bnb-without-avx512bf16", "--sections", "transformers-nf4"], "needs its own --results-dir"),
+])
+def test_the_forced_path_refuses_what_it_cannot_measure(argv: list[str], message: str,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import suite as suite_module
+
+    with pytest.raises(SystemExit):
+        suite_module.parse_args(argv)
+    assert message in capsys.readouterr().err

@@ -17,6 +17,7 @@ from core.batch import BatchJobs
 from core.errors import GliderError
 from core.judge import JudgeBackend, create_backend
 from core.judge.options import JudgeChoice, add_judge_arguments, describe_options, judge_choice, judge_identity
+from core.judge.speed_check import check_writing_speed
 from core.judge.transformers_backend import warm_parallel_runtime
 from core.presets import load_presets
 from core.settings import default_db_url
@@ -73,6 +74,7 @@ def load_judge(args: argparse.Namespace, choice: JudgeChoice | None = None) -> t
     except GliderError as exc:  # JudgeError (bad model, missing package), UnknownBackendError
         log.error("The judge could not be loaded: %s", exc)
         return None, str(exc)
+    check_writing_speed(judge)  # on a CPU: the measured figure goes to the log and the banner
     log.info("Judge ready: %s", judge.info.describe())
     return _on_zero_gpu(judge), None
 

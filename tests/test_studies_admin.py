@@ -356,3 +356,22 @@ def test_every_admin_action_is_refused_for_an_annotator(studies: Studies, store:
     study = studies.get_study(boss, study_id)
     assert (study.guidelines, study.archived, len(studies.list_studies(boss))) == ("", True, 1)
     assert all(i.removed_at is None for i in studies.list_items(boss, study_id))
+
+
+def test_an_export_read_back_leaves_removed_items_out_as_the_app_does(studies: Studies, boss: User,
+                                                                      ann: list[User], tmp_path: Path) -> None:
+    from core.agreement import agreement_report, load_ratings
+    from core.studies import write_exports
+
+    study_id, items = make_study(studies, boss, items=3)
+    for item_id, scores in zip(items, ([1, 1], [0, 1], [1, 0]), strict=True):
+        for annotator, score in zip(ann, scores, strict=False):
+            studies.submit(annotator, item_id, score)
+    studies.admin.set_item_removed(boss, items[1], True)
+    in_app = agreement_report(studies.ratings(boss, study_id), (0, 1))
+    csv, jsonl, _ = write_exports(studies, boss, study_id, in_app, tmp_path)
+    assert "True" in csv.read_text(encoding="utf-8")  # the removed item's labels are in the file, marked
+    for path in (csv, jsonl):
+        read = load_ratings(path)
+        assert sorted(set(read["item_id"].astype(int))) == [items[0], items[2]]
+        assert agreement_report(read, (0, 1))["n_items"] == in_app["n_items"] == 2

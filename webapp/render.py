@@ -562,7 +562,7 @@ def render_batch_status(
     )
 
 
-def render_markdown(text: str) -> str:
+def _markdown(text: str) -> str:
     """Markdown (an admin's study guidelines) as HTML, with no way to inject markup: raw HTML is shown as text
     (markdown-it's html option off), links with a javascript:/vbscript:/data: target stay text (its
     validateLink), and images are not rendered (no remote loads from an annotator's page)."""
@@ -577,7 +577,7 @@ def render_guidelines(markdown: str) -> str:
     if not markdown or not markdown.strip():
         return ""
     return (f'<details class="gl-guidelines" open><summary>Guidelines</summary>'
-            f'<div class="gl-markdown">{render_markdown(markdown)}</div></details>')
+            f'<div class="gl-markdown">{_markdown(markdown)}</div></details>')
 
 
 def render_item_labels(labels: Sequence[Mapping[str, object]]) -> str:

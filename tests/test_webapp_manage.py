@@ -211,7 +211,7 @@ def test_an_annotator_is_refused_by_every_manage_action(app: tuple[Services, gr.
                             "gl-manage-locked", "gl-manage-status", "gl-manage-items", "gl-manage-item",
                             "gl-manage-remove", "gl-manage-restore", "gl-manage-progress", "gl-manage-copy-name",
                             "gl-manage-confirm", "gl-manage-export-csv", "gl-manage-export-jsonl",
-                            "gl-manage-export-json"}
+                            "gl-manage-export-json", "gl-manage-search", "gl-manage-state"}
     study = services.studies.get_study(ada, study_id)
     assert (study.archived, study.guidelines, len(services.studies.list_studies(ada))) == (True, "", 1)
     assert all(item.removed_at is None for item in services.studies.list_items(ada, study_id))

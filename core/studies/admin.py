@@ -76,7 +76,7 @@ def _text(value: object, what: str, limit: int = MAX_GUIDELINES) -> str:
     if not isinstance(value, str):
         raise StudyInputError(f"The {what} must be text.")
     if len(value) > limit:
-        raise StudyInputError(f"The {what} are longer than {limit:,} characters.")
+        raise StudyInputError(f"Too long: the {what} may have at most {limit:,} characters.")
     return value
 
 

@@ -145,7 +145,8 @@ class ManageTab:
     @property
     def outputs(self) -> list[Any]:
         return [self.notice, self.body, self.study, self.message, *self.form, self.locked, self.copy_name,
-                self.status, self.archive, self.unarchive, *self.exports, self.confirm, self.items, self.item,
+                self.status, self.archive, self.unarchive, *self.exports, self.confirm, self.search, self.state,
+                self.items, self.item,
                 self.remove, self.restore, self.progress, self.chosen]
 
 
@@ -225,13 +226,11 @@ class ManageHandlers:
                 m.progress: gr.update(value=pd.DataFrame([], columns=PROGRESS_HEADERS)), m.chosen: None,
                 **{button: gr.update(visible=False) for button in m.exports}}
 
-    def _view(self, actor: User, study: Study, search: str = "", state: str = ALL_STATES) -> dict[Any, Any]:
-        """The study's settings, status, items (filtered) and progress on screen."""
+    def _view(self, actor: User, study: Study) -> dict[Any, Any]:
+        """The study's settings, status, every item (the search and state filter reset) and progress on screen."""
         m = self.ui
-        found = self._admin.browse_items(actor, study.id, state=state, search=search or "")
-        everything = found if not search and state in (None, "", ALL_STATES) else self._admin.browse_items(
-            actor, study.id)
-        labelled = any(item.labels for item in everything)
+        found = self._admin.browse_items(actor, study.id)
+        labelled = any(item.labels for item in found)
         status = (f"Archived {format_time(study.archived_at)}: hidden from annotators; its labels are kept."
                   if study.archived_at else "Open: annotators see it in the Label tab.")
         return {
@@ -245,7 +244,7 @@ class ManageHandlers:
             m.locked: _notice(LOCKED_NOTE) if labelled else _html(""),
             m.status: _html(render.render_hint(status)),
             m.archive: gr.update(visible=not study.archived), m.unarchive: gr.update(visible=study.archived),
-            m.items: gr.update(value=item_table(found)),
+            m.items: gr.update(value=item_table(found)), m.search: gr.update(value=""), m.state: ALL_STATES,
             m.progress: gr.update(value=progress_table(self._admin, actor, study.id)),
         }
 

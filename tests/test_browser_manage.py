@@ -1,6 +1,9 @@
 """The Manage tab in headless Chromium: admin ada writes a study's guidelines (Markdown with hostile HTML in it) and
-saves them; annotator ann then opens the study on the Label tab and reads them rendered, the HTML shown as text
-and never run."""
+saves them, and opens an item that two annotators disagree on; annotator ann then opens the study on the Label
+tab and reads the guidelines rendered, the HTML shown as text and never run.
+
+Also writes the README's Manage tab screenshot (tests.test_browser.screenshot_path: assets/ only on request).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,14 @@ from collections.abc import Iterator
 import pytest
 
 from core.studies import StudySpec
-from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS, screenshot_path
 from tests.test_browser_study import sign_in
 from tests.webapp_helpers import FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, XSS_PAYLOADS, launched, make_study_services
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = BROWSER_MARKS
+SCREENSHOT = screenshot_path("screenshot-manage.png")
 
 GUIDELINES = "\n\n".join([
     "## Before you label",
@@ -35,7 +39,14 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     study = studies.create_study(ada, StudySpec(name="Capitals", pass_criteria=FAITHFULNESS_CRITERIA,
                                                 rubric=FAITHFULNESS_RUBRIC, tags=("CONTEXT", "MODEL OUTPUT"),
                                                 overlap_target=2, blind=True))
-    studies.add_item(ada, study.id, {"CONTEXT": "France's capital is Paris.", "MODEL OUTPUT": "Paris."})
+    items = [studies.add_item(ada, study.id, {"CONTEXT": context, "MODEL OUTPUT": output}) for context, output in (
+        ("Italy's capital is Rome.", "The capital of Italy is Milan."),
+        ("France's capital is Paris.", "Paris."), ("Spain's capital is Madrid.", "Madrid."))]
+    for user, score, comment in (("ann", 0, "Milan is not what the context says."), ("bob", 1, "")):
+        annotator = studies.get_user(user)
+        assert annotator is not None
+        studies.submit(annotator, items[0].id, score, comment=comment, seconds=14,
+                       spans=[{"field": "MODEL OUTPUT", "start": 24, "end": 29}] if score == 0 else ())
     with launched(services) as address:
         yield address
     services.store.close()
@@ -64,6 +75,19 @@ def test_an_admin_writes_guidelines_and_an_annotator_reads_them_rendered_and_ine
         admin.locator("#gl-manage-guidelines textarea").fill(GUIDELINES)
         admin.locator("#gl-manage-save").click()
         sync_api.expect(admin.locator("#gl-manage-message")).to_contain_text("Saved the settings of 'Capitals'")
+        # The item the two annotators disagree on, found by its state, opened with both labels.
+        admin.locator("#gl-manage-state input").click()
+        admin.get_by_role("option", name="humans disagree").click()
+        admin.locator("#gl-manage-find").click()
+        first = admin.locator("#gl-manage-items [data-testid='cell-0-5']")
+        sync_api.expect(first).to_contain_text("humans disagree")
+        sync_api.expect(admin.locator("#gl-manage-items [data-testid='cell-1-0']")).to_have_count(0)
+        admin.locator("#gl-manage-items [data-testid='cell-0-0']").click()
+        item = admin.locator("#gl-manage-item")
+        sync_api.expect(item).to_contain_text("Milan is not what the context says.")
+        sync_api.expect(item.locator(".gl-evidence-list")).to_contain_text("Milan")
+        sync_api.expect(admin.locator("#gl-manage-progress")).to_contain_text("1 / 3")
+        admin.screenshot(path=str(SCREENSHOT), full_page=True)
         assert admin.evaluate("window.__xss") is None and admin.dialogs == []  # type: ignore[attr-defined]
     finally:
         admin.context.close()

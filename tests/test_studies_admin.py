@@ -377,3 +377,12 @@ def test_an_export_read_back_leaves_removed_items_out_as_the_app_does(studies: S
         read = load_ratings(path)
         assert sorted(set(read["item_id"].astype(int))) == [items[0], items[2]]
         assert agreement_report(read, (0, 1))["n_items"] == in_app["n_items"] == 2
+
+
+def test_grading_a_study_leaves_removed_items_alone(studies: Studies, store: Store, boss: User) -> None:
+    from core.studies.grading import select_items
+
+    study_id, items = make_study(studies, boss, items=3)
+    studies.admin.set_item_removed(boss, items[1], True)
+    chosen, left_out = select_items(studies, boss, study_id, store)
+    assert ([item.id for item in chosen], left_out) == ([items[0], items[2]], 0)

@@ -234,6 +234,10 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
     ann = studies.get_user("ann")
     assert ann is not None
     before = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
+    ada = studies.get_user("ada")
+    assert ada is not None
+    # The Manage tab's actions (edit, archive, delete, remove items) change nothing for bob either.
+    studies_before = [(s, studies.list_items(ada, s.id)) for s in studies.list_studies(ada)]
     calls = 0
     leaks: list[str] = []
     crashes: list[str] = []
@@ -261,7 +265,44 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
     assert crashes == [], "\n".join(crashes)
     after = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
     assert after == before and len(studies.history(ann, secured.annotation_id)) == 0
+    assert [(s, studies.list_items(ada, s.id)) for s in studies.list_studies(ada)] == studies_before
     assert secured.services.batch is not None and secured.services.batch.progress(secured.job_id).done == 1
+
+
+def test_every_manage_action_refuses_an_annotator_through_its_endpoint(secured: Secured) -> None:
+    """bob sends each Manage tab event the inputs an admin would (a valid form, the study's own name as the
+    delete confirmation, an item row): each is refused, by Gradio (bob's Manage picker offers him no study, so
+    a study id is not a valid value) or by core, and the study stays as it was."""
+    base, studies = secured.base, secured.services.studies
+    assert studies is not None
+    ada = studies.get_user("ada")
+    assert ada is not None
+    before = [(s, studies.list_items(ada, s.id)) for s in studies.list_studies(ada)]
+    with httpx.Client(timeout=60) as http:
+        assert http.post(f"{base}/login", data={"username": "ada", "password": PASSWORD}).is_success
+        config = http.get(f"{base}/config").json()
+    elem_ids = {c["id"]: (c.get("props") or {}).get("elem_id") for c in config["components"]}
+    sent = {"gl-manage-study": secured.study_id, "gl-manage-name": "Hijacked", "gl-manage-description": "",
+            "gl-manage-guidelines": "hijacked", "gl-manage-criteria": FAITHFULNESS_CRITERIA,
+            "gl-manage-rubric": FAITHFULNESS_RUBRIC, "gl-manage-blind": True, "gl-manage-overlap": 1,
+            "gl-manage-copy-name": "Copied", "gl-manage-confirm": "Private", "gl-manage-search": "",
+            "gl-manage-state": "all"}
+    manage = [d for d in config["dependencies"] if str(d.get("api_name") or "").startswith("on_manage_")
+              and d.get("api_name") != "on_manage_session"]
+    assert len(manage) >= 12
+    refused: dict[str, str] = {}
+    with httpx.Client(timeout=60) as bob:
+        assert bob.post(f"{base}/login", data={"username": "bob", "password": PASSWORD}).is_success
+        for dependency in manage:
+            data = [sent.get(elem_ids.get(i) or "") for i in dependency["inputs"]]
+            row = [str(secured.item_id)] * 7
+            text = html.unescape(call(bob, base, dependency, data, {"index": [0, 0], "value": row[0],
+                                                                    "row_value": row}, "bob-manage"))
+            refused[dependency["api_name"]] = ("core" if "Only an admin" in text else
+                                               "gradio" if "is not in the list of choices" in text else text[-300:])
+    assert set(refused.values()) <= {"core", "gradio"}, refused
+    assert refused["on_manage_item_select"] == "core"  # the one event without the picker among its inputs
+    assert [(s, studies.list_items(ada, s.id)) for s in studies.list_studies(ada)] == before
 
 
 def _payload(component: dict[str, Any], ident: int, item: Item) -> Any:

@@ -14,8 +14,8 @@ from webapp import render
 
 # The markup the study renderers may produce: the general renderers' set plus tables and the field marker.
 ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "table", "thead", "tbody", "tr", "th",
-                "td", "details", "summary"}
-ALLOWED_ATTRS = {"class", "title", "role", "data-field", "scope"}
+                "td", "details", "summary", "pre", "code"}
+ALLOWED_ATTRS = {"class", "title", "role", "data-field", "scope", "open"}
 
 
 def metric(value: object, **extra: object) -> dict[str, object]:
@@ -38,6 +38,12 @@ RENDERERS: dict[str, Callable[[str], str]] = {
                                                                "pearson": metric(None, reason=p)}),
     "metric table (label, title, counts, reason)": lambda p: render.render_metric_table(
         {p: metric(None, reason=p)}, {p: p}, p, p),
+    # Markdown turns some text into markup by design; inside a code block every character stays text (the
+    # payloads as Markdown are tests/test_webapp_manage.py's test_rendered_guidelines_hold_no_markup_beyond_markdown).
+    "guidelines (Markdown)": lambda p: render.render_guidelines(f"~~~\n{p}\n~~~"),
+    "item labels (admin)": lambda p: render.render_item_labels([{
+        "annotator": p, "before": p, "after": p, "score": p, "comment": p, "evidence": [(p, p)], "seconds": p,
+        "created_at": p, "edits": [p]}]),
     "post-reveal view": lambda p: render.render_anchoring(
         {"post_reveal": {"available": True, "n_items": p, "pearson": metric(0.5)}, "pearson": metric(0.4)}),
 }

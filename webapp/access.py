@@ -23,9 +23,9 @@ from webapp.components import Unavailable
 from webapp.services import Services
 
 # Every tab's id (gr.Tab(id=...)) in the order of the tab bar; each role's tabs are a subset.
-TABS = ("grade", "history", "batch", "studies", "label", "agreement")
+TABS = ("grade", "history", "batch", "studies", "label", "agreement", "manage")
 GRADING_TABS = ("grade", "history", "batch")
-ADMIN_TABS = ("studies", "agreement")
+ADMIN_TABS = ("studies", "agreement", "manage")
 HIDDEN_CLASS = "gl-hide-{tab}"
 # One rule per tab: its button in the tab bar (the Tabs wrap instead of folding into a menu, whose
 # buttons carry no tab id) disappears while the gr.Tabs carries the tab's class.

@@ -560,3 +560,52 @@ def render_batch_status(
         f'<div class="gl-batch-bar" aria-hidden="true"><div style="width: {share:.1f}%"></div></div>'
         f'<div class="gl-batch-counts">{esc(" · ".join(counts))}</div>{note}</div>'
     )
+
+
+def _markdown(text: str) -> str:
+    """Markdown (an admin's study guidelines) as HTML, with no way to inject markup: raw HTML is shown as text
+    (markdown-it's html option off), links with a javascript:/vbscript:/data: target stay text (its
+    validateLink), and images are not rendered (no remote loads from an annotator's page)."""
+    from markdown_it import MarkdownIt  # a dependency of gradio; imported on first use
+
+    parser = MarkdownIt("js-default", {"html": False, "linkify": False}).disable("image")
+    return parser.render(text or "")
+
+
+def render_guidelines(markdown: str) -> str:
+    """The study's annotator guidelines (Markdown, rendered safely) in a fold that starts open; "" without any."""
+    if not markdown or not markdown.strip():
+        return ""
+    return (f'<details class="gl-guidelines" open><summary>Guidelines</summary>'
+            f'<div class="gl-markdown">{_markdown(markdown)}</div></details>')
+
+
+def render_item_labels(labels: Sequence[Mapping[str, object]]) -> str:
+    """Every label of one item for an admin: the score before and after the reveal (and now, if edited later),
+    the comment, the evidence quoted, the time spent and the edit history.
+
+    Each label is a mapping with annotator, before, after, score, comment, evidence (a list of (field, text)),
+    seconds, created_at and edits (a list of one-line descriptions); all of it is escaped here.
+    """
+    if not labels:
+        return render_hint("No human label yet.")
+    rows = []
+    for label in labels:
+        scores = f"{esc(label['before'])} before the reveal"
+        if label.get("after") is not None:
+            scores += f", {esc(label['after'])} after it"
+        settled = label.get("after") if label.get("after") is not None else label.get("before")
+        if label.get("score") != settled:  # edited later
+            scores += f", {esc(label['score'])} now"
+        evidence = "".join(f'<li><span class="gl-tag">{esc(field)}</span> <q>{esc(text)}</q></li>'
+                           for field, text in label.get("evidence") or ())  # type: ignore[attr-defined]
+        edits = "".join(f"<li>{esc(edit)}</li>" for edit in label.get("edits") or ())  # type: ignore[attr-defined]
+        comment = f'<div class="gl-label-comment"><q>{esc(label["comment"])}</q></div>' if label.get("comment") else ""
+        rows.append(
+            f'<li class="gl-admin-label"><b>{esc(label["annotator"])}</b>: {scores}'
+            f' <span class="gl-note">{esc(label.get("seconds"))} s \u00b7 {esc(label.get("created_at"))}</span>'
+            f"{comment}"
+            + (f'<div class="gl-note">Evidence</div><ul class="gl-evidence-list">{evidence}</ul>' if evidence else "")
+            + (f'<div class="gl-note">Edits</div><ul class="gl-edit-list">{edits}</ul>' if edits else "")
+            + "</li>")
+    return f'<div class="gl-human-labels"><div class="gl-subtitle">Human labels</div><ul>{"".join(rows)}</ul></div>'

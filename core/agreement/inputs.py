@@ -23,6 +23,7 @@ BEFORE, AFTER = "human_score_before_reveal", "human_score_after_reveal"
 SCORE_COLUMNS = ("human_score", "model_score", BEFORE, AFTER)
 NO_ANNOTATOR = ""  # the annotator of a row that only says an item exists (no label yet); never a real name
 SPAN_COLUMNS = ("human_spans", "model_spans")
+REMOVED_COLUMN = "item_removed"  # an export's mark on labels of items an admin removed (Studies.export_rows)
 # The app's annotation export (Studies.export_rows) names these columns its own way; a file that lacks the
 # canonical name is read with the export's, so an export is accepted as it is.
 EXPORT_ALIASES = {"score": "human_score", "score_before_reveal": BEFORE, "score_after_reveal": AFTER,
@@ -168,6 +169,8 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in (*REQUIRED_COLUMNS, "source_row")})
     frame = frame.rename(columns={alias: canonical for alias, canonical in EXPORT_ALIASES.items()
                                   if alias in frame.columns and canonical not in frame.columns})
+    if REMOVED_COLUMN in frame.columns:  # an app export keeps the labels of removed items; reports leave them out
+        frame = frame[[flag is not True for flag in _flag_column(frame, REMOVED_COLUMN, row_label)]]
     absent = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if absent:
         raise InputError(f"missing column(s): {', '.join(absent)} (need {', '.join(REQUIRED_COLUMNS)})")

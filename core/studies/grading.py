@@ -93,6 +93,7 @@ def select_items(studies: Studies, actor: User, study_id: int, store: Store, whi
     if which not in (UNGRADED, FAILED):
         raise InputError(f"Grade which items? {which!r} is neither {UNGRADED!r} nor {FAILED!r}.")
     items = studies.list_items(actor, study_id)  # admins only: PermissionDenied for anyone else
+    items = [item for item in items if item.removed_at is None]  # a removed item is out of the study's work
     if which == UNGRADED:
         chosen = [item for item in items if item.judgment_id is None]
     else:

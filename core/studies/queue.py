@@ -29,7 +29,8 @@ CLAIM_SECONDS = 20 * 60
 _studies, _items, _labels, _claims = (
     cast(Table, model.__table__) for model in (StudyRow, ItemRow, AnnotationRow, ClaimRow)
 )
-_SQL_QUEUE_STUDY = (select(_studies.c.id, _studies.c.overlap_target, _studies.c.blind)
+_SQL_QUEUE_STUDY = (select(_studies.c.id, _studies.c.overlap_target, _studies.c.blind, _studies.c.name,
+                           _studies.c.archived_at)
                     .where(_studies.c.id == bindparam("study_id")))
 _LABELS_OF_ITEM = (select(func.count()).select_from(_labels).where(_labels.c.item_id == _items.c.id)
                    .correlate(_items).scalar_subquery())
@@ -38,7 +39,7 @@ _CLAIMS_BY_OTHERS = (select(func.count()).select_from(_claims)
                             _claims.c.claimed_at > bindparam("since"))
                      .correlate(_items).scalar_subquery())
 _QUEUE = (select(*_items.c)
-          .where(_items.c.study_id == bindparam("study_id"),
+          .where(_items.c.study_id == bindparam("study_id"), _items.c.removed_at.is_(None),
                  _items.c.id.not_in(bindparam("skip", expanding=True)),
                  _items.c.id.not_in(select(_labels.c.item_id).where(_labels.c.study_id == bindparam("study_id"),
                                                                     _labels.c.annotator_id == bindparam("me"))))
@@ -54,7 +55,8 @@ _SQL_CLAIM_ADD = insert(_claims)
 _SQL_CLAIM_DROP = delete(_claims).where(_MY_CLAIM)
 _SQL_MY_CLAIM = select(_claims.c.item_id, _claims.c.claimed_at).where(_MY_CLAIM)
 _SQL_ITEM_FOR_LABEL = (select(_items.c.id, _items.c.study_id, _items.c.fields, _studies.c.scale_min,
-                              _studies.c.scale_max, _studies.c.overlap_target)
+                              _studies.c.scale_max, _studies.c.overlap_target, _items.c.removed_at,
+                              _studies.c.archived_at, _studies.c.name)
                        .join_from(_items, _studies, _studies.c.id == _items.c.study_id)
                        .where(_items.c.id == bindparam("item")))
 _SQL_MY_LABEL = select(*_labels.c).where(_labels.c.item_id == bindparam("item"),
@@ -72,11 +74,18 @@ def queue_key(study_id: int, item_id: int) -> int:
 
 
 def queue_study(sql: Connection, study_id: int) -> AnyRow:
-    """(id, overlap_target, blind) of the study; StudyInputError when there is none."""
+    """(id, overlap_target, blind, ...) of the study; StudyInputError when there is none or it is archived."""
     study = sql.execute(_SQL_QUEUE_STUDY, {"study_id": check_id(study_id, "study")}).one_or_none()
     if study is None:
         raise StudyInputError(f"There is no study with id {study_id!r}.")
+    _check_open(study.name, study.archived_at)
     return study
+
+
+def _check_open(name: str, archived_at: datetime | None) -> None:
+    if archived_at is not None:
+        raise StudyInputError(f"The study {name!r} is archived: it takes no labels now. An admin can unarchive it "
+                              "in the Manage tab (python -m core unarchive-study).")
 
 
 def pick(sql: Connection, me_id: int, study: Any, now: datetime, claim_seconds: float,
@@ -104,10 +113,14 @@ def claim(sql: Connection, study_id: int, me_id: int, item_id: int | None, now: 
 
 
 def item_for_label(sql: Connection, item_id: int) -> AnyRow:
-    """(id, study_id, fields, scale_min, scale_max, overlap_target) of the item; StudyInputError when there is none."""
+    """(id, study_id, fields, scale_min, scale_max, overlap_target, ...) of the item; StudyInputError when there
+    is none, it was removed, or its study is archived."""
     item = sql.execute(_SQL_ITEM_FOR_LABEL, {"item": check_id(item_id, "item")}).one_or_none()
     if item is None:
         raise StudyInputError(f"There is no item with id {item_id!r}.")
+    if item.removed_at is not None:
+        raise StudyInputError(f"Item #{item.id} was removed from the study by an admin: it takes no more labels.")
+    _check_open(item.name, item.archived_at)
     return item
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 EXPORT_COLUMNS = ("study", "study_id", "item_id", "external_id", "annotation_id", "annotator", "score",
                   "score_before_reveal", "score_after_reveal", "blind", "comment", "seconds", "spans", "created_at",
                   "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
-                  "model_distribution", "model_expected_score")
+                  "model_distribution", "model_expected_score", "item_removed")
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ def export_rows(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]
             "model_distribution": (json.dumps({str(k): v for k, v in distribution.items()})
                                    if distribution else None),
             "model_expected_score": judgment.expected_score if judgment is not None else None,
+            "item_removed": item.removed_at is not None,  # removed by an admin: left out of the agreement report
         })
         rows.append(row)
     return rows

@@ -138,6 +138,7 @@ def to_item(row: Any, *, hide_judgment: bool = False) -> Item:
         external_id=row.external_id,
         judgment_id=None if hide_judgment else row.judgment_id,
         order_key=row.order_key,
+        removed_at=getattr(row, "removed_at", None),
     )
 
 

@@ -38,6 +38,7 @@ from core.judgments import JudgmentRow
 from core.prompt import infer_scale
 from core.store import Store
 from core.studies import imports, queue, reports
+from core.studies.admin import StudyAdmin
 from core.studies.checks import (
     DuplicateItemError,
     ItemKey,
@@ -99,6 +100,7 @@ class Studies:
         self.accounts = Accounts(store, password_cost=password_cost)
         self._store = store
         self._claim_seconds = float(claim_seconds)
+        self.admin = StudyAdmin(store)  # editing, archiving, deleting studies; the item browser; progress
 
     # -- sessions and permissions ----------------------------------------------------------------
 
@@ -233,10 +235,13 @@ class Studies:
         return self._write("save a study to", work)
 
     def list_studies(self, actor: User) -> list[Study]:
-        """Every study, newest first (any signed-in user: every annotator may label every study)."""
+        """Every study, newest first (any signed-in user: every annotator may label every study but archived ones)."""
         with self._read() as session:
-            self._actor(session, actor)
-            rows = session.execute(STUDIES_WITH_CREATOR.order_by(StudyRow.created_at.desc(), StudyRow.id.desc()))
+            me = self._actor(session, actor)
+            shown = STUDIES_WITH_CREATOR
+            if me.role != ADMIN:
+                shown = shown.where(StudyRow.archived_at.is_(None))
+            rows = session.execute(shown.order_by(StudyRow.created_at.desc(), StudyRow.id.desc()))
             return [to_study(row, creator) for row, creator in rows]
 
     def get_study(self, actor: User, study_id: int) -> Study:
@@ -460,9 +465,10 @@ class Studies:
         with self._read() as session:
             me = self._actor(session, actor)
             study = self._study_row(session, study_id)
-            in_study = AnnotationRow.study_id == study.id
+            live = select(ItemRow.id).where(ItemRow.study_id == study.id, ItemRow.removed_at.is_(None))  # not removed
+            in_study = (AnnotationRow.study_id == study.id) & AnnotationRow.item_id.in_(live)
             mine = session.scalar(select(func.count()).where(in_study, AnnotationRow.annotator_id == me.id)) or 0
-            total = session.scalar(select(func.count()).select_from(ItemRow).where(ItemRow.study_id == study.id)) or 0
+            total = session.scalar(select(func.count()).select_from(live.subquery())) or 0
             per_item = (select(AnnotationRow.item_id).where(in_study).group_by(AnnotationRow.item_id)
                         .having(func.count() >= study.overlap_target).subquery())
             complete = session.scalar(select(func.count()).select_from(per_item)) or 0
@@ -646,7 +652,8 @@ class Studies:
         with self._read() as session:
             self._admin(session, actor, "see a study's ratings")
             study = self._study_row(session, study_id)
-            return reports.ratings(study, reports.report_lines(session, study))
+            lines = [line for line in reports.report_lines(session, study) if line.item.removed_at is None]
+            return reports.ratings(study, lines)  # removed items are left out of the report (kept in exports)
 
     def export_rows(self, actor: User, study_id: int) -> list[dict[str, Any]]:
         """One row per annotation with the item's fields and the model's outputs, for CSV/JSONL export.

@@ -60,6 +60,7 @@ class Item:
     external_id: str | None  # the id column of an imported file, if any
     judgment_id: int | None  # the model's stored judgment (core.store), once graded
     order_key: int  # stable pseudo-random position in the labelling queue
+    removed_at: datetime | None = None  # removed by an admin: out of the queue and the report, kept in exports
 
 
 @dataclass(frozen=True)

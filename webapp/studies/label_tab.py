@@ -177,7 +177,8 @@ class LabelHandlers(StudyPage):
         p = self._studies.progress(actor, study.id)
         return {
             lt.summary: _html(render.render_study_summary(study.name, study.description, study.pass_criteria,
-                                                          study.scale, study.blind, rubric_levels(study.rubric))),
+                                                          study.scale, study.blind, rubric_levels(study.rubric))
+                                + render.render_guidelines(study.guidelines)),
             lt.progress: _html(render.render_progress(progress_line(p.labelled_by_me, p.total_items,
                                                                     p.items_complete, p.overlap_target))),
             lt.notice: _html(""),

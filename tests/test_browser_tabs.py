@@ -23,7 +23,7 @@ from tests.webapp_helpers import (
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement"]
+ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement", "People"]
 
 pytestmark = BROWSER_MARKS
 

@@ -234,6 +234,9 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
     ann = studies.get_user("ann")
     assert ann is not None
     before = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
+    ada = studies.get_user("ada")
+    assert ada is not None
+    people_before = (studies.list_users(ada), studies.assignments.get(ada, secured.study_id))  # the People tab's
     calls = 0
     leaks: list[str] = []
     crashes: list[str] = []
@@ -261,6 +264,9 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
     assert crashes == [], "\n".join(crashes)
     after = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
     assert after == before and len(studies.history(ann, secured.annotation_id)) == 0
+    # No role, right, password, account or assignment changed (bob is refused every People action).
+    assert (studies.list_users(ada), studies.assignments.get(ada, secured.study_id)) == people_before
+    assert all(studies.authenticate(name, PASSWORD) is not None for name in ("ada", "ann", "bob", "cat"))
     assert secured.services.batch is not None and secured.services.batch.progress(secured.job_id).done == 1
 
 

@@ -40,8 +40,15 @@ from core.store import Store
 
 T = TypeVar("T")
 
-# A one-time password: 12 characters of secrets.token_urlsafe (72 bits), easy to read out or type once.
-ONE_TIME_BYTES = 9
+# A one-time password: 14 letters and digits without look-alikes (0/O, 1/l/I): about 80 bits, easy to read
+# out or type once, and never starting with '-' (which a shell or a form might take for something else).
+ONE_TIME_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+ONE_TIME_LENGTH = 14
+
+
+def one_time_password() -> str:
+    """A fresh random one-time password (secrets)."""
+    return "".join(secrets.choice(ONE_TIME_ALPHABET) for _ in range(ONE_TIME_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ class People:
         name = check_username(username)
         if role not in ROLES:
             raise StudyInputError(f"Role {role!r} is not one of {', '.join(ROLES)}.")
-        one_time = secrets.token_urlsafe(ONE_TIME_BYTES) if password is None else None
+        one_time = one_time_password() if password is None else None
         encoded = hash_password(check_new_password(password if one_time is None else one_time), n=self._password_cost)
 
         def work(session: Session) -> PasswordReset:
@@ -186,7 +193,7 @@ class People:
         in clear. With `must_change` (always for a one-time password) the user must choose their own at the
         next sign-in before anything else (core.accounts.Accounts.change_password).
         """
-        one_time = secrets.token_urlsafe(ONE_TIME_BYTES) if password is None else None
+        one_time = one_time_password() if password is None else None
         new = check_new_password(password if one_time is None else one_time)
         encoded = hash_password(new, n=self._password_cost)  # slow on purpose: outside the transaction
 

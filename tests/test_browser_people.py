@@ -1,6 +1,8 @@
 """A password reset in headless Chromium: admin ada gives ann a one-time password on the People tab; ann signs in
 with it, sees only "Choose a new password" (no tabs) until she has chosen one, then has her tabs; after signing
-out she signs in with the new password, and the one-time password no longer works."""
+out she signs in with the new password, and the one-time password no longer works.
+
+Also writes the People tab's screenshot (tests.test_browser.screenshot_path: assets/ only on request)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS, screenshot_path
 from tests.webapp_helpers import PASSWORD, launched, make_study_services
 from webapp import Services
 
@@ -16,6 +18,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = BROWSER_MARKS
 NEW_PASSWORD = "ann's own passphrase"
+SCREENSHOT = screenshot_path("screenshot-people.png")
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +60,7 @@ def test_an_admin_resets_a_password_and_the_user_chooses_a_new_one(browser: sync
     one_time = shown.inner_text().strip()
     assert len(one_time) >= 12
     sync_api.expect(admin.locator("#gl-people-table")).to_contain_text("must choose a new one")
+    admin.screenshot(path=str(SCREENSHOT), full_page=True)
     admin.context.close()
 
     user = new_page(browser)

@@ -105,7 +105,7 @@ def test_a_one_time_password_must_be_replaced_before_anything_else(studies: Stud
     study_id = _study(studies, boss)
     reset = people.reset_password(boss, "ann")
     one_time = reset.one_time_password
-    assert one_time is not None and len(one_time) >= 12 and reset.user.must_change_password
+    assert one_time is not None and len(one_time) == 14 and one_time.isalnum() and reset.user.must_change_password
     with sqlite3.connect(db_path) as raw:  # never stored in clear
         stored = b"".join(str(row).encode() for row in raw.execute("SELECT * FROM users"))
     assert one_time.encode() not in stored

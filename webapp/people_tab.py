@@ -76,7 +76,8 @@ class PeopleTab:
                     gr.HTML(render.render_subtitle("Users"))
                     refresh = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id="gl-people-refresh")
                 table = gr.Dataframe(headers=PEOPLE_HEADERS, datatype="str", interactive=False, wrap=True,
-                                     max_height=360, elem_id="gl-people-table")
+                                     max_height=360, column_widths=["14%", "13%", "11%", "11%", "19%", "14%", "18%"],
+                                     elem_id="gl-people-table")
                 gr.HTML(render.render_subtitle("Study assignment"))
                 study = gr.Dropdown(choices=[], label="Study", elem_id="gl-assign-study")
                 mode = gr.Radio(choices=ASSIGNMENT_CHOICES, value=OPEN, label="Who may label it",

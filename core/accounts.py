@@ -18,7 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Boolean, Integer, String, Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
@@ -81,7 +81,8 @@ class UserRow(Base):
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)  # added by migration 5
 
 
-def _user(row: UserRow) -> User:
+def to_user(row: UserRow) -> User:
+    """The User value of a users row (admins always have the grade right)."""
     return User(id=row.id, username=row.username, role=row.role, created_at=row.created_at,
                 can_grade=row.role == ADMIN or bool(row.can_grade), active=bool(row.active),
                 must_change_password=bool(row.must_change_password))
@@ -131,7 +132,7 @@ def _dummy_hash(n: int) -> str:
     return _DUMMY_HASHES[n]
 
 
-def _check_username(username: object) -> str:
+def check_username(username: object) -> str:
     if not isinstance(username, str):
         raise StudyInputError("The username must be text.")
     name = username.strip()
@@ -143,6 +144,13 @@ def _check_username(username: object) -> str:
             "'-' (no spaces)."
         )
     return name
+
+
+def check_new_password(password: object) -> str:
+    """`password` when it may be someone's new password; StudyInputError saying why not otherwise."""
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise StudyInputError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+    return password
 
 
 # --------------------------------------------------------------------------------------------------
@@ -159,16 +167,29 @@ class Me(NamedTuple):
 
 _users = cast(Table, UserRow.__table__)
 # Built once: every labelling call runs it (building a statement per call cost more than the SQL itself).
-_SQL_ME = select(_users.c.id, _users.c.username, _users.c.role).where(_users.c.id == bindparam("user_id"))
+_SQL_ME = (select(_users.c.id, _users.c.username, _users.c.role, _users.c.active, _users.c.must_change_password)
+           .where(_users.c.id == bindparam("user_id")))
+MUST_CHANGE_PASSWORD = "{name!r} must choose a new password first: an admin reset it."
 
 
-def signed_in(session: Session, actor: User) -> Me:
-    """The actor as stored now: a deleted user, or a User object that was never signed in, is refused."""
+def _stored(session: Session, actor: User) -> Any:
+    """The actor's row as stored now (id, username, role, active, must_change_password), if they may sign in."""
     if not isinstance(actor, User):
         raise PermissionDenied("Sign in first.")
     row = session.connection().execute(_SQL_ME, {"user_id": actor.id}).one_or_none()
     if row is None or row.username != actor.username:
         raise PermissionDenied(f"There is no user {actor.username!r} any more; sign in again.")
+    if not row.active:
+        raise PermissionDenied(f"The account {row.username!r} is deactivated; an admin can reactivate it.")
+    return row
+
+
+def signed_in(session: Session, actor: User) -> Me:
+    """The actor as stored now: a deleted or deactivated user, a user who must first choose a new password
+    (after an admin's reset), or a User object that was never signed in, is refused."""
+    row = _stored(session, actor)
+    if row.must_change_password:
+        raise PermissionDenied(MUST_CHANGE_PASSWORD.format(name=row.username))
     return Me(row.id, row.username, row.role)
 
 
@@ -225,11 +246,10 @@ class Accounts:
 
         Takes no actor: the CLI bootstraps the first admin with it, and the UI offers it to admins only.
         """
-        name = _check_username(username)
+        name = check_username(username)
         if role not in ROLES:
             raise StudyInputError(f"Role {role!r} is not one of {', '.join(ROLES)}.")
-        if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
-            raise StudyInputError(f"The password must have at least {MIN_PASSWORD_LENGTH} characters.")
+        check_new_password(password)
         encoded = hash_password(password, n=self._password_cost)  # slow on purpose: outside the transaction
 
         def work(session: Session) -> User:
@@ -238,7 +258,7 @@ class Accounts:
             row = UserRow(username=name, role=role, password_hash=encoded, created_at=datetime.now(UTC))
             session.add(row)
             session.flush()
-            return _user(row)
+            return to_user(row)
 
         try:
             return self._write("add a user to", work)
@@ -248,14 +268,44 @@ class Accounts:
             raise
 
     def authenticate(self, username: str, password: str) -> User | None:
-        """The user when the password matches, else None (same work, and time, for an unknown name)."""
+        """The user when the password matches and the account is active, else None (same work, and time, for
+        an unknown name). A user who must choose a new password signs in, and core refuses them everything
+        else until they have (change_password)."""
         row = None
         if isinstance(username, str) and username.strip():
             with self._read() as session:
                 row = session.scalar(select(UserRow).where(UserRow.username == username.strip()))
         encoded = row.password_hash if row is not None else _dummy_hash(self._password_cost)
         matches = verify_password(password if isinstance(password, str) else "", encoded)
-        return _user(row) if row is not None and matches else None
+        return to_user(row) if row is not None and matches and row.active else None
+
+    def change_password(self, actor: User, old: str, new: str) -> User:
+        """The signed-in user chooses a new password, giving their current one; clears must_change_password.
+
+        PermissionDenied for a wrong current password (or a deactivated account); StudyInputError for a new
+        password that is too short or the same as the current one.
+        """
+        check_new_password(new)
+        if isinstance(old, str) and old == new:
+            raise StudyInputError("The new password is the same as the current one: choose a different one.")
+        with self._read() as session:  # the slow checks happen outside the write transaction
+            stored = _stored(session, actor)
+            current = session.scalar(select(UserRow.password_hash).where(UserRow.id == stored.id)) or ""
+        if not verify_password(old if isinstance(old, str) else "", current):
+            raise PermissionDenied("The current password is not right; nothing was changed.")
+        encoded = hash_password(new, n=self._password_cost)
+
+        def work(session: Session) -> User:
+            row = session.get(UserRow, _stored(session, actor).id)
+            assert row is not None  # _stored found it in this transaction
+            if row.password_hash != current:  # changed meanwhile (another tab, an admin's reset)
+                raise PermissionDenied("The password was changed meanwhile; sign in again.")
+            row.password_hash = encoded
+            row.must_change_password = False
+            session.flush()
+            return to_user(row)
+
+        return self._write("change a password in", work)
 
     def get_user(self, username: str) -> User | None:
         """The user with this name, or None."""
@@ -263,13 +313,13 @@ class Accounts:
             return None
         with self._read() as session:
             row = session.scalar(select(UserRow).where(UserRow.username == username.strip()))
-            return None if row is None else _user(row)
+            return None if row is None else to_user(row)
 
     def list_users(self, actor: User) -> list[User]:
         """Every user, by name (admins only)."""
         with self._read() as session:
             require_admin(session, actor, "list users")
-            return [_user(row) for row in session.scalars(select(UserRow).order_by(UserRow.username))]
+            return [to_user(row) for row in session.scalars(select(UserRow).order_by(UserRow.username))]
 
     def set_grading(self, actor: User | None, username: str, allowed: bool) -> User:
         """Grant (or revoke) an annotator's grade right; `actor` None is the command line (the database's owner).
@@ -277,7 +327,7 @@ class Accounts:
         PermissionDenied for an annotator actor; StudyInputError for an unknown user or an admin (whose
         right comes with the role and cannot be revoked without demoting them).
         """
-        name = _check_username(username)
+        name = check_username(username)
 
         def work(session: Session) -> User:
             if actor is not None:
@@ -289,6 +339,6 @@ class Accounts:
                 raise StudyInputError(f"{name!r} is an admin: admins may always grade.")
             row.can_grade = bool(allowed)
             session.flush()
-            return _user(row)
+            return to_user(row)
 
         return self._write("change the grade right in", work)

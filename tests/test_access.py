@@ -238,6 +238,7 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
     assert ada is not None
     # The Manage tab's actions (edit, archive, delete, remove items) change nothing for bob either.
     studies_before = [(s, studies.list_items(ada, s.id)) for s in studies.list_studies(ada)]
+    people_before = (studies.list_users(ada), studies.assignments.get(ada, secured.study_id))  # the People tab's
     calls = 0
     leaks: list[str] = []
     crashes: list[str] = []
@@ -266,6 +267,9 @@ def test_an_annotator_gets_none_of_another_s_or_the_admin_s_data_through_any_eve
     after = [(a.id, a.score, a.comment) for a in studies.my_annotations(ann, secured.study_id)]
     assert after == before and len(studies.history(ann, secured.annotation_id)) == 0
     assert [(s, studies.list_items(ada, s.id)) for s in studies.list_studies(ada)] == studies_before
+    # No role, right, password, account or assignment changed (bob is refused every People action).
+    assert (studies.list_users(ada), studies.assignments.get(ada, secured.study_id)) == people_before
+    assert all(studies.authenticate(name, PASSWORD) is not None for name in ("ada", "ann", "bob", "cat"))
     assert secured.services.batch is not None and secured.services.batch.progress(secured.job_id).done == 1
 
 

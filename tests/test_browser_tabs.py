@@ -23,7 +23,7 @@ from tests.webapp_helpers import (
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement", "Manage"]
+ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement", "Manage", "People"]
 
 pytestmark = BROWSER_MARKS
 

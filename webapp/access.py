@@ -23,14 +23,16 @@ from webapp.components import Unavailable
 from webapp.services import Services
 
 # Every tab's id (gr.Tab(id=...)) in the order of the tab bar; each role's tabs are a subset.
-TABS = ("grade", "history", "batch", "studies", "label", "agreement", "manage")
+TABS = ("grade", "history", "batch", "studies", "label", "agreement", "manage", "people")
 GRADING_TABS = ("grade", "history", "batch")
-ADMIN_TABS = ("studies", "agreement", "manage")
+ADMIN_TABS = ("studies", "agreement", "manage", "people")
 HIDDEN_CLASS = "gl-hide-{tab}"
+# The whole tab bar and its content, while a user must first choose a new password (webapp.password_panel).
+LOCKED_CLASS = "gl-locked"
 # One rule per tab: its button in the tab bar (the Tabs wrap instead of folding into a menu, whose
 # buttons carry no tab id) disappears while the gr.Tabs carries the tab's class.
 TAB_CSS = "\n".join(f'#gl-tabs.{HIDDEN_CLASS.format(tab=tab)} button[data-tab-id="{tab}"] {{ display: none; }}'
-                    for tab in TABS)
+                    for tab in TABS) + f"\n#gl-tabs.{LOCKED_CLASS} {{ display: none; }}"
 NEEDS_SIGN_IN = (
     "Studies need sign-in. Create the first admin with `python -m core create-admin NAME`, then restart the "
     "app: it asks everyone to sign in as soon as a user exists (or start it with --auth)."
@@ -63,13 +65,16 @@ def current_user(services: Services, request: Any) -> User:
     user = services.studies.get_user(str(username))
     if user is None:
         raise PermissionDenied(f"There is no account named {username!r} any more; sign out and in again.")
+    if not user.active:
+        raise PermissionDenied(f"The account {user.username!r} is deactivated; an admin can reactivate it.")
     return user
 
 
 def require_admin(user: User, doing: str) -> User:
     """`user` when they are an admin; PermissionDenied ("Only an admin may {doing}; ...") otherwise."""
     if not user.is_admin:
-        raise PermissionDenied(f"Only an admin may {doing}; {user.username!r} is an annotator.")
+        article = "a" if user.role == "reviewer" else "an"
+        raise PermissionDenied(f"Only an admin may {doing}; {user.username!r} is {article} {user.role}.")
     return user
 
 
@@ -113,24 +118,27 @@ def check_job(guard: BlindGuard | None, jobs: BatchJobs, job_id: int) -> None:
 
 
 def tabs_for(services: Services, user: User | None) -> tuple[str, ...]:
-    """The tabs a user sees: all with sign-in off or for admins; annotators Label (and grading, if granted)."""
+    """The tabs a user sees: all with sign-in off or for admins; annotators and reviewers Label (and grading, if
+    granted); none while the user must choose a new password."""
     if not services.auth_enabled or services.studies is None:
         return TABS
     if user is None:
         return ("label",)
+    if user.must_change_password:
+        return ()
     if user.is_admin:
         return TABS
     return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS))
 
 
 def hidden_classes(shown: Iterable[str]) -> list[str]:
-    """The gr.Tabs classes that hide every tab not in `shown`."""
+    """The gr.Tabs classes that hide every tab not in `shown` (and the whole bar when none is shown)."""
     visible = set(shown)
-    return [HIDDEN_CLASS.format(tab=tab) for tab in TABS if tab not in visible]
+    return [HIDDEN_CLASS.format(tab=tab) for tab in TABS if tab not in visible] + ([] if visible else [LOCKED_CLASS])
 
 
 def first_tab(shown: tuple[str, ...], user: User | None) -> str:
     """The tab a user lands on: Label for annotators (what they come for), else the first one shown."""
     if user is not None and not user.is_admin and "label" in shown:
         return "label"
-    return shown[0]
+    return shown[0] if shown else "label"

@@ -19,6 +19,8 @@ from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.components import PRIVATE
 from webapp.grade_tab import GradeHandlers, GradeTab, ResultPanel, no_judge_message
 from webapp.history_tab import HistoryHandlers, HistoryTab
+from webapp.password_panel import PasswordHandlers, PasswordPanel
+from webapp.people_tab import PeopleHandlers, PeopleTab
 from webapp.services import Services
 from webapp.studies import AgreementTab, LabelTab, StudiesTab, StudyHandlers, StudyWidgets
 from webapp.studies.label_tab import LABEL_KEYS_JS
@@ -134,6 +136,7 @@ def build_app(services: Services) -> gr.Blocks:
         poll.tick(lambda: {banner: _banner(services), poll: gr.Timer(active=services.judge_loading is not None)},
                   None, [banner, poll], api_visibility=PRIVATE, queue=False, show_progress="hidden")
         demo.load(lambda: _banner(services), None, banner, api_visibility=PRIVATE, queue=False)
+        password = PasswordPanel.create()  # only for a user whose password an admin reset
         with gr.Tabs(elem_id="gl-tabs", **_tab_options(services)) as tabs:
             with gr.Tab("Grade", id="grade"):
                 grade_tab = GradeTab.create(services.presets)
@@ -149,6 +152,8 @@ def build_app(services: Services) -> gr.Blocks:
                 agreement = AgreementTab.create_in(agreement_tab)
             with gr.Tab("Manage", id="manage") as manage_tab:
                 manage = ManageTab.create_in(manage_tab)
+            with gr.Tab("People", id="people"):
+                people = PeopleTab.create()
         GradeHandlers(services, grade_tab).wire(demo)  # before History's: the events keep their order
         HistoryHandlers(services, tabs, history_tab, grade_tab).wire(demo)
         if services.auth_enabled:
@@ -162,4 +167,6 @@ def build_app(services: Services) -> gr.Blocks:
                        graded=grade_tab.graded)
         StudyHandlers(services, ui).wire(demo)
         ManageHandlers(services, manage).wire(demo)
+        PeopleHandlers(services, people).wire(demo)
+        PasswordHandlers(services, password).wire(demo)
     return demo

@@ -30,7 +30,7 @@ _studies, _items, _labels, _claims = (
     cast(Table, model.__table__) for model in (StudyRow, ItemRow, AnnotationRow, ClaimRow)
 )
 _SQL_QUEUE_STUDY = (select(_studies.c.id, _studies.c.overlap_target, _studies.c.blind, _studies.c.name,
-                           _studies.c.archived_at)
+                           _studies.c.archived_at, _studies.c.assignment, _studies.c.split_items)
                     .where(_studies.c.id == bindparam("study_id")))
 _LABELS_OF_ITEM = (select(func.count()).select_from(_labels).where(_labels.c.item_id == _items.c.id)
                    .correlate(_items).scalar_subquery())
@@ -47,6 +47,9 @@ _QUEUE = (select(*_items.c)
           .limit(1))
 _SQL_NEXT_FREE = _QUEUE.where(_LABELS_OF_ITEM + _CLAIMS_BY_OTHERS < bindparam("k"))  # open, unclaimed places
 _SQL_NEXT_ANY = _QUEUE.where(_LABELS_OF_ITEM < bindparam("k"))  # open places, claimed or not
+# The same within an annotator's share of a split study (core.studies.assignment).
+_ONLY = _items.c.id.in_(bindparam("only", expanding=True))
+_SQL_NEXT_FREE_ONLY, _SQL_NEXT_ANY_ONLY = _SQL_NEXT_FREE.where(_ONLY), _SQL_NEXT_ANY.where(_ONLY)
 # (Bind names differ from column names: UPDATE reserves those for its SET clause.)
 _MY_CLAIM = (_claims.c.study_id == bindparam("claim_study")) & (_claims.c.annotator_id == bindparam("claimer"))
 _SQL_CLAIM_MOVE = update(_claims).where(_MY_CLAIM).values(item_id=bindparam("claim_item"),
@@ -56,7 +59,8 @@ _SQL_CLAIM_DROP = delete(_claims).where(_MY_CLAIM)
 _SQL_MY_CLAIM = select(_claims.c.item_id, _claims.c.claimed_at).where(_MY_CLAIM)
 _SQL_ITEM_FOR_LABEL = (select(_items.c.id, _items.c.study_id, _items.c.fields, _studies.c.scale_min,
                               _studies.c.scale_max, _studies.c.overlap_target, _items.c.removed_at,
-                              _studies.c.archived_at, _studies.c.name)
+                              _studies.c.archived_at, _studies.c.name, _studies.c.assignment,
+                              _studies.c.split_items)
                        .join_from(_items, _studies, _studies.c.id == _items.c.study_id)
                        .where(_items.c.id == bindparam("item")))
 _SQL_MY_LABEL = select(*_labels.c).where(_labels.c.item_id == bindparam("item"),
@@ -74,7 +78,8 @@ def queue_key(study_id: int, item_id: int) -> int:
 
 
 def queue_study(sql: Connection, study_id: int) -> AnyRow:
-    """(id, overlap_target, blind, ...) of the study; StudyInputError when there is none or it is archived."""
+    """(id, overlap_target, blind, name, archived_at, assignment, split_items) of the study; StudyInputError when
+    there is none or it is archived."""
     study = sql.execute(_SQL_QUEUE_STUDY, {"study_id": check_id(study_id, "study")}).one_or_none()
     if study is None:
         raise StudyInputError(f"There is no study with id {study_id!r}.")
@@ -89,12 +94,16 @@ def _check_open(name: str, archived_at: datetime | None) -> None:
 
 
 def pick(sql: Connection, me_id: int, study: Any, now: datetime, claim_seconds: float,
-         skip: Sequence[int] = ()) -> AnyRow | None:
-    """The first queue item with an open place no one else has claimed, else the first with any open place."""
+         skip: Sequence[int] = (), only: Sequence[int] | None = None) -> AnyRow | None:
+    """The first queue item with an open place no one else has claimed, else the first with any open place;
+    `only`: among these items (an annotator's share of a split study), None: among all."""
     params = {"study_id": study.id, "me": me_id, "k": study.overlap_target, "skip": list(skip),
               "since": now - timedelta(seconds=claim_seconds)}
-    row = sql.execute(_SQL_NEXT_FREE, params).one_or_none()
-    return row if row is not None else sql.execute(_SQL_NEXT_ANY, params).one_or_none()
+    free, any_ = _SQL_NEXT_FREE, _SQL_NEXT_ANY
+    if only is not None:
+        free, any_, params["only"] = _SQL_NEXT_FREE_ONLY, _SQL_NEXT_ANY_ONLY, list(only)
+    row = sql.execute(free, params).one_or_none()
+    return row if row is not None else sql.execute(any_, params).one_or_none()
 
 
 def my_claim(sql: Connection, study_id: int, me_id: int) -> AnyRow | None:
@@ -113,8 +122,8 @@ def claim(sql: Connection, study_id: int, me_id: int, item_id: int | None, now: 
 
 
 def item_for_label(sql: Connection, item_id: int) -> AnyRow:
-    """(id, study_id, fields, scale_min, scale_max, overlap_target, ...) of the item; StudyInputError when there
-    is none, it was removed, or its study is archived."""
+    """(id, study_id, fields, scale_min, scale_max, overlap_target, ..., assignment, split_items) of the item;
+    StudyInputError when there is none, it was removed, or its study is archived."""
     item = sql.execute(_SQL_ITEM_FOR_LABEL, {"item": check_id(item_id, "item")}).one_or_none()
     if item is None:
         raise StudyInputError(f"There is no item with id {item_id!r}.")

@@ -35,9 +35,10 @@ from core.accounts import (
 )
 from core.errors import PermissionDenied, RubricError, StudyInputError
 from core.judgments import JudgmentRow
+from core.people import People
 from core.prompt import infer_scale
 from core.store import Store
-from core.studies import imports, queue, reports
+from core.studies import assignment, imports, queue, reports
 from core.studies.admin import StudyAdmin
 from core.studies.checks import (
     DuplicateItemError,
@@ -98,6 +99,8 @@ class Studies:
         if not claim_seconds >= 0:
             raise ValueError("claim_seconds must not be negative.")
         self.accounts = Accounts(store, password_cost=password_cost)
+        self.people = People(store, password_cost=password_cost)  # admins: roles, password resets, deactivation
+        self.assignments = assignment.Assignments(store)  # admins: who may label a study, items split or not
         self._store = store
         self._claim_seconds = float(claim_seconds)
         self.admin = StudyAdmin(store)  # editing, archiving, deleting studies; the item browser; progress
@@ -235,19 +238,20 @@ class Studies:
         return self._write("save a study to", work)
 
     def list_studies(self, actor: User) -> list[Study]:
-        """Every study, newest first (any signed-in user: every annotator may label every study but archived ones)."""
+        """Every study, newest first (admins); anyone else: the studies open to them (core.studies.assignment),
+        archived ones left out."""
         with self._read() as session:
             me = self._actor(session, actor)
-            shown = STUDIES_WITH_CREATOR
+            wanted = STUDIES_WITH_CREATOR
             if me.role != ADMIN:
-                shown = shown.where(StudyRow.archived_at.is_(None))
-            rows = session.execute(shown.order_by(StudyRow.created_at.desc(), StudyRow.id.desc()))
+                wanted = wanted.where(StudyRow.archived_at.is_(None), assignment.open_to(me.id))
+            rows = session.execute(wanted.order_by(StudyRow.created_at.desc(), StudyRow.id.desc()))
             return [to_study(row, creator) for row, creator in rows]
 
     def get_study(self, actor: User, study_id: int) -> Study:
-        """The study (any signed-in user); StudyInputError when there is none."""
+        """The study (any signed-in user it is open to); StudyInputError when there is none."""
         with self._read() as session:
-            self._actor(session, actor)
+            assignment.check_open_to(session, check_id(study_id, "study"), self._actor(session, actor))
             wanted = STUDIES_WITH_CREATOR.where(StudyRow.id == check_id(study_id, "study"))
             found = session.execute(wanted).one_or_none()
             if found is None:
@@ -400,6 +404,7 @@ class Studies:
         with self._read() as session:
             me = self._actor(session, actor)
             row = self._item_row(session, item_id)
+            assignment.check_open_to(session, row.study_id, me)
             hide = False
             if me.role != ADMIN and session.scalar(select(StudyRow.blind).where(StudyRow.id == row.study_id)):
                 hide = self._label_id(session, row.id, me.id) is None
@@ -440,8 +445,9 @@ class Studies:
             me = self._actor(session, actor)
             sql = session.connection()
             study = queue.queue_study(sql, study_id)
+            share = assignment.share_of(sql, study, me)  # None: every item
             now = _now()
-            row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped)
+            row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped, share)
             claim = queue.my_claim(sql, study.id, me.id)
             fresh = now - timedelta(seconds=self._claim_seconds / 2)
             if row is None and claim is None:
@@ -453,8 +459,9 @@ class Studies:
             me = self._actor(session, actor)
             sql = session.connection()
             study = queue.queue_study(sql, study_id)
+            share = assignment.share_of(sql, study, me)
             now = _now()
-            row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped)
+            row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped, share)
             queue.claim(sql, study.id, me.id, None if row is None else row.id, now)
             return None if row is None else to_item(row, hide_judgment=bool(study.blind))
 
@@ -494,6 +501,11 @@ class Studies:
             me = self._actor(session, actor)
             sql = session.connection()
             item = queue.item_for_label(sql, item_id)
+            rule = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target, assignment=item.assignment,
+                                   split_items=item.split_items)
+            share = assignment.share_of(sql, rule, me)  # None: every item
+            if share is not None and item.id not in share:
+                raise PermissionDenied(f"Item {item.id} is not among the items dealt to {me.username!r} in this study.")
             value = check_score(score, (item.scale_min, item.scale_max))
             checked = check_spans(spans, {tag: text for tag, text in item.fields})
             existing = queue.my_label(sql, item.id, me.id)
@@ -511,7 +523,7 @@ class Studies:
             # The label now holds its place itself. Claim the annotator's next item in this same
             # transaction, so the next_item call that follows is a read, not a second commit.
             study = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target)
-            following = queue.pick(sql, me.id, study, now, self._claim_seconds)
+            following = queue.pick(sql, me.id, study, now, self._claim_seconds, only=share)
             queue.claim(sql, item.study_id, me.id, None if following is None else following.id, now)
             return to_annotation(SimpleNamespace(id=added, **values), me.username)
 

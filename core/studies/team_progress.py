@@ -2,7 +2,7 @@
 and how often they changed their score once the judge's verdict was revealed.
 
 Reached through Studies.admin (core.studies.admin), which checks that the caller is an admin. Who counts as
-assigned is `assigned_counts`: one function to extend as the ways of assigning items grow.
+assigned is core.studies.assignment's (open, chosen annotators, split items).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.accounts import ADMIN, UserRow
+from core.studies import assignment
 from core.studies.rows import AnnotationEditRow, AnnotationRow, ItemRow, StudyAnnotatorRow, StudyRow
 
 
@@ -41,11 +42,12 @@ def may_label(session: Session, study: StudyRow) -> list[int]:
 
 
 def assigned_counts(session: Session, study: StudyRow, user_ids: Iterable[int]) -> dict[int, int]:
-    """How many items each user is assigned: every item still in the study for those who may label it, else 0."""
-    live = session.scalar(select(func.count()).select_from(ItemRow)
-                          .where(ItemRow.study_id == study.id, ItemRow.removed_at.is_(None))) or 0
+    """How many items each user is assigned: core.studies.assignment's count (open, chosen or split) for those
+    who may label the study now, 0 for the others (admins of an open study, inactive users)."""
+    wanted = list(user_ids)
     allowed = set(may_label(session, study))
-    return {user_id: live if user_id in allowed else 0 for user_id in user_ids}
+    counts = assignment.assigned_counts(session, study.id, wanted)
+    return {user_id: counts[user_id] if user_id in allowed else 0 for user_id in wanted}
 
 
 def progress(session: Session, study: StudyRow) -> list[AnnotatorProgress]:

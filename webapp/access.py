@@ -23,7 +23,7 @@ from webapp.components import Unavailable
 from webapp.services import Services
 
 # Every tab's id (gr.Tab(id=...)) in the order of the tab bar; each role's tabs are a subset.
-TABS = ("grade", "history", "batch", "studies", "label", "agreement")
+TABS = ("grade", "history", "batch", "studies", "label", "agreement", "review")
 GRADING_TABS = ("grade", "history", "batch")
 ADMIN_TABS = ("studies", "agreement")
 HIDDEN_CLASS = "gl-hide-{tab}"
@@ -113,14 +113,16 @@ def check_job(guard: BlindGuard | None, jobs: BatchJobs, job_id: int) -> None:
 
 
 def tabs_for(services: Services, user: User | None) -> tuple[str, ...]:
-    """The tabs a user sees: all with sign-in off or for admins; annotators Label (and grading, if granted)."""
+    """The tabs a user sees: all with sign-in off or for admins; annotators Label (and grading, if granted);
+    reviewers also Review."""
     if not services.auth_enabled or services.studies is None:
         return TABS
     if user is None:
         return ("label",)
     if user.is_admin:
         return TABS
-    return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS))
+    return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS)
+                 or (tab == "review" and user.may_review))
 
 
 def hidden_classes(shown: Iterable[str]) -> list[str]:

@@ -22,6 +22,7 @@ from webapp.history_tab import HistoryHandlers, HistoryTab
 from webapp.services import Services
 from webapp.studies import AgreementTab, LabelTab, StudiesTab, StudyHandlers, StudyWidgets
 from webapp.studies.label_tab import LABEL_KEYS_JS
+from webapp.studies.review_tab import ReviewHandlers, ReviewTab
 
 __all__ = [
     "GradeHandlers", "GradeTab", "HistoryHandlers", "HistoryTab", "ResultPanel", "auth_options", "build_app",
@@ -146,6 +147,8 @@ def build_app(services: Services) -> gr.Blocks:
                 label = LabelTab.create_in(label_tab)
             with gr.Tab("Agreement", id="agreement") as agreement_tab:
                 agreement = AgreementTab.create_in(agreement_tab)
+            with gr.Tab("Review", id="review") as review_tab:
+                review = ReviewTab.create_in(review_tab)
         GradeHandlers(services, grade_tab).wire(demo)  # before History's: the events keep their order
         HistoryHandlers(services, tabs, history_tab, grade_tab).wire(demo)
         if services.auth_enabled:
@@ -158,4 +161,5 @@ def build_app(services: Services) -> gr.Blocks:
                        agreement=agreement, add=grade_tab.add, grade_tags=grade_tab.tags, grade_texts=grade_tab.texts,
                        graded=grade_tab.graded)
         StudyHandlers(services, ui).wire(demo)
+        ReviewHandlers(services, review).wire(demo)
     return demo

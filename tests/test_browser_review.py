@@ -1,6 +1,8 @@
 """Review and adjudication in headless Chromium: reviewer rita signs in, sees Label and Review (not Agreement),
 opens two items from the triage table and records their adjudicated labels; then the admin's Agreement tab,
-with the adjudicated labels as the reference, shows the numbers worked out by hand in tests.review_data."""
+with the adjudicated labels as the reference, shows the numbers worked out by hand in tests.review_data.
+
+Also writes the README's Review-tab screenshot (tests.test_browser.screenshot_path: assets/ only on request)."""
 
 from __future__ import annotations
 
@@ -13,13 +15,14 @@ from sklearn.metrics import cohen_kappa_score
 from core.studies import ADMIN, ANNOTATOR, REVIEWER
 from core.studies.review import Reviews
 from tests.review_data import ADJUDICATED, BY_JUDGE, JUDGE, make_review_study
-from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
+from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS, screenshot_path
 from tests.webapp_helpers import PASSWORD, launched, make_study_services
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = BROWSER_MARKS
 USERS = {"ada": ADMIN, "rita": REVIEWER, "ann": ANNOTATOR, "bob": ANNOTATOR}
+SCREENSHOT = screenshot_path("screenshot-review.png")  # the README's, written to assets/ only on request
 IN_THE_BROWSER = (5, 6)  # positions (1-based, tests.review_data) adjudicated through the page; 1-4 beforehand
 
 
@@ -85,6 +88,9 @@ def test_a_reviewer_adjudicates_two_items_and_the_report_shows_the_hand_computed
             sync_api.expect(page.locator("#gl-review-item")).to_contain_text(f"Level {score} by the rubric.")
             sync_api.expect(page.locator("#gl-review-item")).to_contain_text(f"{score} by rita")
         assert page.evaluate("window.__xss") is None
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        assert SCREENSHOT.stat().st_size > 20_000
     finally:
         reviewer.close()
 

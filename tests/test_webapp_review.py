@@ -183,3 +183,10 @@ def test_every_review_event_is_private(app: tuple[gr.Blocks, Services, ReviewStu
     names = {"on_review_load", "on_review_list", "on_review_select", "on_adjudicate"}
     found = {fn.name: fn for fn in demo.fns.values() if fn.name in names}
     assert set(found) == names and all(fn.api_visibility == "private" for fn in found.values())
+
+
+def test_the_labels_table_says_which_score_the_triage_counts() -> None:
+    labels = [ReviewLabel(1, "ann", 2, 2, 4, 4, "")]
+    blind, seen = text(render_review_labels(labels, True)), text(render_review_labels(labels, False))
+    assert "counts the score before the reveal" in blind and "Before the reveal" in blind
+    assert "counts the current score" in seen and "First score" in seen and "Before the reveal" not in seen

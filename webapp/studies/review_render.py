@@ -22,7 +22,8 @@ def render_review_labels(labels: Sequence[ReviewLabel], blind: bool) -> str:
     """Every human label of an item: the score before and after the reveal, the current one, the comment."""
     if not labels:
         return render.render_hint("No human label yet.")
-    counted = "before the reveal" if blind else "current score"
+    counted = "score before the reveal" if blind else "current score"
+    first = "Before the reveal" if blind else "First score"  # not blind: the verdict was in sight throughout
     rows = []
     for label in labels:
         after = "\u2014" if label.score_after_reveal is None else str(label.score_after_reveal)
@@ -30,7 +31,7 @@ def render_review_labels(labels: Sequence[ReviewLabel], blind: bool) -> str:
                     f"<td>{esc(after)}</td><td>{esc(label.current_score)}</td><td>{esc(label.comment)}</td></tr>")
     return (f'<div class="gl-review-labels"><div class="gl-subtitle">Human labels '
             f'<span class="gl-note">(the triage counts the {esc(counted)})</span></div>'
-            '<table class="gl-table"><thead><tr><th>Annotator</th><th>Before the reveal</th><th>After the reveal</th>'
+            f'<table class="gl-table"><thead><tr><th>Annotator</th><th>{esc(first)}</th><th>After the reveal</th>'
             f'<th>Now</th><th>Comment</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 

@@ -25,6 +25,7 @@ _SCALE = re.compile(
     re.VERBOSE,
 )
 
+REFERENCES = ("annotators", "adjudicated")
 HEADLINE_LABELS = tuple((key, ascii_label(key))
                         for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
 HUMAN_LABELS = tuple((key, ascii_label(key)) for key in ("krippendorff_alpha_ordinal", "krippendorff_alpha_interval",
@@ -60,7 +61,8 @@ def register(subparsers: Any) -> None:
             "human_score_after_reveal, human_spans, model_spans, fields, external_id), or the app's annotation "
             "export as it is (score, score_before_reveal, ...). In a blind study the headline uses the scores "
             "given before the model's verdict was shown, and the scores after it are a second view. Prints a "
-            "summary; --out writes the full report as JSON."
+            "summary; --out writes the full report as JSON. --reference adjudicated compares the judge and each "
+            "annotator with the reviewers' adjudicated labels instead (the export's adjudicated_score column)."
         ),
     )
     parser.add_argument("file", type=Path, help="ratings file (.csv, or .jsonl for JSON lines)")
@@ -83,24 +85,34 @@ def register(subparsers: Any) -> None:
             "after-reveal scores); --no-blind uses human_score"
         ),
     )
+    parser.add_argument(
+        "--reference",
+        choices=REFERENCES,
+        default="annotators",
+        help=(
+            "annotators (default): humans vs the judge and among themselves; adjudicated: the judge and each "
+            "annotator vs the adjudicated labels (the file's adjudicated_score column), on the adjudicated items"
+        ),
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute the report for args.file; 0 when done, 2 (message on stderr) when the input is unusable."""
-    from core.agreement import agreement_report, load_ratings  # scipy/sklearn load only for this command
+    from core.agreement import adjudicated_report, agreement_report, load_ratings  # scipy/sklearn: only here
 
     try:
         rows = load_ratings(args.file)
         for note in rows.attrs.get("notes", ()):  # e.g. read as Windows-1252: check the accents
             print(f"note: {note}", file=sys.stderr)
-        report = agreement_report(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind)
+        make = adjudicated_report if args.reference == "adjudicated" else agreement_report
+        report = make(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     summary_to = sys.stderr if args.out == "-" else sys.stdout
-    print(summary(report), file=summary_to)
+    print(adjudicated_summary(report) if args.reference == "adjudicated" else summary(report), file=summary_to)
     if args.out == "-":
         sys.stdout.write(text + "\n")
     elif args.out:
@@ -177,4 +189,21 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(
         "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")
     )
+    return "\n".join(lines)
+
+
+def adjudicated_summary(report: dict[str, Any]) -> str:
+    """core.agreement.adjudicated_report in a few lines: each comparison with its item count and metrics."""
+    scale = report.get("scale")
+    scale_text = f"{scale['min']}-{scale['max']}" if scale else "none"
+    lines = [
+        f"Reference: adjudicated labels on {report['n_items_adjudicated']} of {report['n_items_total']} items   "
+        f"Scale: {scale_text}",
+        _scores_line(report),
+    ]
+    for comparison in report["comparisons"]:
+        title = {"judge": "Judge vs adjudicated", "annotators": "Annotators (pooled item means) vs adjudicated"}.get(
+            comparison["kind"], f"Annotator {comparison['name']} vs adjudicated")
+        _lines(f"{title} (n={comparison['n_items']}):",
+               [(label, comparison[key]) for key, label in HEADLINE_LABELS], lines)
     return "\n".join(lines)

@@ -8,7 +8,15 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each command module adds its own sub-command."""
-    from core import agreement_cli, grade_cli, people_cli, studies_admin_cli, studies_cli, study_grading_cli
+    from core import (
+        agreement_cli,
+        grade_cli,
+        people_cli,
+        review_cli,
+        studies_admin_cli,
+        studies_cli,
+        study_grading_cli,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m core", description="GLIDER Studio command line.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -18,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     people_cli.register(commands)
     study_grading_cli.register(commands)
     studies_admin_cli.register(commands)
+    review_cli.register(commands)
     return parser
 
 

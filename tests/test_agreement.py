@@ -860,7 +860,7 @@ def test_the_package_re_exports_what_core_agreement_exported() -> None:
     import core.agreement as package
 
     parts = {name: importlib.import_module(f"core.agreement.{name}")
-             for name in ("inputs", "metrics", "bootstrap", "spans", "report")}
+             for name in ("inputs", "metrics", "bootstrap", "spans", "report", "adjudicated")}
     for name in package.__all__:
         owners = [part for part, module in parts.items() if getattr(module, name, None) is getattr(package, name)]
         assert owners, f"core.agreement.{name} is not one of its parts' names"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.studies import ADMIN, ANNOTATOR, StudySpec
+from core.studies import ADMIN, ANNOTATOR, REVIEWER, StudySpec
 from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
 from tests.webapp_helpers import (
     FAITHFULNESS_CRITERIA,
@@ -23,7 +23,7 @@ from tests.webapp_helpers import (
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement", "Manage", "People"]
+ALL_TABS = ["Grade", "History", "Batch", "Studies", "Label", "Agreement", "Review", "Manage", "People"]
 
 pytestmark = BROWSER_MARKS
 
@@ -31,7 +31,7 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture(scope="module")
 def signed_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     services = make_study_services(tmp_path_factory.mktemp("browser-tabs"),
-                                   users={"ada": ADMIN, "ann": ANNOTATOR, "cat": ANNOTATOR})
+                                   users={"ada": ADMIN, "ann": ANNOTATOR, "cat": ANNOTATOR, "rita": REVIEWER})
     studies = services.studies
     assert studies is not None
     ada = studies.get_user("ada")
@@ -85,6 +85,7 @@ def expect_tabs(page: sync_api.Page, shown: list[str], selected: str) -> None:
 
 @pytest.mark.parametrize(("username", "shown", "selected"), [
     ("ann", ["Label"], "Label"),
+    ("rita", ["Label", "Review"], "Label"),
     ("cat", ["Grade", "History", "Batch", "Label"], "Label"),
     ("ada", ALL_TABS, "Grade"),
 ])

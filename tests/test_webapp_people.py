@@ -66,7 +66,7 @@ def test_the_admin_sees_the_users_and_changes_them(services: Services) -> None:
     done = by_id(demo, handler(demo, "on_set_role")("ann", "reviewer", ada))
     assert "ann is now a reviewer." in text(done["gl-people-message"])
     assert list(value(done["gl-people-table"])["Role"]) == ["admin", "reviewer", "annotator"]
-    assert access.tabs_for(services, studies.get_user("ann")) == ("label",)  # a reviewer labels like an annotator
+    assert access.tabs_for(services, studies.get_user("ann")) == ("label", "review")  # labels, and settles disputes
     done = by_id(demo, handler(demo, "on_set_grading")("bob", True, ada))
     assert "bob may now grade." in text(done["gl-people-message"])
     assert studies.get_user("bob").can_grade  # type: ignore[union-attr]

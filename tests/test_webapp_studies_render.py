@@ -9,6 +9,7 @@ import pytest
 
 from core.grading import FieldSpan
 from tests.test_webapp_render import Markup
+from tests.test_webapp_review import RENDERERS as REVIEW_RENDERERS
 from tests.webapp_helpers import XSS_PAYLOADS
 from webapp import render
 
@@ -46,6 +47,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
         "created_at": p, "edits": [p]}]),
     "post-reveal view": lambda p: render.render_anchoring(
         {"post_reveal": {"available": True, "n_items": p, "pearson": metric(0.5)}, "pearson": metric(0.4)}),
+    **REVIEW_RENDERERS,  # the Review tab's (webapp.studies.review_render)
 }
 
 

@@ -23,7 +23,7 @@ from webapp.components import Unavailable
 from webapp.services import Services
 
 # Every tab's id (gr.Tab(id=...)) in the order of the tab bar; each role's tabs are a subset.
-TABS = ("grade", "history", "batch", "studies", "label", "agreement", "manage", "people")
+TABS = ("grade", "history", "batch", "studies", "label", "agreement", "review", "manage", "people")
 GRADING_TABS = ("grade", "history", "batch")
 ADMIN_TABS = ("studies", "agreement", "manage", "people")
 HIDDEN_CLASS = "gl-hide-{tab}"
@@ -119,7 +119,7 @@ def check_job(guard: BlindGuard | None, jobs: BatchJobs, job_id: int) -> None:
 
 def tabs_for(services: Services, user: User | None) -> tuple[str, ...]:
     """The tabs a user sees: all with sign-in off or for admins; annotators and reviewers Label (and grading, if
-    granted); none while the user must choose a new password."""
+    granted), reviewers also Review; none while the user must choose a new password."""
     if not services.auth_enabled or services.studies is None:
         return TABS
     if user is None:
@@ -128,7 +128,8 @@ def tabs_for(services: Services, user: User | None) -> tuple[str, ...]:
         return ()
     if user.is_admin:
         return TABS
-    return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS))
+    return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS)
+                 or (tab == "review" and user.may_review))
 
 
 def hidden_classes(shown: Iterable[str]) -> list[str]:

@@ -25,6 +25,7 @@ from webapp.services import Services
 from webapp.studies import AgreementTab, LabelTab, StudiesTab, StudyHandlers, StudyWidgets
 from webapp.studies.label_tab import LABEL_KEYS_JS
 from webapp.studies.manage_tab import ManageHandlers, ManageTab
+from webapp.studies.review_tab import ReviewHandlers, ReviewTab
 
 __all__ = [
     "GradeHandlers", "GradeTab", "HistoryHandlers", "HistoryTab", "ResultPanel", "auth_options", "build_app",
@@ -150,6 +151,8 @@ def build_app(services: Services) -> gr.Blocks:
                 label = LabelTab.create_in(label_tab)
             with gr.Tab("Agreement", id="agreement") as agreement_tab:
                 agreement = AgreementTab.create_in(agreement_tab)
+            with gr.Tab("Review", id="review") as review_tab:
+                review = ReviewTab.create_in(review_tab)
             with gr.Tab("Manage", id="manage") as manage_tab:
                 manage = ManageTab.create_in(manage_tab)
             with gr.Tab("People", id="people"):
@@ -169,4 +172,5 @@ def build_app(services: Services) -> gr.Blocks:
         ManageHandlers(services, manage).wire(demo)
         PeopleHandlers(services, people).wire(demo)
         PasswordHandlers(services, password).wire(demo)
+        ReviewHandlers(services, review).wire(demo)
     return demo

@@ -35,12 +35,14 @@ vectorised formulas (`table_statistics`), which the tests check against those li
 
 The package's parts: inputs (reading and checking rating rows and files), metrics (pure statistics on score
 arrays: human vs model, human vs human, anchoring), bootstrap (the vectorised percentile bootstrap), spans
-(token-level span agreement) and report (agreement_report, which assembles them). Every name that
+(token-level span agreement), report (agreement_report, which assembles them) and adjudicated
+(adjudicated_report: the same statistics with the reviewers' adjudicated labels as the reference). Every name that
 code imports from `core.agreement` is re-exported here; private helpers live in their part.
 """
 
 from __future__ import annotations
 
+from core.agreement.adjudicated import adjudicated_report
 from core.agreement.bootstrap import (
     BOOTSTRAP_NOTE,
     CONFIDENCE,
@@ -51,6 +53,7 @@ from core.agreement.bootstrap import (
     _pooled_table as _pooled_table,  # tests check the bootstrap on it
 )
 from core.agreement.inputs import (
+    ADJUDICATED,
     AFTER,
     BEFORE,
     EXPORT_ALIASES,
@@ -77,8 +80,8 @@ from core.agreement.report import (
 )
 
 __all__ = [
-    "AFTER", "BEFORE", "BOOTSTRAP_NOTE", "CONFIDENCE", "EXPORT_ALIASES", "FALSE_TEXTS", "HEADLINE",
+    "ADJUDICATED", "AFTER", "BEFORE", "BOOTSTRAP_NOTE", "CONFIDENCE", "EXPORT_ALIASES", "FALSE_TEXTS", "HEADLINE",
     "HEADLINE_NOTES", "MISSING_MARKERS", "NO_ANNOTATOR", "POOLING", "REQUIRED_COLUMNS", "SCORE_COLUMNS",
-    "SPAN_COLUMNS", "STATUSES", "TRUE_TEXTS", "agreement_report", "bootstrap_statistics", "correlation_metrics",
-    "exact_metrics", "load_ratings", "table_statistics", "weighted_kappa",
+    "SPAN_COLUMNS", "STATUSES", "TRUE_TEXTS", "adjudicated_report", "agreement_report", "bootstrap_statistics",
+    "correlation_metrics", "exact_metrics", "load_ratings", "table_statistics", "weighted_kappa",
 ]

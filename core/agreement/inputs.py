@@ -24,6 +24,8 @@ SCORE_COLUMNS = ("human_score", "model_score", BEFORE, AFTER)
 NO_ANNOTATOR = ""  # the annotator of a row that only says an item exists (no label yet); never a real name
 SPAN_COLUMNS = ("human_spans", "model_spans")
 REMOVED_COLUMN = "item_removed"  # an export's mark on labels of items an admin removed (Studies.export_rows)
+# An item's adjudicated label (Studies.ratings and the export carry it): kept when present, for adjudicated_report.
+ADJUDICATED = "adjudicated_score"
 # The app's annotation export (Studies.export_rows) names these columns its own way; a file that lacks the
 # canonical name is read with the export's, so an export is accepted as it is.
 EXPORT_ALIASES = {"score": "human_score", "score_before_reveal": BEFORE, "score_after_reveal": AFTER,
@@ -179,6 +181,8 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
     out["item_id"] = _id_column(frame, "item_id", row_label)
     for column in SCORE_COLUMNS:
         out[column] = _score_column(frame, column, row_label) if column in frame.columns else np.nan
+    if ADJUDICATED in frame.columns:
+        out[ADJUDICATED] = _score_column(frame, ADJUDICATED, row_label)
     # A row with neither annotator nor score stands for an item nobody has labelled yet (so it is counted).
     no_score = np.isnan(out["human_score"].to_numpy(dtype=float)) & np.isnan(out[BEFORE].to_numpy(dtype=float))
     out["annotator"] = _id_column(frame, "annotator", row_label, may_be_empty=no_score)

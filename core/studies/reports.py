@@ -19,6 +19,8 @@ from sqlalchemy.orm import Session
 from core.accounts import User, UserRow
 from core.judgments import JudgmentRow
 from core.parse import FAILED as PARSE_FAILED
+from core.studies import adjudications
+from core.studies.adjudications import Adjudication
 from core.studies.rows import AnnotationRow, ItemRow, StudyRow
 
 if TYPE_CHECKING:
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 EXPORT_COLUMNS = ("study", "study_id", "item_id", "external_id", "annotation_id", "annotator", "score",
                   "score_before_reveal", "score_after_reveal", "blind", "comment", "seconds", "spans", "created_at",
                   "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
-                  "model_distribution", "model_expected_score", "item_removed")
+                  "model_distribution", "model_expected_score", "item_removed", "adjudicated_score",
+                  "adjudication_note", "adjudicated_by", "adjudicated_at")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class ReportLine:
     label: AnnotationRow | None
     annotator: str | None
     judgment: ReportJudgment | None
+    adjudication: Adjudication | None = None  # the item's current adjudicated label (core.studies.review)
 
 
 _LINES = (
@@ -68,7 +72,8 @@ _LINES = (
 
 
 def report_lines(session: Session, study: StudyRow) -> list[ReportLine]:
-    """(item, label, annotator, judgment) per label plus (item, None, None, judgment) per unlabelled item."""
+    """(item, label, annotator, judgment, adjudication) per label plus (item, None, None, ...) per unlabelled item."""
+    settled = adjudications.current(session, study.id)  # one more query, not one per item
     lines: list[ReportLine] = []
     for item, label, annotator, judgment_id, *judgment in session.execute(_LINES.where(ItemRow.study_id == study.id)):
         score, status, reasoning, highlights, spans, distribution, expected = judgment
@@ -79,7 +84,7 @@ def report_lines(session: Session, study: StudyRow) -> list[ReportLine]:
             distribution={int(k): float(v) for k, v in distribution.items()} if distribution else None,
             expected_score=expected,
         )
-        lines.append(ReportLine(item, label, annotator, stored))
+        lines.append(ReportLine(item, label, annotator, stored, settled.get(item.id)))
     return lines
 
 
@@ -102,6 +107,8 @@ def ratings(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]]:
             "human_spans": [dict(span) for span in label.spans] if label else [],
             "model_spans": [dict(span) for span in judgment.spans] if judgment is not None else [],
             "fields": {tag: text for tag, text in item.fields},
+            # The reference of core.agreement.adjudicated_report (None: not adjudicated).
+            "adjudicated_score": line.adjudication.score if line.adjudication is not None else None,
         })
     return rows
 
@@ -140,6 +147,13 @@ def export_rows(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]
                                    if distribution else None),
             "model_expected_score": judgment.expected_score if judgment is not None else None,
             "item_removed": item.removed_at is not None,  # removed by an admin: left out of the agreement report
+        })
+        settled = line.adjudication  # the item's current adjudicated label, on every row of the item
+        row.update({
+            "adjudicated_score": settled.score if settled is not None else None,
+            "adjudication_note": settled.note if settled is not None else None,
+            "adjudicated_by": settled.reviewer if settled is not None else None,
+            "adjudicated_at": settled.at.isoformat() if settled is not None else None,
         })
         rows.append(row)
     return rows

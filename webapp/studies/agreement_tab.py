@@ -11,7 +11,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from core.agreement import agreement_report
+from core.agreement import adjudicated_report, agreement_report
 from core.errors import GliderError
 from core.studies import Study, User, write_exports
 from webapp import charts, render
@@ -22,8 +22,11 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.report_html import report_to_html
 from webapp.studies.layout import StudyPage, stored_view
+from webapp.studies.review_render import render_adjudicated_metrics
 
 DISAGREEMENT_HEADERS = ["Item", "Human (mean)", "Model", "|Human \u2212 Model|", "Labels", "Preview"]
+# What the report compares with: the annotators (humans vs the judge, as always), or the adjudicated labels.
+REFERENCES = [("Annotators", "annotators"), ("Adjudicated labels", "adjudicated")]
 
 
 @dataclass
@@ -43,6 +46,7 @@ class AgreementTab:
     item: gr.HTML
     exports: list[gr.DownloadButton]
     shown: gr.State  # the study id of the report on screen
+    reference: gr.Radio  # "annotators" or "adjudicated" (core.agreement.adjudicated_report)
 
     CHART_IDS = ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators")
     EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"),
@@ -54,6 +58,8 @@ class AgreementTab:
         with gr.Column(elem_id="gl-agree-body") as body:
             with gr.Row(equal_height=True):
                 study = gr.Dropdown(choices=[], label="Study", scale=4, elem_id="gl-agree-study")
+                reference = gr.Radio(choices=REFERENCES, value="annotators", label="Reference", scale=2,
+                                     elem_id="gl-agree-reference")
                 run = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="gl-agree-run")
             message = gr.HTML(visible=False, elem_id="gl-agree-message")
             with gr.Row(elem_classes="gl-exports"):
@@ -74,7 +80,7 @@ class AgreementTab:
             item = gr.HTML(visible=False, elem_id="gl-agree-item")
         shown = gr.State(None)
         return cls(tab, notice, body, study, run, message, metrics, notes,
-                   [heatmap, scatter, distributions, annotators], table, item, exports, shown)
+                   [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference)
 
     @property
     def outputs(self) -> list[Any]:
@@ -91,8 +97,12 @@ class AgreementHandlers(StudyPage):
 
     export_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="glider-exports-")))
 
-    def on_report(self, study_id: Any, request: gr.Request) -> dict[Any, Any]:
-        """Compute the study's agreement report, draw its charts and prepare the export files."""
+    def on_report(self, study_id: Any, reference: Any = "annotators",
+                  request: gr.Request | None = None) -> dict[Any, Any]:
+        """Compute the study's agreement report, draw its charts and prepare the export files.
+
+        With reference "adjudicated": the judge and each annotator vs the adjudicated labels, as tables.
+        """
         ag = self.ui.agreement
         cleared: dict[Any, Any] = {
             ag.metrics: _html(""), ag.notes: _html(""), ag.item: _html(""), ag.table: gr.update(visible=False),
@@ -109,6 +119,8 @@ class AgreementHandlers(StudyPage):
             if not rows:
                 return {**cleared, ag.message: _notice("Nobody has labelled an item of this study yet."),
                         ag.shown: wanted}
+            if reference == "adjudicated":
+                return {**cleared, **self._adjudicated(actor, study, rows), ag.shown: wanted}
             report = agreement_report(rows, study.scale, blind=study.blind)
             figures = charts.report_figures(report)
             exports = self._write_exports(actor, study, report, figures)
@@ -126,6 +138,18 @@ class AgreementHandlers(StudyPage):
         for plot, figure in zip(ag.charts, figures.values(), strict=False):
             updates[plot] = gr.update(value=figure, visible=figure is not None)
         for button, path in zip(ag.exports, exports, strict=True):
+            updates[button] = gr.update(value=str(path), visible=True)
+        return updates
+
+    def _adjudicated(self, actor: User, study: Study, rows: list[dict[str, Any]]) -> dict[Any, Any]:
+        """The report with the adjudicated labels as the reference, and its CSV, JSONL and JSON exports."""
+        ag = self.ui.agreement
+        report = adjudicated_report(rows, study.scale, blind=study.blind)
+        folder = Path(tempfile.mkdtemp(prefix=f"study-{study.id}-", dir=self.export_root))
+        paths = write_exports(self._studies, actor, study.id, report, folder)
+        updates: dict[Any, Any] = {ag.message: _html(""), ag.metrics: _html(render_adjudicated_metrics(report)),
+                                   ag.notes: _html(render.render_report_notes([report["note"]], None))}
+        for button, path in zip(ag.exports, paths, strict=False):  # no HTML report (its charts are the others')
             updates[button] = gr.update(value=str(path), visible=True)
         return updates
 
@@ -186,7 +210,7 @@ class AgreementHandlers(StudyPage):
         def on(trigger: Any, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> None:
             trigger(fn, inputs, outputs, api_visibility=PRIVATE, **options)
 
-        on(ag.run.click, self.on_report, ag.study, ag.outputs)
+        on(ag.run.click, self.on_report, [ag.study, ag.reference], ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
 
 

@@ -227,3 +227,31 @@ def test_a_blind_study_s_review_counts_the_scores_given_before_the_reveal(
     listed = Reviews(store).review_list(people["rita"], study.id, "humans")
     assert [(lab.score, lab.current_score) for lab in listed[0].labels] == [(2, 5), (4, 4)]
     assert (listed[0].spread, listed[0].consensus) == (2, 3)
+
+
+def test_a_reviewer_who_may_still_label_a_blind_item_does_not_see_its_verdict(
+        studies: Studies, store: Store, people: dict[str, User]) -> None:
+    from core.studies import StudySpec
+    from tests.review_data import CRITERIA, RUBRIC_1_5
+
+    ada, rita, ann, bob = people["ada"], people["rita"], people["ann"], people["bob"]
+    study = studies.create_study(ada, StudySpec(name="Blind k=3", pass_criteria=CRITERIA, rubric=RUBRIC_1_5,
+                                                tags=("MODEL OUTPUT",), overlap_target=3, blind=True))
+    open_item = studies.add_item(ada, study.id, {"MODEL OUTPUT": "Rita may still label this."}).id
+    rita_item = studies.add_item(ada, study.id, {"MODEL OUTPUT": "Rita labelled this one."}).id
+    full_item = studies.add_item(ada, study.id, {"MODEL OUTPUT": "This one has its three labels."}).id
+    studies.submit(ann, open_item, 2)
+    for annotator in (ann, rita):
+        studies.submit(annotator, rita_item, 3)
+    for annotator in (ann, bob, ada):
+        studies.submit(annotator, full_item, 4)
+    reviews = Reviews(store)
+    assert {r.item_id for r in reviews.review_list(rita, study.id)} == {rita_item, full_item}
+    assert {r.item_id for r in reviews.review_list(ada, study.id)} == {open_item, rita_item, full_item}
+    with pytest.raises(PermissionDenied, match="still has a place you may label"):
+        reviews.review_item(rita, open_item)
+    with pytest.raises(PermissionDenied, match="still has a place you may label"):
+        reviews.adjudicate(rita, open_item, 2)
+    assert reviews.adjudicate(rita, full_item, 4).score == 4
+    studies.submit(rita, open_item, 1)  # once labelled, the item is hers to review
+    assert reviews.review_item(rita, open_item).item_id == open_item

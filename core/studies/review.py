@@ -8,6 +8,10 @@ who decided what and when, and no annotator's own label ever changes.
 
 Which human score counts: the one the agreement report's headline uses (core.agreement), i.e. in a blind
 study the score given BEFORE the judge's verdict was shown, otherwise the current score.
+
+Blindness holds for reviewers too: a reviewer (not an admin) also labels, so in a blind study the review shows
+them only items they have labelled already or that have all their k labels (the queue offers them no more);
+an item they may still label stays out of their view, its verdict with it.
 """
 
 from __future__ import annotations
@@ -95,6 +99,20 @@ def _sort_key(sort: Sort) -> Callable[[ReviewItem], tuple[float, ...]]:
                       -(r.judge_confidence if r.judge_confidence is not None else -inf), -r.spread, r.item_id)
 
 
+def _may_see(me: Me, study: StudyRow, item: ReviewItem) -> bool:
+    """Whether the judge's verdict on this item may reach `me` (see the module's note on blind studies)."""
+    if me.role == ADMIN or not study.blind:
+        return True
+    return any(label.annotator == me.username for label in item.labels) or len(item.labels) >= study.overlap_target
+
+
+def _check_may_see(me: Me, study: StudyRow, item: ReviewItem) -> None:
+    if not _may_see(me, study, item):
+        raise PermissionDenied(
+            f"Item #{item.item_id} of the blind study {study.name!r} still has a place you may label: label it "
+            "first (Label tab), or wait until it has its labels, before reviewing it.")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -122,20 +140,21 @@ class Reviews:
         if sort not in SORTS:
             raise StudyInputError(f"Sort by 'judge' or 'humans', not {sort!r}.")
         with self._read() as session:
-            require_reviewer(session, actor, "review a study")
+            me = require_reviewer(session, actor, "review a study")
             study = self._study(session, study_id)
             items = self._items(session, study)
-        return sorted(items.values(), key=_sort_key(sort))
+        return sorted((item for item in items.values() if _may_see(me, study, item)), key=_sort_key(sort))
 
     def review_item(self, actor: User, item_id: int) -> ReviewItem:
         """One item as the review list shows it, labelled or not (reviewers and admins)."""
         with self._read() as session:
-            require_reviewer(session, actor, "review an item")
+            me = require_reviewer(session, actor, "review an item")
             item = self._item(session, item_id)
             study = self._study(session, item.study_id)
             found = self._items(session, study, keep_unlabelled=True)
         if item.id not in found:
             raise StudyInputError(f"Item {item.id} was removed from its study.")
+        _check_may_see(me, study, found[item.id])
         return found[item.id]
 
     def adjudicate(self, actor: User, item_id: int, score: int, note: str = "") -> Adjudication:
@@ -155,6 +174,8 @@ class Reviews:
             if item.removed_at is not None:
                 raise StudyInputError(f"Item {item.id} was removed from its study; it cannot be adjudicated.")
             study = self._study(session, item.study_id)
+            if study.blind and me.role != ADMIN:
+                _check_may_see(me, study, self._items(session, study, keep_unlabelled=True)[item.id])
             value = check_score(score, (study.scale_min, study.scale_max))
             row = AdjudicationRow(study_id=study.id, item_id=item.id, reviewer_id=me.id, score=value, note=note,
                                   created_at=_now())

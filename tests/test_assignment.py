@@ -128,6 +128,11 @@ def test_the_progress_table_counts_each_annotators_share_of_a_split_study(studie
     assert set(rows) == {"ann", "bob", "cat"}  # dan is not chosen, the admin labels nothing here
     assert {name: (row.labelled, row.assigned) for name, row in rows.items()} == {
         "ann": (8, 8), "bob": (0, 8), "cat": (0, 8)}
+    # The Label tab's own line counts the annotator's share, not the whole study.
+    assert (studies.progress(team["bob"], study_id).assigned_to_me, studies.progress(team["ann"], study_id).total_items,
+            studies.progress(team["ann"], study_id).labelled_by_me) == (8, 12, 8)
+    studies.assignments.set(boss, study_id, OPEN, [], split=False)
+    assert studies.progress(team["dan"], study_id).assigned_to_me is None  # open: every item, as total_items
 
 
 def test_changing_annotators_re_deals_unlabelled_items_without_losing_labels(studies: Studies, boss: User,

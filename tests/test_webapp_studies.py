@@ -827,6 +827,7 @@ def test_guess_column_matches_the_tag_in_snake_case(tag: str, columns: list[str]
 def test_parse_tags_and_progress_line() -> None:
     assert parse_tags("CONTEXT, MODEL OUTPUT\nMODEL OUTPUT, ,GOLD") == ("CONTEXT", "MODEL OUTPUT", "GOLD")
     assert progress_line(12, 100, 40, 3) == "12 / 100 labelled by you \u00b7 40 of 100 items have 3 of 3 labels"
+    assert progress_line(12, 100, 40, 3, 40) == "12 / 40 labelled by you \u00b7 40 of 100 items have 3 of 3 labels"
 
 
 @pytest.mark.parametrize(

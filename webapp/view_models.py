@@ -235,10 +235,11 @@ def scale_values(scale: Sequence[int]) -> list[int]:
     return list(range(int(scale[0]), int(scale[1]) + 1))
 
 
-def progress_line(labelled_by_me: int, total: int, complete: int, target: int) -> str:
-    """One line of labelling progress, e.g. "12 / 100 labelled by you · 40 of 100 items have 3 of 3 labels"."""
-    return (f"{labelled_by_me} / {total} labelled by you \u00b7 {complete} of {total} items have "
-            f"{target} of {target} label{'s' if target != 1 else ''}")
+def progress_line(labelled_by_me: int, total: int, complete: int, target: int, mine: int | None = None) -> str:
+    """One line of labelling progress, e.g. "12 / 100 labelled by you · 40 of 100 items have 3 of 3 labels";
+    `mine`: the items assigned to this user when that is not all of them (a split study: "12 / 40 ...")."""
+    return (f"{labelled_by_me} / {total if mine is None else mine} labelled by you \u00b7 {complete} of {total} "
+            f"items have {target} of {target} label{'s' if target != 1 else ''}")
 
 
 def place_selection(fields: Mapping[str, str], raw: str | None) -> dict[str, Any]:

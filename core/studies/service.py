@@ -481,7 +481,9 @@ class Studies:
             complete = session.scalar(select(func.count()).select_from(per_item)) or 0
             people = session.scalar(select(func.count(func.distinct(AnnotationRow.annotator_id))).where(in_study)) or 0
             return Progress(labelled_by_me=mine, total_items=total, items_complete=complete,
-                            overlap_target=study.overlap_target, annotators=people)
+                            overlap_target=study.overlap_target, annotators=people,
+                            assigned_to_me=(assignment.assigned_count(session, study.id, me.id)
+                                            if study.assignment == assignment.CHOSEN else None))
 
     def submit(
         self, actor: User, item_id: int, score: int, *, spans: Sequence[Mapping[str, Any]] = (), comment: str = "",

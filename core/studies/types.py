@@ -94,6 +94,9 @@ class Progress:
     items_complete: int  # items with >= overlap_target labels
     overlap_target: int
     annotators: int  # distinct annotators with at least one label
+    # The items this user may label (core.studies.assignment): all of them in an open study, their share when
+    # the items are split; None: not counted (the same as total_items).
+    assigned_to_me: int | None = None
 
 
 @dataclass(frozen=True)

@@ -180,7 +180,8 @@ class LabelHandlers(StudyPage):
                                                           study.scale, study.blind, rubric_levels(study.rubric))
                                 + render.render_guidelines(study.guidelines)),
             lt.progress: _html(render.render_progress(progress_line(p.labelled_by_me, p.total_items,
-                                                                    p.items_complete, p.overlap_target))),
+                                                                    p.items_complete, p.overlap_target,
+                                                                    p.assigned_to_me))),
             lt.notice: _html(""),
             lt.previous: gr.update(visible=True),
             lt.mine: self._my_label_table(actor, study),

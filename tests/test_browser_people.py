@@ -55,7 +55,7 @@ def test_an_admin_resets_a_password_and_the_user_chooses_a_new_one(browser: sync
     admin.get_by_role("option", name="ann", exact=True).click()
     sync_api.expect(admin.locator("#gl-people-role input")).to_have_value("annotator")
     admin.locator("#gl-people-reset").click()  # the password box left empty: a one-time password
-    shown = admin.locator("#gl-one-time-password")
+    shown = admin.locator(".gl-one-time-password")
     sync_api.expect(shown).to_be_visible()
     one_time = shown.inner_text().strip()
     assert len(one_time) >= 12

@@ -88,7 +88,7 @@ def test_a_one_time_password_is_shown_once_and_must_be_replaced(services: Servic
     studies = services.studies
     assert studies is not None
     done = by_id(demo, handler(demo, "on_reset_password")("ann", "", True, signed_in("ada")))
-    shown = re.search(r'<code id="gl-one-time-password">([^<]+)</code>', str(value(done["gl-people-message"])))
+    shown = re.search(r'<code class="gl-one-time-password">([^<]+)</code>', str(value(done["gl-people-message"])))
     assert shown is not None and value(done["gl-people-password"]) == ""
     one_time = html.unescape(shown.group(1))
     assert list(value(done["gl-people-table"])["Password"]) == ["", "must choose a new one", ""]
@@ -124,7 +124,7 @@ def test_the_admin_adds_a_user_with_a_one_time_password(services: Services) -> N
     studies = services.studies
     assert studies is not None
     added = by_id(demo, handler(demo, "on_add_user")("cat", "reviewer", "", signed_in("ada")))
-    shown = re.search(r'<code id="gl-one-time-password">([^<]+)</code>', str(value(added["gl-people-message"])))
+    shown = re.search(r'<code class="gl-one-time-password">([^<]+)</code>', str(value(added["gl-people-message"])))
     assert shown is not None and value(added["gl-people-new-name"]) == ""
     assert list(value(added["gl-people-table"])["User"]) == ["ada", "ann", "bob", "cat"]
     cat = studies.authenticate("cat", html.unescape(shown.group(1)))

@@ -26,7 +26,7 @@ from webapp import render, report_html
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
-ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1"}
+ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1", "code", "br"}
 ALLOWED_ATTRS = {"class", "title", "role", "aria-hidden"}
 FIXED_STYLE = re.compile(r"width: \d+(\.\d+)?%")  # a progress bar's width, from numbers only
 
@@ -106,6 +106,7 @@ def _field_with_highlight(payload: str) -> str:
 
 
 RENDERERS = {
+    "one-time password": lambda p: render.render_one_time_password(p, p),
     "field text, tag and highlight title": _field_with_highlight,
     "fields": lambda p: render.render_fields(
         {p: f"x {p} y"}, [FieldSpan(p, 2, 2 + len(p), p)]

@@ -30,13 +30,6 @@ PEOPLE_HEADERS = ["User", "Role", "Active", "Grade right", "Password", "Created"
 ASSIGNMENT_CHOICES = [("Open to every annotator", OPEN), ("Only the chosen annotators", CHOSEN)]
 
 
-def render_one_time_password(username: str, password: str) -> str:
-    """The one-time password of a reset, shown to the admin once (escaped like every other text)."""
-    return (f'<div class="gl-message gl-message-info">One-time password for <b>{render.esc(username)}</b>: '
-            f'<code id="gl-one-time-password">{render.esc(password)}</code><br>It is shown only now: give it to '
-            "them. At their next sign-in they must choose their own password before anything else.</div>")
-
-
 @dataclass
 class PeopleTab:
     """Admins: the users table, adding a user, the actions on one user, and a study's assignment."""
@@ -197,7 +190,7 @@ class PeopleHandlers:
                                                   str(password) if password else None)
         except Exception as error:
             return {ui.message: _error(error), ui.new_password: ""}
-        shown = (_html(render_one_time_password(added.user.username, added.one_time_password))
+        shown = (_html(render.render_one_time_password(added.user.username, added.one_time_password))
                  if added.one_time_password is not None else
                  _notice(f"Added {added.user.role} {added.user.username}."))
         return {ui.message: shown, ui.new_name: "", ui.new_password: "", **self._people(actor)}
@@ -223,7 +216,7 @@ class PeopleHandlers:
             reset = self._studies.people.reset_password(actor, name, str(password) if password else None,
                                                         must_change=bool(must_change))
             if reset.one_time_password is not None:
-                return _html(render_one_time_password(reset.user.username, reset.one_time_password))
+                return _html(render.render_one_time_password(reset.user.username, reset.one_time_password))
             then = " They must choose their own at the next sign-in." if reset.user.must_change_password else ""
             return _notice(f"The password of {reset.user.username} is set.{then}")
 

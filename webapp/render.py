@@ -609,3 +609,10 @@ def render_item_labels(labels: Sequence[Mapping[str, object]]) -> str:
             + (f'<div class="gl-note">Edits</div><ul class="gl-edit-list">{edits}</ul>' if edits else "")
             + "</li>")
     return f'<div class="gl-human-labels"><div class="gl-subtitle">Human labels</div><ul>{"".join(rows)}</ul></div>'
+
+
+def render_one_time_password(username: str, password: str) -> str:
+    """The one-time password of a reset, shown to the admin once (escaped like every other text)."""
+    return (f'<div class="gl-message gl-message-info">One-time password for <b>{esc(username)}</b>: '
+            f'<code class="gl-one-time-password">{esc(password)}</code><br>It is shown only now: give it to '
+            "them. At their next sign-in they must choose their own password before anything else.</div>")

@@ -26,7 +26,8 @@ from webapp import render, report_html
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
-ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1", "code", "br"}
+ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "strong", "dl", "dt", "dd", "h1", "code",
+                "br"}
 ALLOWED_ATTRS = {"class", "title", "role", "aria-hidden"}
 FIXED_STYLE = re.compile(r"width: \d+(\.\d+)?%")  # a progress bar's width, from numbers only
 

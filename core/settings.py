@@ -8,29 +8,37 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from core.storage import bucket_mount
+
 DB_FILENAME = "glider-studio.db"
-# Hugging Face Spaces mounts paid persistent storage at /data; everything else there is wiped on restart.
+# A Space keeps data across restarts only on a Storage Bucket mounted as a volume (at /data unless
+# GLIDER_BUCKET_MOUNT says otherwise); everything else there is wiped on restart (core.storage).
 SPACES_PERSISTENT_DIR = Path("/data")
 
 
 def _on_spaces_with_storage(env: Mapping[str, str], persistent_dir: Path) -> bool:
-    """True on a Hugging Face Space whose persistent storage is mounted and writable."""
+    """True on a Hugging Face Space whose bucket volume folder is there and writable."""
     return bool(env.get("SPACE_ID")) and persistent_dir.is_dir() and os.access(persistent_dir, os.W_OK | os.X_OK)
 
 
 def default_data_dir(
-    env: Mapping[str, str] | None = None, persistent_dir: Path = SPACES_PERSISTENT_DIR
+    env: Mapping[str, str] | None = None, persistent_dir: Path | None = None
 ) -> Path:
-    """GLIDER_DATA_DIR if set; else /data/glider-studio on a Space with persistent storage; else ./data."""
+    """GLIDER_DATA_DIR if set; else <bucket mount>/glider-studio on a Space with a writable bucket folder; else ./data.
+
+    The bucket mount is `persistent_dir` when given, else GLIDER_BUCKET_MOUNT, else /data. Whether that folder
+    really survives a restart is core.storage.storage_status's question (the banner says so when it does not).
+    """
     env = os.environ if env is None else env
     if configured := env.get("GLIDER_DATA_DIR", "").strip():
         return Path(configured).expanduser()
-    if _on_spaces_with_storage(env, persistent_dir):
-        return persistent_dir / "glider-studio"
+    mount = bucket_mount(env) if persistent_dir is None else persistent_dir
+    if _on_spaces_with_storage(env, mount):
+        return mount / "glider-studio"
     return Path.cwd() / "data"
 
 
-def default_db_url(env: Mapping[str, str] | None = None, persistent_dir: Path = SPACES_PERSISTENT_DIR) -> str:
+def default_db_url(env: Mapping[str, str] | None = None, persistent_dir: Path | None = None) -> str:
     """GLIDER_DB (any SQLAlchemy URL) if set; else a SQLite file in the default data directory."""
     env = os.environ if env is None else env
     if configured := env.get("GLIDER_DB", "").strip():

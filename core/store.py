@@ -14,6 +14,7 @@ feature (judgments in core.judgments, studies in core.studies, batch jobs in cor
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import sqlite3
@@ -48,6 +49,7 @@ from sqlalchemy.pool import StaticPool
 
 from core.errors import StorageError
 from core.migrations import MIGRATIONS, Migration, checked
+from core.storage import sqlite_mode as choose_sqlite_mode
 
 if TYPE_CHECKING:  # only for the compatibility methods at the end of Store; never imported at run time
     from core.grading import GradeResult
@@ -59,6 +61,10 @@ BUSY_TIMEOUT_MS = 5000
 WRITE_ATTEMPTS = 6
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# SQLite on a network/FUSE volume (a Space's bucket, core.storage): no WAL shared memory, no memory-mapped
+# I/O, and one process owning the file; Store then keeps one connection behind one lock.
+VOLUME_PRAGMAS = ("PRAGMA locking_mode = EXCLUSIVE", "PRAGMA journal_mode = DELETE", "PRAGMA mmap_size = 0")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -129,7 +135,7 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(database).expanduser()
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, mode: str = "wal") -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
         # SQLAlchemy emits BEGIN itself (below): the sqlite3 module would otherwise run DDL outside
@@ -139,8 +145,12 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            # WAL lets the UI read History while a grade is being written. In-memory stays "memory".
-            cursor.execute("PRAGMA journal_mode = WAL")
+            if mode == "volume":
+                for pragma in VOLUME_PRAGMAS:
+                    cursor.execute(pragma)
+            else:
+                # WAL lets the UI read History while a grade is being written. In-memory stays "memory".
+                cursor.execute("PRAGMA journal_mode = WAL")
         finally:
             cursor.close()
 
@@ -202,16 +212,21 @@ class Store:
         url: str | URL,
         *,
         migrations: Sequence[Migration | tuple[int, str, Callable[[Connection], None]]] | None = None,
+        sqlite_mode: str | None = None,
     ) -> None:
-        """Open (creating if needed) the database at `url` and apply pending migrations."""
+        """Open (creating if needed) the database at `url` and apply pending migrations.
+
+        `sqlite_mode` ("wal" or "volume"; None: chosen by core.storage.sqlite_mode) sets how a SQLite file runs.
+        """
         steps = checked(MIGRATIONS if migrations is None else migrations)
         try:
             self._url = make_url(url)
         except (ArgumentError, ValueError) as error:  # ValueError: e.g. a port that is not a number
             shown = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))  # never echo a password
             raise StorageError(f"{shown!r} is not a database URL (expected e.g. sqlite:///data/glider.db).") from error
+        self._sqlite_mode = sqlite_mode
         self._engine = self._create_engine()
-        # An in-memory SQLite database is one shared connection: serialize its transactions.
+        # An in-memory SQLite database (and a file on a volume) is one shared connection: serialize its transactions.
         self._lock: threading.RLock | nullcontext[None] = (
             threading.RLock() if isinstance(self._engine.pool, StaticPool) else nullcontext()
         )
@@ -275,7 +290,10 @@ class Store:
             if path is None:
                 # The default pool gives each thread its own, different in-memory database.
                 options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-            else:
+            elif self._choose_mode(path) == "volume":
+                # locking_mode=EXCLUSIVE keeps the file locked by the connection that used it: one connection only.
+                options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+            if path is not None:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
                 except OSError as error:
@@ -291,8 +309,41 @@ class Store:
         except (ArgumentError, NoSuchModuleError, ImportError) as error:
             raise StorageError(f"Cannot use the database URL {self.url}: {error}") from error
         if is_sqlite:
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, self._sqlite_mode or "wal")
         return engine
+
+    def _choose_mode(self, path: Path) -> str:
+        """The SQLite settings for the file at `path` (given, or chosen from the environment), stated in the log."""
+        if self._sqlite_mode is None:
+            try:
+                self._sqlite_mode, why = choose_sqlite_mode(path)
+            except ValueError as error:
+                raise StorageError(str(error)) from error
+        else:
+            why = "chosen by the caller"
+        if self._sqlite_mode not in ("wal", "volume"):
+            raise StorageError(f"Unknown SQLite mode {self._sqlite_mode!r} (expected 'wal' or 'volume').")
+        if self._sqlite_mode == "volume":
+            log.info("SQLite on a mounted volume (%s): journal_mode=DELETE, locking_mode=EXCLUSIVE, mmap_size=0, "
+                     "one connection and one writer lock; no other process may open %s meanwhile", why, path)
+        else:
+            log.debug("SQLite in WAL mode (%s)", why)
+        return self._sqlite_mode
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file this Store uses, or None (in-memory, or another database)."""
+        return _sqlite_file(self._url) if self._url.get_backend_name() == "sqlite" else None
+
+    @property
+    def backend(self) -> str:
+        """The database's kind as SQLAlchemy names it: "sqlite", "postgresql", ..."""
+        return self._url.get_backend_name()
+
+    @property
+    def sqlite_mode(self) -> str | None:
+        """How a SQLite file runs here ("wal" or "volume"), None for in-memory and other databases."""
+        return self._sqlite_mode if self.sqlite_path is not None else None
 
     def _migrate(self, steps: list[Migration]) -> None:
         """Apply pending steps, one transaction each; an up-to-date database is only read, never locked."""

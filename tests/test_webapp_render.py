@@ -21,6 +21,7 @@ from core.grading import FieldSpan
 from core.judge.base import BackendInfo
 from core.presets import Preset
 from core.spans import locate
+from core.storage import StorageStatus
 from tests.webapp_helpers import XSS_PAYLOADS
 from webapp import render, report_html
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
@@ -134,6 +135,7 @@ RENDERERS = {
     "subtitle": render.render_subtitle,
     "batch status": lambda p: render.render_batch_status(3, p, p, 10, 4, 1, rate=p, eta=p, message=p),
     "batch judge": lambda p: render.render_batch_judge(p, p, p),
+    "storage notice": lambda p: render.render_storage_notice(StorageStatus(False, True, p, p)),
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.storage import StorageStatus, storage_status
 from webapp import access, render
 from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.components import PRIVATE
@@ -104,6 +105,12 @@ def _banner(services: Services) -> str:
     return render.render_backend_banner(info, services.judge_error, services.judge_loading, services.judge_reason)
 
 
+def storage_of(services: Services) -> StorageStatus:
+    """Whether this app's database survives a restart (core.storage), for the banner and the Studies tab."""
+    store = services.store
+    return storage_status(getattr(store, "sqlite_path", None), getattr(store, "backend", "sqlite"))
+
+
 def _tab_options(services: Services) -> dict[str, Any]:
     """gr.Tabs settings before the page knows who signed in: with sign-in on, only Label until on_tabs says more."""
     if not services.auth_enabled or services.studies is None:
@@ -124,6 +131,7 @@ def build_app(services: Services) -> gr.Blocks:
 
     Launch it with `**launch_options()` and, for sign-in, `**auth_options(services)`.
     """
+    storage = render.render_storage_notice(storage_of(services))  # "" unless a Space loses its data at restart
     with gr.Blocks(title="GLIDER Studio", analytics_enabled=False) as demo:
         with gr.Row(equal_height=True, elem_classes="gl-top"):
             gr.HTML(render.render_header(), scale=6)
@@ -131,12 +139,13 @@ def build_app(services: Services) -> gr.Blocks:
                 user_line = gr.HTML(visible=False, elem_id="gl-user")
                 # Relative link: Gradio's own /logout, also when the app is served under a root path.
                 logout = gr.Button("Sign out", link="logout", size="sm", visible=False, elem_id="gl-logout")
-        banner = gr.HTML(_banner(services), elem_id="gl-banner")
+        banner = gr.HTML(_banner(services) + storage, elem_id="gl-banner")
         # While the judge loads in the background, refresh the banner until it is ready (or failed).
         poll = gr.Timer(3.0, active=services.judge_loading is not None)
-        poll.tick(lambda: {banner: _banner(services), poll: gr.Timer(active=services.judge_loading is not None)},
+        poll.tick(lambda: {banner: _banner(services) + storage,
+                           poll: gr.Timer(active=services.judge_loading is not None)},
                   None, [banner, poll], api_visibility=PRIVATE, queue=False, show_progress="hidden")
-        demo.load(lambda: _banner(services), None, banner, api_visibility=PRIVATE, queue=False)
+        demo.load(lambda: _banner(services) + storage, None, banner, api_visibility=PRIVATE, queue=False)
         password = PasswordPanel.create()  # only for a user whose password an admin reset
         with gr.Tabs(elem_id="gl-tabs", **_tab_options(services)) as tabs:
             with gr.Tab("Grade", id="grade"):
@@ -146,6 +155,7 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Batch", id="batch") as batch:
                 batch_tab = BatchTab.create_in(batch, services.presets)
             with gr.Tab("Studies", id="studies") as studies_tab:
+                gr.HTML(storage, visible=bool(storage), elem_id="gl-storage-studies")
                 studies = StudiesTab.create_in(studies_tab, services.presets)
             with gr.Tab("Label", id="label") as label_tab:
                 label = LabelTab.create_in(label_tab)

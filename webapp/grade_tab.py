@@ -27,6 +27,7 @@ from core.prompt import CONTEXT, DEFAULT_TAGS, GOLD_ANSWER, MODEL_OUTPUT, USER_I
 from webapp import access, charts, render
 from webapp.components import JUDGE_CONCURRENCY_ID, PRIVATE, RubricForm
 from webapp.components import html_update as _html
+from webapp.demo_limits import DemoGate, DemoLimits, waiting_in_queue
 from webapp.grade_queue import GradeBatcher
 from webapp.services import Services
 from webapp.studies import AddToStudy
@@ -235,6 +236,9 @@ class GradeHandlers:
         self.batcher: GradeBatcher[GradeResult] = GradeBatcher(
             self._grade_many, max_batch_size=services.api_batch_size
         )
+        # Anonymous visitors of a public demo: grades in flight and input size (webapp.demo_limits).
+        self.demo = DemoGate(services.demo_limits or DemoLimits())
+        self._demo: gr.Blocks | None = None  # set by wire(): its queue says which grades wait
 
 
     def on_preset(self, key: str | None) -> dict[Any, Any]:
@@ -364,6 +368,15 @@ class GradeHandlers:
         Returns score, status, problems, reasoning, highlights, spans (field/start/end/phrase, offsets
         in characters of that field), ungrounded, distribution and the stored judgment_id. With sign-in on,
         only admins and annotators allowed to grade may call it, never on an unlabelled blind-study item.
+
+        Args:
+            context: background the answer should rely on (may be empty)
+            user_input: the question or instruction the model was given (may be empty)
+            model_output: the text to be judged
+            gold_answer: a reference answer (may be empty)
+            pass_criteria: what a good answer does, referring to the fields by their tags
+            rubric: one line per score, e.g. "0: fails the criteria" and "1: meets them"
+            max_new_tokens: the most tokens GLIDER may write
         """
         try:
             fields = {CONTEXT: context or "", USER_INPUT: user_input or "", MODEL_OUTPUT: model_output or "",
@@ -376,10 +389,13 @@ class GradeHandlers:
         if self.services.judge is None:
             raise gr.Error(no_judge_message(self.services), print_exception=False)
         try:
-            request = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
-                                   max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
-            # Graded together with the /grade calls that arrive meanwhile; this call's own error comes back here.
-            return self.batcher.submit(request).to_dict()
+            asked = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
+                                 max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
+            # An anonymous visitor of a public demo holds one of their slots while the grade waits and runs.
+            waiting = functools.partial(waiting_in_queue, self._demo, "grade_api")
+            with self.demo.admit(request, [*fields.values(), asked.pass_criteria, asked.rubric], waiting):
+                # Graded together with the /grade calls that arrive meanwhile; this call's own error comes back here.
+                return self.batcher.submit(asked).to_dict()
         except Exception as error:  # gradio_client raises with this message
             raise gr.Error(failure_message(error), print_exception=False) from error
 
@@ -411,7 +427,17 @@ class GradeHandlers:
             except Exception as error:  # refused (or the fields cannot be read): the message, never a grade
                 yield {g.outcome: failure_message(error)}
                 return
-            yield from on_grade(*values)
+            texts = [*values[SLOTS : 2 * SLOTS], *values[2 * SLOTS : 2 * SLOTS + 2]]  # fields, criteria, rubric
+            try:
+                waiting = functools.partial(waiting_in_queue, self._demo, on_grade.__name__)
+                slot = self.demo.acquire(request, [str(text or "") for text in texts], waiting)
+            except Exception as error:  # an anonymous visitor past a demo limit (webapp.demo_limits)
+                yield {g.outcome: failure_message(error)}
+                return
+            try:
+                yield from on_grade(*values)
+            finally:  # also when the page closes mid-grade (Gradio closes the generator)
+                self.demo.release(slot)
 
         # What Gradio reads to inject the request: a first positional parameter typed gr.Request.
         checked.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
@@ -424,6 +450,7 @@ class GradeHandlers:
     def wire(self, demo: gr.Blocks) -> None:
         """Attach the Grade tab's events and the `grade` and `status` API endpoints (the only ones)."""
         g = self.grade
+        self._demo = demo
         g.form.wire(self.on_preset, self.on_rubric, also=[g.preset_info])
         g.load_example.click(self.on_load_example, g.form.preset,
                              [g.form.pass_criteria, g.form.rubric, g.preset_info, g.message, *g.tags, *g.texts],

@@ -7,10 +7,12 @@ arguments) is configured through its Variables.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 from core.accounts import Accounts
 from core.batch import BatchJobs
@@ -21,10 +23,13 @@ from core.judge.speed_check import check_writing_speed
 from core.judge.transformers_backend import warm_parallel_runtime
 from core.presets import load_presets
 from core.settings import default_db_url
+from core.storage import storage_status
 from core.store import Store
 from core.studies import Studies
 from webapp.app import auth_options, build_app, enable_queue, launch_options
+from webapp.demo_limits import MAX_INPUT_CHARS_ENV, MAX_QUEUED_ENV, DemoLimits
 from webapp.services import Services
+from webapp.zero_gpu import wrap_for_zero_gpu
 
 log = logging.getLogger("glider_studio")
 
@@ -46,6 +51,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth", action="store_true", default=_truthy(env.get("GLIDER_AUTH")),
                         help="Require sign-in even before any user exists (env GLIDER_AUTH=1); sign-in is on "
                              "anyway once `python -m core create-admin NAME` has created a user")
+    parser.add_argument("--mcp", action="store_true", default=_truthy(env.get("GLIDER_MCP")),
+                        help="Also serve the grade and status endpoints as MCP tools at /gradio_api/mcp/ "
+                             "(env GLIDER_MCP=1; needs `pip install \"gradio[mcp]\"`)")
+    try:
+        demo = DemoLimits.from_env(env)  # on a Space: on by default; elsewhere off (0)
+    except ValueError as error:
+        parser.error(str(error))
+    parser.add_argument("--demo-max-queued", type=int, default=demo.max_queued,
+                        help=f"Grades one anonymous visitor may have waiting or running at once, 0 for no limit "
+                             f"(env {MAX_QUEUED_ENV}; default {demo.max_queued} here)")
+    parser.add_argument("--demo-max-input-chars", type=int, default=demo.max_input_chars,
+                        help=f"Characters one anonymous visitor's grade may hold, 0 for no limit "
+                             f"(env {MAX_INPUT_CHARS_ENV}; default {demo.max_input_chars} here)")
     return parser.parse_args(argv)
 
 
@@ -85,11 +103,8 @@ def _on_zero_gpu(judge: JudgeBackend) -> JudgeBackend:
         return judge
     import spaces  # only installed on Hugging Face Spaces
 
-    judge.generate = spaces.GPU(duration=180)(judge.generate)  # type: ignore[method-assign]
-    judge.stream = spaces.GPU(duration=180)(judge.stream)  # type: ignore[method-assign]
-    if hasattr(judge, "generate_batch"):  # batch jobs generate several rows at once
-        judge.generate_batch = spaces.GPU(duration=180)(judge.generate_batch)  # type: ignore[attr-defined]
-    return judge
+    # Each call asks for the GPU time its own request needs (webapp.zero_gpu): visitors' quota is charged by it.
+    return wrap_for_zero_gpu(judge, spaces.GPU)
 
 
 def build_services(args: argparse.Namespace, store: Store, auth: bool, choice: JudgeChoice | None = None) -> Services:
@@ -108,6 +123,8 @@ def build_services(args: argparse.Namespace, store: Store, auth: bool, choice: J
         # started with `python -m core grade` on the same data and settings are the same job.
         judge_identity=judge_identity(backend, options),
         batch=BatchJobs(store),
+        demo_limits=DemoLimits(max(0, getattr(args, "demo_max_queued", 0)),
+                               max(0, getattr(args, "demo_max_input_chars", 0))),
     )
 
 
@@ -115,8 +132,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of `python app.py`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    mcp = mcp_options(args)  # before anything starts: --mcp without its package stops here
     store = Store(args.db)
     log.info("Storing judgments in %s", store.url)
+    storage = storage_status(store.sqlite_path, store.backend)
+    if storage.warn:
+        log.warning("%s", storage.advice)
     # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
     auth = args.auth or users_exist(store)
     if auth:
@@ -134,5 +155,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     threading.Thread(target=load_judge_into, args=(services, args, choice), name="load-judge", daemon=True).start()
     demo = build_app(services)
     enable_queue(demo).launch(
-        server_name=args.host, server_port=args.port, share=args.share, **launch_options(), **auth_options(services)
+        server_name=args.host, server_port=args.port, share=args.share, **launch_options(), **auth_options(services),
+        **mcp,
     )
+
+
+def mcp_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`mcp_server=True` for `Blocks.launch` with --mcp / GLIDER_MCP=1: agents then call `grade` as a tool."""
+    if not args.mcp:
+        return {}
+    if importlib.util.find_spec("mcp") is None:  # Gradio would fail only at launch, after the judge started loading
+        raise SystemExit('--mcp (GLIDER_MCP=1) needs the MCP extra of Gradio: pip install "gradio[mcp]"')
+    log.info("MCP server on: the grade and status endpoints are MCP tools at /gradio_api/mcp/")
+    return {"mcp_server": True}

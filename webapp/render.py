@@ -20,6 +20,7 @@ from webapp.view_models import format_time
 if TYPE_CHECKING:
     from core.judge.base import BackendInfo
     from core.presets import Preset
+    from core.storage import StorageStatus
     from webapp.view_models import JudgmentView
 
 MODEL_HINT = "start the app with --model /path/to/local/model (a local copy of PatronusAI/glider)"
@@ -193,6 +194,13 @@ def render_backend_banner(
     ]
     body = " ".join(f'<span class="gl-chip"><b>{esc(k)}</b> {esc(v)}</span>' for k, v in parts)
     return f'<div class="gl-banner gl-banner-ok">{body}{why}{notes}</div>'
+
+
+def render_storage_notice(status: StorageStatus | None) -> str:
+    """One line saying the data is lost at the next restart and what to do (core.storage), or "" when it is kept."""
+    if status is None or not status.warn:
+        return ""
+    return f'<div class="gl-banner-note gl-storage-warning" role="alert">{esc(status.advice)}</div>'
 
 
 def render_error(message: str) -> str:

@@ -10,6 +10,7 @@ from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.store import Store
 from core.studies import Studies
+from webapp.demo_limits import DemoLimits
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Services:
     `--backend auto`), shown in the banner; None when nothing chose it. No lock is kept here: a back-end
     that must run one generation at a time serialises them itself (core.judge.base.JudgeBackend's
     concurrency rule). `api_batch_size`: the most `/grade` calls that share one batched generation.
+    `demo_limits`: what anonymous visitors of a public demo may ask of the Grade tab and `/grade`
+    (webapp.demo_limits; None: no limits).
     """
 
     store: Store
@@ -45,3 +48,4 @@ class Services:
     batch: BatchJobs | None = None
     judge_reason: str | None = None
     api_batch_size: int = DEFAULT_BATCH_SIZE
+    demo_limits: DemoLimits | None = None

@@ -1,8 +1,9 @@
-"""`python -m core publish STUDY_ID --repo OWNER/NAME --as ADMIN` and `python -m core reopen-study SOURCE --as ADMIN`.
+"""`python -m core publish STUDY_ID --repo OWNER/NAME`, `reopen-study SOURCE` and `import-hub STUDY_ID OWNER/NAME`.
 
 publish: the study as a Hugging Face dataset (core.studies.publish): Parquet tables, the agreement report and
 a dataset card, uploaded as one commit with HF_TOKEN (or a saved `hf auth login`); `--out DIR` only writes the
-folder. reopen-study: a new study from a published one (a folder, or a dataset repo id). Exit codes: 0 done;
+folder. reopen-study: a new study from a published one (a folder, or a dataset repo id). import-hub: items
+from a data file of a dataset repo. All act as a named admin (`--as ADMIN`). Exit codes: 0 done;
 1 refused (not an admin, the Hub said no, not a published study); 2 unusable options or an unknown user.
 """
 
@@ -45,6 +46,27 @@ def register(subparsers: Any) -> None:
     reopen.add_argument("--name", help="the new study's name (default: the published name with ' (reopened)')")
     _common(reopen)
     reopen.set_defaults(run=_reopen)
+
+    hub = subparsers.add_parser(
+        "import-hub", help="add items to a study from a data file of a Hugging Face dataset repo",
+        description="Download one data file (CSV, TSV, JSON Lines, JSON or Parquet) of a dataset repo and import "
+                    "its rows as the study's items, columns mapped to field tags as in the Studies tab's import.")
+    hub.add_argument("study_id", type=int, metavar="STUDY_ID", help="the study's number (#N in the app)")
+    hub.add_argument("repo", metavar="OWNER/NAME", help="the dataset repo")
+    hub.add_argument("--file", required=True, metavar="PATH", help="the data file in the repo, e.g. data/test.csv")
+    hub.add_argument("--map", action="append", type=_pair, default=[], metavar="TAG=COLUMN", required=True,
+                     help="a field tag and the column that fills it (repeat for each tag)")
+    hub.add_argument("--id-column", metavar="COLUMN", help="the column with each row's own id")
+    hub.add_argument("--revision", help="a branch, tag or commit of the repo (default: main)")
+    _common(hub)
+    hub.set_defaults(run=_import_hub)
+
+
+def _pair(text: str) -> tuple[str, str]:
+    tag, sep, column = text.partition("=")
+    if not sep or not tag.strip() or not column.strip():
+        raise argparse.ArgumentTypeError(f"expected TAG=COLUMN (got {text!r})")
+    return tag.strip(), column.strip()
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -98,6 +120,21 @@ def _reopen(args: argparse.Namespace) -> int:
     def action(store: Any, actor: Any) -> int:
         study = reopen_study(store, actor, args.source, name=args.name)
         print(f"Created study #{study.id} {study.name!r} from {args.source}.")
+        return EXIT_OK
+
+    return _run(args, action)
+
+
+def _import_hub(args: argparse.Namespace) -> int:
+    from core.studies import Studies
+    from core.studies.hub_import import import_hub_items
+
+    def action(store: Any, actor: Any) -> int:
+        report = import_hub_items(Studies(store), store, actor, args.study_id, args.repo, args.file,
+                                  dict(args.map), id_column=args.id_column, revision=args.revision)
+        for error in report.errors:
+            print(f"row {error.row}: {error.message}", file=sys.stderr)
+        print(f"Imported {report.added} item(s) into study #{args.study_id} from {args.repo}/{args.file}.")
         return EXIT_OK
 
     return _run(args, action)

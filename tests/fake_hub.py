@@ -4,7 +4,8 @@ This is NOT the Hub: the Hub cannot be reached from the test machines. It plays,
 them, POST /api/repos/create (200 the first time, 409 "already exists" after), POST /api/validate-yaml,
 POST /api/datasets/OWNER/NAME/preupload/REVISION (every file "regular", with the git oid of the stored copy as
 the Hub sends it, so unchanged files are left out of a commit) and POST /api/datasets/OWNER/NAME/commit/REVISION
-(the NDJSON commit: header + base64 files). Any other request is answered 404 and recorded, so a test sees it.
+(the NDJSON commit: header + base64 files), and GET/HEAD /datasets/OWNER/NAME/resolve/REVISION/PATH (a stored
+file, for hf_hub_download). Any other request is answered 404 and recorded, so a test sees it.
 The real Hub sends Parquet files through LFS/Xet storage; that path is not played here.
 """
 
@@ -49,8 +50,27 @@ class FakeHub:
                 pass
 
             def do_GET(self) -> None:
-                hub.requests.append(("GET", self.path, self.headers.get("authorization")))
-                self._send(404, {"error": "not played by the stand-in"})
+                self._file(send_body=True)
+
+            def do_HEAD(self) -> None:
+                self._file(send_body=False)
+
+            def _file(self, send_body: bool) -> None:
+                """GET/HEAD /datasets/OWNER/NAME/resolve/REVISION/PATH: a stored file (hf_hub_download)."""
+                hub.requests.append((self.command, self.path.split("?")[0], self.headers.get("authorization")))
+                parts = self.path.split("?")[0].strip("/").split("/", 5)
+                repo = hub.repos.get("/".join(parts[1:3])) if len(parts) == 6 and parts[3] == "resolve" else None
+                data = repo.files.get(parts[5]) if repo is not None and parts[0] == "datasets" else None
+                if repo is None or data is None or not repo.commits:
+                    self._send(404, {"error": "Entry not found"}, send_body)
+                    return
+                self.send_response(200)
+                self.send_header("content-length", str(len(data)))
+                self.send_header("etag", f'"{git_oid(data)}"')
+                self.send_header("x-repo-commit", repo.commits[-1]["oid"])
+                self.end_headers()
+                if send_body:
+                    self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -60,13 +80,16 @@ class FakeHub:
                 status, answer = hub.answer(path, body)
                 self._send(status, answer)
 
-            def _send(self, status: int, answer: Any) -> None:
+            def _send(self, status: int, answer: Any, send_body: bool = True) -> None:
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+                if status == 404:
+                    self.send_header("x-error-code", "EntryNotFound")
                 self.end_headers()
-                self.wfile.write(data)
+                if send_body:
+                    self.wfile.write(data)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,3 +250,74 @@ def test_cli_out_writes_the_folder_and_reopen_study_reads_it(study, tmp_path: Pa
     assert main(["reopen-study", str(tmp_path / "ds"), "--as", "alice_real", "--db", url]) == 1
     assert main(["reopen-study", str(tmp_path), "--as", "chief", "--db", url]) == 1  # not a published study
     assert [s.name for s in studies.list_studies(studies.get_user("chief"))].count("Again") == 1
+
+
+def test_the_scheduled_backup_commits_every_study_and_then_what_changed(study, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """core.studies.backup on huggingface_hub's real CommitScheduler, against the stand-in Hub."""
+    import huggingface_hub.constants
+
+    from core.studies.backup import start_backup
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    store, studies, study_id, people = study
+    hub = FakeHub().start()
+    scheduler = start_backup(store, "space/backup", every=60, token="hf_space_token", folder=tmp_path / "backup",
+                             endpoint=hub.url)
+    try:
+        for _ in range(300):  # its first push starts at once, on its own thread
+            if hub.repos.get("space/backup") and hub.repos["space/backup"].commits:
+                break
+            time.sleep(0.1)
+        repo = hub.repos["space/backup"]
+        assert repo.visibility == "private" and len(repo.commits) == 1
+        labels = pd.read_parquet(io.BytesIO(repo.files[f"study-{study_id}/labels.parquet"]))
+        assert set(labels["annotator"]) == {"alice_real", "bob_real"} and len(labels) == 14  # real names: a backup
+        item = studies.add_item(people["admin"], study_id, {"USER INPUT": "Question 8?", "MODEL OUTPUT": "A 8."})
+        studies.submit(people["bob"], item.id, 4)
+        scheduler.trigger().result(timeout=60)
+        assert len(repo.commits) == 2
+        assert len(pd.read_parquet(io.BytesIO(repo.files[f"study-{study_id}/labels.parquet"]))) == 15
+        assert {auth for _, _, auth in hub.requests} == {"Bearer hf_space_token"}
+    finally:
+        scheduler.stop()
+        hub.stop()
+
+
+def test_import_items_from_a_hub_dataset_file_csv_or_parquet(study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    """hf_hub_download of one data file from the stand-in Hub, then the Studies tab's import path."""
+    import huggingface_hub.constants
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.studies.hub_import import import_hub_items
+    from tests.fake_hub import Repo
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    store, studies, study_id, people = study
+    hub = FakeHub().start()
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)  # what HF_ENDPOINT sets at import
+    parquet = io.BytesIO()
+    pq.write_table(pa.table({"q": ["Parquet question?"], "a": ["Parquet answer."], "id": ["p-1"]}), parquet)
+    hub.repos["org/data"] = Repo("dataset", "public", files={
+        "data/test.csv": b"question,answer,id\nCSV question?,CSV answer.,c-1\nAnother?,,c-2\n",
+        "data/test.parquet": parquet.getvalue()}, commits=[{"oid": "1" * 40, "summary": "data", "paths": []}])
+    try:
+        with pytest.raises(PermissionDenied):
+            import_hub_items(studies, store, people["alice"], study_id, "org/data", "data/test.csv",
+                             {"USER INPUT": "question"})
+        assert hub.requests == []  # refused before anything was downloaded
+        report = import_hub_items(studies, store, people["admin"], study_id, "org/data", "data/test.parquet",
+                                  {"USER INPUT": "q", "MODEL OUTPUT": "a"}, id_column="id")
+        assert report.added == 1
+        added = studies.get_item(people["admin"], report.item_ids[0])
+        assert added.fields == {"USER INPUT": "Parquet question?", "MODEL OUTPUT": "Parquet answer."}
+        assert added.external_id == "p-1"
+        assert main(["import-hub", str(study_id), "org/data", "--file", "data/test.csv", "--map", "USER INPUT=question",
+                     "--map", "MODEL OUTPUT=answer", "--id-column", "id", "--as", "chief", "--db", str(store.url)]) == 0
+        assert "Imported 2 item(s)" in capsys.readouterr().out
+        assert main(["import-hub", str(study_id), "org/data", "--file", "nope.csv", "--map", "USER INPUT=question",
+                     "--as", "chief", "--db", str(store.url)]) == 1
+    finally:
+        hub.stop()

@@ -23,6 +23,7 @@ from core.presets import load_presets
 from core.settings import default_db_url
 from core.store import Store
 from core.studies import Studies
+from core.studies.backup import backup_from_env
 from webapp.app import auth_options, build_app, enable_queue, launch_options
 from webapp.services import Services
 
@@ -117,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     store = Store(args.db)
     log.info("Storing judgments in %s", store.url)
+    try:  # GLIDER_BACKUP_REPO: every study to a private dataset repo every few minutes (core.studies.backup)
+        if backup_from_env(store) is not None:
+            log.info("Backing up every study to the dataset repo %s", os.environ.get("GLIDER_BACKUP_REPO"))
+    except Exception as error:  # the app still starts; the log says why nothing is backed up
+        log.warning("No backup to the Hub: %s", error)
     # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
     auth = args.auth or users_exist(store)
     if auth:

@@ -129,7 +129,7 @@ def test_the_card_renders_with_the_headline_numbers(study, tmp_path: Path) -> No
     assert f"{kappa['value']:.3f} (95% CI {kappa['ci_low']:.3f} to {kappa['ci_high']:.3f})" in html
     assert "<td>labels</td>\n<td>14</td>" in html
     assert "annotator-1, annotator-2" in html and "CC-BY-NC-4.0" in html
-    assert 'load_dataset("team/helpfulness", "judgments"' in html
+    assert 'load_dataset("team/helpfulness", "judgments"' in card and "<pre><code class=\"language-python\">" in html
 
 
 def test_reopen_a_published_study_from_its_folder(study, tmp_path: Path) -> None:  # noqa: ANN001
@@ -225,7 +225,11 @@ def test_cli_publish_with_hf_token_and_hf_endpoint_in_a_subprocess(study, tmp_pa
                               timeout=180)
         assert done.returncode == 0, done.stderr
         assert f"Published study #{study_id} to {hub.url}/datasets/team/cli" in done.stdout
-        assert {auth for _, _, auth in hub.requests} == {"Bearer hf_env_token"}
+        # (huggingface_hub may also GET /api/agent-harnesses, unauthenticated, when it runs under a coding agent.)
+        posts = [(path, auth) for method, path, auth in hub.requests if method == "POST"]
+        assert posts == [(path, "Bearer hf_env_token") for path in (
+            "/api/repos/create", "/api/validate-yaml", "/api/datasets/team/cli/preupload/main",
+            "/api/datasets/team/cli/commit/main")]
         assert len(hub.repos["team/cli"].commits) == 1
         refused = subprocess.run([sys.executable, "-m", "core", "publish", str(study_id), "--repo", "team/cli",
                                   "--as", "alice_real", "--db", url], cwd=ROOT, env=env, capture_output=True,
@@ -284,9 +288,9 @@ def test_the_scheduled_backup_commits_every_study_and_then_what_changed(study, t
         hub.stop()
 
 
-def test_import_items_from_a_hub_dataset_file_csv_or_parquet(study, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
-    """hf_hub_download of one data file from the stand-in Hub, then the Studies tab's import path."""
+def test_import_items_from_a_hub_dataset_file_csv_or_parquet(study, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """hf_hub_download of one data file from the stand-in Hub, then the Studies tab's import path; the CLI in a
+    subprocess, with HF_ENDPOINT (huggingface_hub builds download URLs from it at import)."""
     import huggingface_hub.constants
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -297,7 +301,6 @@ def test_import_items_from_a_hub_dataset_file_csv_or_parquet(study, tmp_path: Pa
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     store, studies, study_id, people = study
     hub = FakeHub().start()
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", hub.url)  # what HF_ENDPOINT sets at import
     parquet = io.BytesIO()
     pq.write_table(pa.table({"q": ["Parquet question?"], "a": ["Parquet answer."], "id": ["p-1"]}), parquet)
     hub.repos["org/data"] = Repo("dataset", "public", files={
@@ -306,18 +309,25 @@ def test_import_items_from_a_hub_dataset_file_csv_or_parquet(study, tmp_path: Pa
     try:
         with pytest.raises(PermissionDenied):
             import_hub_items(studies, store, people["alice"], study_id, "org/data", "data/test.csv",
-                             {"USER INPUT": "question"})
+                             {"USER INPUT": "question"}, endpoint=hub.url)
         assert hub.requests == []  # refused before anything was downloaded
         report = import_hub_items(studies, store, people["admin"], study_id, "org/data", "data/test.parquet",
-                                  {"USER INPUT": "q", "MODEL OUTPUT": "a"}, id_column="id")
+                                  {"USER INPUT": "q", "MODEL OUTPUT": "a"}, id_column="id", endpoint=hub.url)
         assert report.added == 1
         added = studies.get_item(people["admin"], report.item_ids[0])
         assert added.fields == {"USER INPUT": "Parquet question?", "MODEL OUTPUT": "Parquet answer."}
         assert added.external_id == "p-1"
-        assert main(["import-hub", str(study_id), "org/data", "--file", "data/test.csv", "--map", "USER INPUT=question",
-                     "--map", "MODEL OUTPUT=answer", "--id-column", "id", "--as", "chief", "--db", str(store.url)]) == 0
-        assert "Imported 2 item(s)" in capsys.readouterr().out
-        assert main(["import-hub", str(study_id), "org/data", "--file", "nope.csv", "--map", "USER INPUT=question",
-                     "--as", "chief", "--db", str(store.url)]) == 1
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "core", "import-hub", str(study_id), "org/data", *args,
+                                   "--as", "chief", "--db", str(store.url)], cwd=ROOT, env=env, capture_output=True,
+                                  text=True, timeout=180)
+
+        done = cli("--file", "data/test.csv", "--map", "USER INPUT=question", "--map", "MODEL OUTPUT=answer",
+                   "--id-column", "id")
+        assert done.returncode == 0, done.stderr
+        assert "Imported 2 item(s)" in done.stdout
+        assert cli("--file", "nope.csv", "--map", "USER INPUT=question").returncode == 1
     finally:
         hub.stop()

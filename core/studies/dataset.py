@@ -96,7 +96,7 @@ def _pseudonyms(session: Session, study: StudyRow, real_names: bool) -> dict[int
     for user_id in editors:  # only if an older version let someone else edit a label
         names.setdefault(user_id, f"editor-{user_id}")
     if real_names:
-        usernames = dict(session.execute(select(UserRow.id, UserRow.username).where(UserRow.id.in_(names))).tuples())
+        usernames = dict(session.execute(select(UserRow.id, UserRow.username).where(UserRow.id.in_(names))).all())
         names = {user_id: usernames.get(user_id, name) for user_id, name in names.items()}
     return names
 
@@ -130,7 +130,7 @@ def read_tables(session: Session, study: StudyRow, *, real_names: bool = False) 
                      for row in session.scalars(select(AdjudicationRow).where(AdjudicationRow.study_id == study.id)
                                                 .order_by(AdjudicationRow.id))]
     renamed = {username: names[user_id] for user_id, username in session.execute(
-        select(UserRow.id, UserRow.username).where(UserRow.id.in_(names))).tuples()}
+        select(UserRow.id, UserRow.username).where(UserRow.id.in_(names))).all()}
     lines = [line for line in reports.report_lines(session, study) if line.item.removed_at is None]
     ratings = [{**row, "annotator": renamed.get(row["annotator"], row["annotator"])}
                for row in reports.ratings(study, lines)]

@@ -331,3 +331,15 @@ def test_import_items_from_a_hub_dataset_file_csv_or_parquet(study, monkeypatch:
         assert cli("--file", "nope.csv", "--map", "USER INPUT=question").returncode == 1
     finally:
         hub.stop()
+
+
+def test_the_backup_starts_only_when_glider_backup_repo_is_set(study, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from core.errors import InputError
+    from core.studies.backup import backup_from_env
+
+    store = study[0]
+    monkeypatch.delenv("GLIDER_BACKUP_REPO", raising=False)
+    assert backup_from_env(store) is None
+    monkeypatch.setenv("GLIDER_BACKUP_REPO", "not a repo id")
+    with pytest.raises(InputError, match="not a dataset repo id"):  # refused before any request
+        backup_from_env(store)

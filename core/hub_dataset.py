@@ -56,7 +56,8 @@ def upload_dataset_folder(folder: str | Path, repo_id: str, *, private: bool = F
     except HfHubHTTPError as error:
         status = error.response.status_code if error.response is not None else None
         hint = {401: "the token is missing or invalid (sign in with Hugging Face, or set HF_TOKEN)",
-                403: "the token may not write to this namespace (it needs write access)",
+                403: "the token may not create or write this repo (a Space's sign-in needs the manage-repos or "
+                     "contribute-repos scope and write-repos; elsewhere use a write token)",
                 404: "there is no such repo or namespace"}.get(status or 0, "")
         raise HubError(f"The Hub refused to publish to {repo_id}{': ' + hint if hint else ''} ({error}).") from error
     except (OSError, ConnectionError) as error:

@@ -40,6 +40,7 @@ class FakeHub:
     url: str = ""
     repos: dict[str, Repo] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
+    refused_token: str | None = None  # requests with this token are answered 401, as the Hub does a revoked one
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> FakeHub:
@@ -77,6 +78,9 @@ class FakeHub:
                 body = self.rfile.read(length)
                 path = self.path.split("?")[0]
                 hub.requests.append(("POST", path, self.headers.get("authorization")))
+                if hub.refused_token and self.headers.get("authorization") == f"Bearer {hub.refused_token}":
+                    self._send(401, {"error": "Invalid credentials in Authorization header"})
+                    return
                 status, answer = hub.answer(path, body)
                 self._send(status, answer)
 

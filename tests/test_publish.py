@@ -343,3 +343,19 @@ def test_the_backup_starts_only_when_glider_backup_repo_is_set(study, monkeypatc
     monkeypatch.setenv("GLIDER_BACKUP_REPO", "not a repo id")
     with pytest.raises(InputError, match="not a dataset repo id"):  # refused before any request
         backup_from_env(store)
+
+
+def test_a_refused_token_is_a_clear_hub_error(study, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import huggingface_hub.constants
+
+    from core.hub_dataset import HubError
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    store, _, study_id, people = study
+    hub = FakeHub(refused_token="hf_revoked").start()
+    try:
+        with pytest.raises(HubError, match="token is missing or invalid"):
+            publish_study(store, people["admin"], study_id, "team/x", token="hf_revoked", endpoint=hub.url)
+        assert hub.repos == {}
+    finally:
+        hub.stop()

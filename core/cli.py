@@ -12,6 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
         agreement_cli,
         grade_cli,
         people_cli,
+        publish_cli,
         review_cli,
         studies_admin_cli,
         studies_cli,
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     study_grading_cli.register(commands)
     studies_admin_cli.register(commands)
     review_cli.register(commands)
+    publish_cli.register(commands)
     return parser
 
 

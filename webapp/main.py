@@ -26,6 +26,7 @@ from core.settings import default_db_url
 from core.storage import storage_status
 from core.store import Store
 from core.studies import Studies
+from core.studies.backup import backup_from_env
 from webapp.app import auth_options, build_app, enable_queue, launch_options
 from webapp.demo_limits import MAX_INPUT_CHARS_ENV, MAX_QUEUED_ENV, DemoLimits
 from webapp.services import Services
@@ -138,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     storage = storage_status(store.sqlite_path, store.backend)
     if storage.warn:
         log.warning("%s", storage.advice)
+    try:  # GLIDER_BACKUP_REPO: every study to a private dataset repo every few minutes (core.studies.backup)
+        if backup_from_env(store) is not None:
+            log.info("Backing up every study to the dataset repo %s", os.environ.get("GLIDER_BACKUP_REPO"))
+    except Exception as error:  # the app still starts; the log says why nothing is backed up
+        log.warning("No backup to the Hub: %s", error)
     # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
     auth = args.auth or users_exist(store)
     if auth:

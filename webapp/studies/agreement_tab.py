@@ -14,6 +14,7 @@ import pandas as pd
 from core.agreement import adjudicated_report, agreement_report
 from core.errors import GliderError
 from core.studies import Study, User, write_exports
+from core.studies.publish import publish_study
 from webapp import charts, render
 from webapp.components import PRIVATE
 from webapp.components import as_id as _as_id
@@ -47,6 +48,7 @@ class AgreementTab:
     exports: list[gr.DownloadButton]
     shown: gr.State  # the study id of the report on screen
     reference: gr.Radio  # "annotators" or "adjudicated" (core.agreement.adjudicated_report)
+    publish: "PublishPanel"
 
     CHART_IDS = ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators")
     EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"),
@@ -78,14 +80,42 @@ class AgreementTab:
                                  column_widths=["7%", "11%", "8%", "13%", "8%", "53%"], visible=False,
                                  elem_id="gl-agree-disagreements")
             item = gr.HTML(visible=False, elem_id="gl-agree-item")
+            publish = PublishPanel.create()
         shown = gr.State(None)
         return cls(tab, notice, body, study, run, message, metrics, notes,
-                   [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference)
+                   [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference, publish)
 
     @property
     def outputs(self) -> list[Any]:
         return [self.notice, self.message, self.metrics, self.notes, *self.charts, self.table, self.item,
                 *self.exports, self.shown]
+
+
+@dataclass
+class PublishPanel:
+    """Publish the chosen study to a Hugging Face dataset repo (core.studies.publish)."""
+
+    repo: gr.Textbox
+    private: gr.Checkbox
+    real_names: gr.Checkbox
+    button: gr.Button
+    message: gr.HTML
+
+    @classmethod
+    def create(cls) -> "PublishPanel":
+        with gr.Accordion("Publish to the Hub", open=False, elem_id="gl-publish"):
+            gr.Markdown("Upload the study as a dataset repo: Parquet tables of items, labels (with their edits), "
+                        "the judge's judgments and adjudications, the agreement report and a dataset card. "
+                        "Publishing again replaces the files in a new commit. Uses your Hugging Face sign-in on a "
+                        "Space, `HF_TOKEN` elsewhere.")
+            with gr.Row(equal_height=True):
+                repo = gr.Textbox(label="Dataset repo", placeholder="owner/name", scale=3, elem_id="gl-publish-repo")
+                private = gr.Checkbox(label="Private", value=True, scale=1, elem_id="gl-publish-private")
+                real_names = gr.Checkbox(label="Real usernames (default: annotator-1, ...)", value=False, scale=2,
+                                         elem_id="gl-publish-real-names")
+                button = gr.Button("Publish", scale=1, elem_id="gl-publish-run")
+            message = gr.HTML(visible=False, elem_id="gl-publish-message")
+        return cls(repo, private, real_names, button, message)
 
 
 # --- callbacks -------------------------------------------------------------------------------------
@@ -179,6 +209,28 @@ class AgreementHandlers(StudyPage):
         paths[3].write_text(html, encoding="utf-8")
         return paths
 
+    def on_publish(self, study_id: Any, repo: Any, private: Any, real_names: Any, request: gr.Request,
+                   oauth_token: gr.OAuthToken | None = None) -> dict[Any, Any]:
+        """Publish the study to the dataset repo (admins); the token: the user's Hugging Face sign-in, else HF_TOKEN."""
+        panel = self.ui.agreement.publish
+        wanted = _as_id(study_id)
+        try:
+            actor = self.actor(request)
+            if wanted is None:
+                return {panel.message: _error("Choose a study first.")}
+            study = self._studies.get_study(actor, wanted)
+
+            def html(report: Mapping[str, Any]) -> str:  # the charts are the web layer's
+                figures = charts.report_figures(dict(report))
+                return report_to_html(dict(report), dict(figures), title=f"Agreement report: {study.name}")
+
+            published, _ = publish_study(self.services.store, actor, wanted, str(repo or ""), private=bool(private),
+                                         real_names=bool(real_names), report_html=html,
+                                         token=oauth_token.token if oauth_token is not None else None)
+        except Exception as error:
+            return {panel.message: _error(error)}
+        return {panel.message: _notice(f"Published to {published.url} (commit {published.commit_oid[:12]}).")}
+
     def on_disagreement_select(self, shown: Any, event: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
         """Show a disagreement's item with the model's highlights, its verdict and the human labels."""
         ag = self.ui.agreement
@@ -212,6 +264,8 @@ class AgreementHandlers(StudyPage):
 
         on(ag.run.click, self.on_report, [ag.study, ag.reference], ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
+        panel = ag.publish
+        on(panel.button.click, self.on_publish, [ag.study, panel.repo, panel.private, panel.real_names], panel.message)
 
 
 def _shown_score(row: Mapping[str, Any]) -> int | str:

@@ -1,0 +1,117 @@
+"""The dataset card (README.md) of a published study: what was labelled, how, by whom, how well they agree.
+
+Markdown with the Hub's YAML front matter (license, tags, one config per Parquet table so the dataset
+viewer and `datasets.load_dataset(repo, "labels")` find them). Pure: built from study.json's values, the
+tables' row counts and the agreement report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from core.agreement_labels import METRIC_LABELS
+
+HEADLINE = ("weighted_kappa", "exact", "within_1", "spearman", "pearson", "kendall")
+HUMAN = ("krippendorff_alpha_ordinal", "mean_pairwise_weighted_kappa", "pairwise_exact")
+BLIND = "Blind study: each label was given before the judge's verdict was shown."
+NOT_BLIND = "Not blind: annotators could see the judge's verdict."
+GLIDER_NOTE = (
+    "The judgments in this dataset were produced by GLIDER (`PatronusAI/glider`), whose weights are licensed "
+    "CC-BY-NC-4.0 (non-commercial use). This card declares the same licence for the dataset; the items' own "
+    "texts remain under the terms of their source, which the study's owner should state here."
+)
+
+
+def _metric(metric: Mapping[str, Any] | None) -> str:
+    if not metric or metric.get("value") is None:
+        reason = (metric or {}).get("reason") or "not computed"
+        return f"undefined ({reason})"
+    text = f"{metric['value']:.3f}"
+    if metric.get("ci_low") is not None and metric.get("ci_high") is not None:
+        text += f" (95% CI {metric['ci_low']:.3f} to {metric['ci_high']:.3f})"
+    return text
+
+
+def _quote(text: str) -> str:
+    """A block of user text as a Markdown blockquote (kept as written, one '> ' per line)."""
+    return "\n".join(f"> {line}" if line else ">" for line in (text or "").strip().splitlines()) or "> (none)"
+
+
+def _yaml_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def dataset_card(study: Mapping[str, Any], counts: Mapping[str, int], report: Mapping[str, Any] | None,
+                 *, repo_id: str | None = None, files: Sequence[str] = ()) -> str:
+    """README.md for the dataset folder: front matter, task, rubric, scale, annotators, agreement, licence, reload."""
+    tables = [name.removesuffix(".parquet") for name in files if name.endswith(".parquet")]
+    front = ["---", "license: cc-by-nc-4.0", f"pretty_name: {_yaml_text(str(study['name']))}",
+             "tags:", "- glider", "- llm-as-a-judge", "- human-evaluation", "- annotation", "configs:"]
+    for name in tables:
+        front += [f"- config_name: {name}", f"  data_files: {name}.parquet"]
+        if name == "labels":
+            front.append("  default: true")
+    front.append("---")
+    low, high = study["scale"]
+    who = ("by their usernames (the admin chose real names)" if study.get("real_names")
+           else "pseudonymised as annotator-1, annotator-2, ... (in order of their first label)")
+    annotators = ", ".join(study.get("annotators") or []) or "none yet"
+    lines = [
+        *front, "",
+        f"# {study['name']}", "",
+        "An annotation study made with GLIDER Studio: people scored texts against a rubric, and the GLIDER judge "
+        "scored the same texts, so the judge's agreement with humans can be measured.", "",
+    ]
+    if study.get("description"):
+        lines += [_quote(str(study["description"])), ""]
+    lines += [
+        "## Task", "",
+        "Pass criteria:", "", _quote(str(study["pass_criteria"])), "",
+        f"Rubric (scale {low} to {high}):", "", _quote(str(study["rubric"])), "",
+        f"Fields shown to annotators: {', '.join(study['tags'])}. "
+        f"{BLIND if study['blind'] else NOT_BLIND} "
+        f"Target: {study['overlap_target']} annotator(s) per item.", "",
+        "## Contents", "",
+        "| table | rows |", "| --- | --- |",
+        *(f"| {name} | {counts.get(name, 0)} |" for name in tables), "",
+        f"Annotators ({len(study.get('annotators') or [])}), {who}: {annotators}.", "",
+        "## Agreement", "",
+    ]
+    if report is None:
+        lines += ["No labels yet: no agreement report.", ""]
+    else:
+        headline = report.get("headline_score") or {}
+        basis = ("scores given before the reveal (blind headline)" if headline.get("blind")
+                 else "scores as given")
+        lines += [
+            f"Items compared: {report.get('n_items')} of {report.get('n_items_total')}; human ratings: "
+            f"{report.get('n_ratings')}; {basis}. Confidence intervals: 95% bootstrap over items.", "",
+            "| human vs judge (pooled) | value |", "| --- | --- |",
+            *(f"| {METRIC_LABELS[key]} | {_metric(report.get(key))} |" for key in HEADLINE), "",
+            "| human vs human | value |", "| --- | --- |",
+            *(f"| {METRIC_LABELS[key]} | {_metric((report.get('human_human') or {}).get(key))} |" for key in HUMAN),
+            "",
+            "The full report is `report.json`" + (" (and `report.html`, with charts)." if "report.html" in files
+                                                 else "."), "",
+        ]
+    repo = repo_id or "USER/DATASET"
+    lines += [
+        "## Licence", "", GLIDER_NOTE, "",
+        "## How to reload", "",
+        "```python",
+        "import pandas as pd",
+        f'labels = pd.read_parquet("hf://datasets/{repo}/labels.parquet")',
+        f'items = pd.read_parquet("hf://datasets/{repo}/items.parquet")',
+        "",
+        "from datasets import load_dataset",
+        f'judgments = load_dataset("{repo}", "judgments", split="train")',
+        "```", "",
+        "Reopen it as a study in GLIDER Studio (labels included):", "",
+        "```bash",
+        f"python -m core reopen-study {repo} --as ADMIN",
+        "```", "",
+        "Columns holding lists or objects (spans, highlights, distribution, repro, ...) are JSON text: "
+        "`json.loads` them.", "",
+    ]
+    return "\n".join(lines)

@@ -10,11 +10,13 @@ import argparse
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from core.accounts import Accounts
 from core.batch import BatchJobs
 from core.errors import GliderError
+from core.hub_sign_in import HUB_MODE, PASSWORD_MODE, SIGN_IN_MODES, HubRoles, sign_in_mode
 from core.judge import JudgeBackend, create_backend
 from core.judge.options import JudgeChoice, add_judge_arguments, describe_options, judge_choice, judge_identity
 from core.judge.speed_check import check_writing_speed
@@ -27,6 +29,7 @@ from webapp.app import auth_options, build_app, enable_queue, launch_options
 from webapp.services import Services
 
 log = logging.getLogger("glider_studio")
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -43,14 +46,39 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(env.get("GLIDER_PORT", env.get("PORT", "7860"))),
                         help="Port (env GLIDER_PORT)")
     parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link")
-    parser.add_argument("--auth", action="store_true", default=_truthy(env.get("GLIDER_AUTH")),
-                        help="Require sign-in even before any user exists (env GLIDER_AUTH=1); sign-in is on "
-                             "anyway once `python -m core create-admin NAME` has created a user")
+    parser.add_argument("--auth", nargs="?", const=PASSWORD_MODE, choices=SIGN_IN_MODES, default=None,
+                        help="Require sign-in: `--auth` (or password) even before any user exists, `--auth hf` to "
+                             "sign in with Hugging Face (env GLIDER_AUTH=1|password|hf). Without it: hf on a Space "
+                             "with hf_oauth, password once `python -m core create-admin NAME` has made a user")
     return parser.parse_args(argv)
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+def _readme() -> str:
+    """The app's README (a Space's front matter may name `hf_oauth_authorized_org`), or "" when there is none."""
+    try:
+        return README.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def sign_in(args: argparse.Namespace, store: Store, env: Mapping[str, str]) -> tuple[bool, HubRoles | None]:
+    """Whether sign-in is on, and who may sign in with Hugging Face (None: passwords); said in the log.
+
+    Asked for with --auth / GLIDER_AUTH, else Hugging Face on a Space with hf_oauth, else passwords once someone
+    can sign in (checked once, at start): core.hub_sign_in.sign_in_mode.
+    """
+    mode = sign_in_mode(args.auth, env, users_exist(store))
+    hub = HubRoles.from_env(env, _readme()) if mode == HUB_MODE else None
+    if hub is not None:
+        log.info("Sign-in with Hugging Face: %s", hub.describe())
+        if not env.get("SPACE_ID"):
+            log.warning("Not on a Space: Gradio signs everyone in as the account of `hf auth login` (a local mock "
+                        "that asks the Hub who that is once, at start)")
+    elif mode is not None:
+        log.info("Sign-in is on: the study tabs know who is labelling")
+    else:
+        log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
+    return mode is not None, hub
 
 
 def users_exist(store: Store) -> bool:
@@ -117,15 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     store = Store(args.db)
     log.info("Storing judgments in %s", store.url)
-    # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
-    auth = args.auth or users_exist(store)
-    if auth:
-        log.info("Sign-in is on: the study tabs know who is labelling")
-    else:
-        log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
+    auth, hub = sign_in(args, store, os.environ)
     choice = judge_choice(args)
     log.info("Judge back-end %s: %s", choice.backend, choice.reason)
     services = build_services(args, store, auth, choice)
+    services.hub = hub
     if choice.backend == "transformers":
         # PyTorch's OpenMP pool must have run on the main thread before the judge (loaded on a thread, run on
         # Gradio's worker threads) generates; otherwise every grade ran about 25x slower (measured on 2 cores).

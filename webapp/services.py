@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.batch import DEFAULT_BATCH_SIZE, BatchJobs
+from core.hub_sign_in import HubRoles
 from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.store import Store
@@ -32,6 +33,9 @@ class Services:
     `--backend auto`), shown in the banner; None when nothing chose it. No lock is kept here: a back-end
     that must run one generation at a time serialises them itself (core.judge.base.JudgeBackend's
     concurrency rule). `api_batch_size`: the most `/grade` calls that share one batched generation.
+
+    `hub`: sign in with Hugging Face instead of passwords (core.hub_sign_in; who is an admin, who may label);
+    None: Gradio's password sign-in when `auth_enabled`.
     """
 
     store: Store
@@ -45,3 +49,4 @@ class Services:
     batch: BatchJobs | None = None
     judge_reason: str | None = None
     api_batch_size: int = DEFAULT_BATCH_SIZE
+    hub: HubRoles | None = None

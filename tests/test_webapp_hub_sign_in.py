@@ -228,3 +228,14 @@ def test_the_app_signs_in_with_hugging_face_on_a_space_with_hf_oauth(tmp_path: P
     assert sign_in(parse_args([]), store, {**space, "GLIDER_AUTH": "password"}) == (True, None)
     assert sign_in(parse_args([]), store, {}) == (False, None)  # no user, no Space: sign-in off, as before
     store.close()
+
+
+def test_an_account_not_in_glider_annotators_is_a_visitor_with_a_reason(services: Services, demo: gr.Blocks) -> None:
+    services.hub = HubRoles.from_env({"GLIDER_ADMINS": "ada", "GLIDER_ANNOTATORS": "ann"})
+    eve = hub_request("eve")
+    session = plain(handler(demo, "on_session")(eve))
+    assert "'eve' may not label here: ask an admin to add it to GLIDER_ANNOTATORS" in session
+    assert "Signed in as" not in session
+    assert on_tabs(services, eve) == {"elem_classes": hidden_classes(("grade",)), "selected": "grade"}
+    assert services.studies is not None and services.studies.get_user("eve") is None
+    assert "Signed in as <b>ann</b>" in plain(handler(demo, "on_session")(hub_request("ann")))

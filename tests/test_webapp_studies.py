@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from core.agreement import agreement_report, load_ratings
 from core.errors import InputError
+from core.hub_sign_in import sign_in_mode
 from core.studies import Studies, User
 from tests.fakes import ScriptedJudge
 from tests.net import SLOW_MACHINE
@@ -854,9 +856,10 @@ def test_place_selection_refuses_what_it_cannot_read(raw: str | None) -> None:
 def test_sign_in_is_on_with_the_flag_the_environment_or_a_user(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GLIDER_AUTH", raising=False)
-    assert parse_args([]).auth is False and parse_args(["--auth"]).auth is True
+    assert parse_args([]).auth is None and parse_args(["--auth"]).auth == "password"
+    assert sign_in_mode(parse_args(["--auth"]).auth, os.environ, users_exist=False) == "password"
     monkeypatch.setenv("GLIDER_AUTH", "1")
-    assert parse_args([]).auth is True
+    assert sign_in_mode(parse_args([]).auth, os.environ, users_exist=False) == "password"
     services = make_services(tmp_path)
     assert users_exist(services.store) is False
     Studies(services.store).create_user("root", PASSWORD, role="admin")

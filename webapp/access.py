@@ -8,6 +8,10 @@ grade right (core.studies.User.can_grade: admins, and annotators an admin grante
 verdict of a blind-study item the user has not labelled is never shown (core.studies.BlindGuard). With
 sign-in off there are no users and everyone may do everything, as before.
 
+With Sign in with Hugging Face (`services.hub`), the identity is the OAuth profile of the request's session
+(webapp.hub_sign_in), mapped to a users row by core.hub_sign_in; everything after that is the same code. A
+visitor who is not signed in may use only the Grade tab, as a demo (`grade_tab_guard`).
+
 Gradio 6.31 ignores visibility updates of a gr.Tab, so the tabs a role cannot use are hidden by classes on
 the gr.Tabs (`TAB_CSS`), set on page load; the callbacks refuse those users anyway.
 """
@@ -19,6 +23,8 @@ from typing import Any
 
 from core.batch import BatchJobs
 from core.studies import BlindGuard, PermissionDenied, User
+from core.studies.visitors import visitor_guard
+from webapp import hub_sign_in
 from webapp.components import Unavailable
 from webapp.services import Services
 
@@ -59,6 +65,11 @@ def current_user(services: Services, request: Any) -> User:
     """
     if services.studies is None:
         raise Unavailable(NO_STUDIES)
+    if services.hub is not None:  # signed in with Hugging Face: the session's profile, mapped by core
+        profile = hub_sign_in.profile_of(request)
+        if profile is None:
+            raise Unavailable(hub_sign_in.SIGN_IN_HINT)
+        return hub_sign_in.user_of(services, profile)
     username = getattr(request, "username", None) if request is not None else None
     if not username:
         raise Unavailable(NEEDS_SIGN_IN)
@@ -93,6 +104,16 @@ def grade_guard(services: Services, request: Any) -> BlindGuard | None:
     return services.studies.blind_guard(user)
 
 
+def grade_tab_guard(services: Services, request: Any) -> BlindGuard | None:
+    """grade_guard for the Grade tab and /grade: with Hugging Face sign-in, whoever may not grade (a visitor, or
+    an annotator without the grade right) grades as a demo, never an item of a blind study (visitor_guard)."""
+    if services.hub is not None and services.studies is not None:
+        user = signed_in_user(services, request)
+        if user is None or not user.can_grade:
+            return visitor_guard(services.store)
+    return grade_guard(services, request)
+
+
 def visible_judgments(services: Services, request: Any, judgment_ids: Iterable[int]) -> set[int]:
     """Which stored judgments this request may see (all of them when sign-in is off)."""
     wanted = set(judgment_ids)
@@ -123,13 +144,13 @@ def tabs_for(services: Services, user: User | None) -> tuple[str, ...]:
     if not services.auth_enabled or services.studies is None:
         return TABS
     if user is None:
-        return ("label",)
+        return ("grade",) if services.hub is not None else ("label",)
     if user.must_change_password:
         return ()
     if user.is_admin:
         return TABS
     return tuple(tab for tab in TABS if tab == "label" or (user.can_grade and tab in GRADING_TABS)
-                 or (tab == "review" and user.may_review))
+                 or (tab == "review" and user.may_review) or (tab == "grade" and services.hub is not None))
 
 
 def hidden_classes(shown: Iterable[str]) -> list[str]:

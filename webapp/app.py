@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 
 from core.storage import StorageStatus, storage_status
-from webapp import access, render
+from webapp import access, hub_sign_in, render
 from webapp.batch_ui import BatchHandlers, BatchTab
 from webapp.components import PRIVATE
 from webapp.grade_tab import GradeHandlers, GradeTab, ResultPanel, no_judge_message
@@ -91,7 +91,7 @@ def auth_options(services: Services) -> dict[str, Any]:
     (`gr.Request.username`), which is the only identity the study callbacks trust.
     """
     studies = services.studies
-    if not services.auth_enabled or studies is None:
+    if not services.auth_enabled or studies is None or services.hub is not None:  # hub: Hugging Face signs in
         return {}
 
     def check(username: str, password: str) -> bool:
@@ -116,7 +116,8 @@ def _tab_options(services: Services) -> dict[str, Any]:
     if not services.auth_enabled or services.studies is None:
         return {}
     # "wrap": tabs that do not fit go to a second row rather than into a menu whose buttons no CSS can pick.
-    return {"overflow_behavior": "wrap", "selected": "label", "elem_classes": access.hidden_classes(("label",))}
+    first = "grade" if services.hub is not None else "label"  # what a visitor who is not signed in may use
+    return {"overflow_behavior": "wrap", "selected": first, "elem_classes": access.hidden_classes((first,))}
 
 
 def on_tabs(services: Services, request: gr.Request | None) -> dict[str, Any]:
@@ -139,6 +140,8 @@ def build_app(services: Services) -> gr.Blocks:
                 user_line = gr.HTML(visible=False, elem_id="gl-user")
                 # Relative link: Gradio's own /logout, also when the app is served under a root path.
                 logout = gr.Button("Sign out", link="logout", size="sm", visible=False, elem_id="gl-logout")
+                if services.hub is not None:  # Sign in with Hugging Face (webapp.hub_sign_in); it also signs out
+                    hub_sign_in.login_button()
         banner = gr.HTML(_banner(services) + storage, elem_id="gl-banner")
         # While the judge loads in the background, refresh the banner until it is ready (or failed).
         poll = gr.Timer(3.0, active=services.judge_loading is not None)

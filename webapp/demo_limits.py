@@ -69,16 +69,15 @@ class DemoLimits:
 
 
 def signed_in(request: Any) -> bool:
-    """Whether a Gradio request carries a signed-in user: a username (password sign-in) or a Hugging Face session."""
+    """Whether a Gradio request carries a signed-in user: a username (password sign-in) or a live Hugging Face
+    session (webapp.hub_sign_in.profile_of, the same reading the study tabs use)."""
     if request is None:
         return False
     if getattr(request, "username", None):
         return True
-    try:
-        session = request.session  # only there when Gradio's OAuth (SessionMiddleware) is on
-    except Exception:
-        return False
-    return bool(session.get("oauth_info")) if isinstance(session, Mapping) else False
+    from webapp.hub_sign_in import profile_of  # here: hub_sign_in imports the services, which import this module
+
+    return profile_of(request) is not None
 
 
 def visitor_of(request: Any) -> str:

@@ -381,7 +381,7 @@ class GradeHandlers:
         try:
             fields = {CONTEXT: context or "", USER_INPUT: user_input or "", MODEL_OUTPUT: model_output or "",
                       GOLD_ANSWER: gold_answer or ""}
-            guard = access.grade_guard(self.services, request)
+            guard = access.grade_tab_guard(self.services, request)
             if guard is not None:
                 guard.check(fields)
         except Exception as error:  # refused before anything else, judge or not
@@ -421,7 +421,7 @@ class GradeHandlers:
             request = args[0] if args and isinstance(args[0], gr.Request) else None
             values = args[1:] if request is not None else args
             try:
-                guard = access.grade_guard(self.services, request)
+                guard = access.grade_tab_guard(self.services, request)
                 if guard is not None:
                     guard.check(request_fields(values[:SLOTS], values[SLOTS : 2 * SLOTS]))
             except Exception as error:  # refused (or the fields cannot be read): the message, never a grade

@@ -11,12 +11,14 @@ import importlib.util
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from core.accounts import Accounts
 from core.batch import BatchJobs
 from core.errors import GliderError
+from core.hub_sign_in import HUB_MODE, PASSWORD_MODE, SIGN_IN_MODES, HubRoles, sign_in_mode
 from core.judge import JudgeBackend, create_backend
 from core.judge.options import JudgeChoice, add_judge_arguments, describe_options, judge_choice, judge_identity
 from core.judge.speed_check import check_writing_speed
@@ -33,6 +35,7 @@ from webapp.services import Services
 from webapp.zero_gpu import wrap_for_zero_gpu
 
 log = logging.getLogger("glider_studio")
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -49,9 +52,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=int(env.get("GLIDER_PORT", env.get("PORT", "7860"))),
                         help="Port (env GLIDER_PORT)")
     parser.add_argument("--share", action="store_true", help="Also open a public gradio.live link")
-    parser.add_argument("--auth", action="store_true", default=_truthy(env.get("GLIDER_AUTH")),
-                        help="Require sign-in even before any user exists (env GLIDER_AUTH=1); sign-in is on "
-                             "anyway once `python -m core create-admin NAME` has created a user")
+    parser.add_argument("--auth", nargs="?", const=PASSWORD_MODE, choices=SIGN_IN_MODES, default=None,
+                        help="Require sign-in: `--auth` (or password) even before any user exists, `--auth hf` to "
+                             "sign in with Hugging Face (env GLIDER_AUTH=1|password|hf). Without it: hf on a Space "
+                             "with hf_oauth, password once `python -m core create-admin NAME` has made a user")
     parser.add_argument("--mcp", action="store_true", default=_truthy(env.get("GLIDER_MCP")),
                         help="Also serve the grade and status endpoints as MCP tools at /gradio_api/mcp/ "
                              "(env GLIDER_MCP=1; needs `pip install \"gradio[mcp]\"`)")
@@ -66,6 +70,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help=f"Characters one anonymous visitor's grade may hold, 0 for no limit "
                              f"(env {MAX_INPUT_CHARS_ENV}; default {demo.max_input_chars} here)")
     return parser.parse_args(argv)
+
+
+def _readme() -> str:
+    """The app's README (a Space's front matter may name `hf_oauth_authorized_org`), or "" when there is none."""
+    try:
+        return README.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
+def sign_in(args: argparse.Namespace, store: Store, env: Mapping[str, str]) -> tuple[bool, HubRoles | None]:
+    """Whether sign-in is on, and who may sign in with Hugging Face (None: passwords); said in the log.
+
+    Asked for with --auth / GLIDER_AUTH, else Hugging Face on a Space with hf_oauth, else passwords once someone
+    can sign in (checked once, at start): core.hub_sign_in.sign_in_mode.
+    """
+    mode = sign_in_mode(args.auth, env, users_exist(store))
+    hub = HubRoles.from_env(env, _readme()) if mode == HUB_MODE else None
+    if hub is not None:
+        log.info("Sign-in with Hugging Face: %s", hub.describe())
+        if not env.get("SPACE_ID"):
+            log.warning("Not on a Space: Gradio signs everyone in as the account of `hf auth login` (a local mock "
+                        "that asks the Hub who that is once, at start)")
+    elif mode is not None:
+        log.info("Sign-in is on: the study tabs know who is labelling")
+    else:
+        log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
+    return mode is not None, hub
 
 
 def _truthy(value: str | None) -> bool:
@@ -144,15 +176,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             log.info("Backing up every study to the dataset repo %s", os.environ.get("GLIDER_BACKUP_REPO"))
     except Exception as error:  # the app still starts; the log says why nothing is backed up
         log.warning("No backup to the Hub: %s", error)
-    # Sign-in is on when someone can sign in (checked once, at start) or when asked for with --auth.
-    auth = args.auth or users_exist(store)
-    if auth:
-        log.info("Sign-in is on: the study tabs know who is labelling")
-    else:
-        log.info("Sign-in is off: no user exists yet (create one with `python -m core create-admin NAME`)")
+    auth, hub = sign_in(args, store, os.environ)
     choice = judge_choice(args)
     log.info("Judge back-end %s: %s", choice.backend, choice.reason)
     services = build_services(args, store, auth, choice)
+    services.hub = hub
     if choice.backend == "transformers":
         # PyTorch's OpenMP pool must have run on the main thread before the judge (loaded on a thread, run on
         # Gradio's worker threads) generates; otherwise every grade ran about 25x slower (measured on 2 cores).

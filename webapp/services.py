@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.batch import DEFAULT_BATCH_SIZE, BatchJobs
+from core.hub_sign_in import HubRoles
 from core.judge.base import JudgeBackend
 from core.presets import Preset
 from core.store import Store
@@ -35,6 +36,9 @@ class Services:
     concurrency rule). `api_batch_size`: the most `/grade` calls that share one batched generation.
     `demo_limits`: what anonymous visitors of a public demo may ask of the Grade tab and `/grade`
     (webapp.demo_limits; None: no limits).
+
+    `hub`: sign in with Hugging Face instead of passwords (core.hub_sign_in; who is an admin, who may label);
+    None: Gradio's password sign-in when `auth_enabled`.
     """
 
     store: Store
@@ -49,3 +53,4 @@ class Services:
     judge_reason: str | None = None
     api_batch_size: int = DEFAULT_BATCH_SIZE
     demo_limits: DemoLimits | None = None
+    hub: HubRoles | None = None

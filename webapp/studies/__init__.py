@@ -60,7 +60,7 @@ class StudyHandlers(StudyPage):
         admin = actor is not None and actor.is_admin
         updates: dict[Any, Any] = {
             ui.user_line: _html(render.render_signed_in(actor.username, actor.role) if actor else ""),
-            ui.logout: gr.update(visible=self.services.auth_enabled),
+            ui.logout: gr.update(visible=self.services.auth_enabled and self.services.hub is None),  # hub: gl-login
             ui.add.column: gr.update(visible=admin),
             ui.studies.body: gr.update(visible=admin),
             ui.agreement.body: gr.update(visible=admin),

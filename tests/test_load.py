@@ -140,7 +140,9 @@ def client(base: str, username: str, study_id: int, deadline: float, tally: Tall
         item = shown_item(session.event("gl-label-study", "change", [study_id, None]))
         tally.add("label", time.perf_counter() - started)
         turn = 0
-        while time.monotonic() < deadline:
+        # At least one round each, however loaded the machine: this test is about every client being served
+        # without error or lost label, not about how many rounds fit in the time (that is bench/'s job).
+        while turn == 0 or time.monotonic() < deadline:
             turn += 1
             started = time.perf_counter()
             result = session.grade(f"Paris, says {username} ({turn}).")

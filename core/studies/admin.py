@@ -35,6 +35,7 @@ from core.studies.rows import (
     ItemRow,
     StudyAnnotatorRow,
     StudyRow,
+    study_row,
     to_item,
     to_study,
 )
@@ -92,12 +93,6 @@ class StudyAdmin:
     def _read(self) -> AbstractContextManager[Session]:
         return self._store.session("read")
 
-    @staticmethod
-    def _study(session: Session, study_id: int) -> StudyRow:
-        row = session.get(StudyRow, check_id(study_id, "study"))
-        if row is None:
-            raise StudyInputError(f"There is no study with id {study_id!r}.")
-        return row
 
     @staticmethod
     def _creator(session: Session, row: StudyRow) -> str:
@@ -150,7 +145,7 @@ class StudyAdmin:
 
         def work(session: Session) -> Study:
             require_admin(session, actor, "change a study")
-            row = self._study(session, study_id)
+            row = study_row(session, study_id)
             changed = {key: value for key, value in wanted.items() if getattr(row, key) != value}
             locked = [text for key, text in LOCKED.items() if key in changed]
             if locked:
@@ -179,7 +174,7 @@ class StudyAdmin:
 
         def work(session: Session) -> Study:
             me = require_admin(session, actor, "duplicate a study")
-            old = self._study(session, study_id)
+            old = study_row(session, study_id)
             now = _now()
             copy = StudyRow(
                 name=new_name or check_name(f"{old.name[:MAX_NAME - 7]} (copy)"), description=old.description,
@@ -212,7 +207,7 @@ class StudyAdmin:
 
         def work(session: Session) -> Study:
             require_admin(session, actor, "archive a study" if archived else "unarchive a study")
-            row = self._study(session, study_id)
+            row = study_row(session, study_id)
             if archived and row.archived_at is None:
                 row.archived_at = _now()
                 session.execute(delete(ClaimRow).where(ClaimRow.study_id == row.id))  # nobody holds an item now
@@ -231,7 +226,7 @@ class StudyAdmin:
 
         def work(session: Session) -> DeletedStudy:
             require_admin(session, actor, "delete a study")
-            row = self._study(session, study_id)
+            row = study_row(session, study_id)
             if row.archived_at is None:
                 raise StudyInputError(f"The study {row.name!r} is not archived: annotators may be labelling it. "
                                       "Archive it first, export its labels, then delete it.")
@@ -275,7 +270,7 @@ class StudyAdmin:
         """The study's items (removed ones included, marked), filtered by state and search (items_browser.STATES)."""
         with self._read() as session:
             require_admin(session, actor, "browse a study's items")
-            return items_browser.browse(session, self._study(session, study_id), state=state, search=search)
+            return items_browser.browse(session, study_row(session, study_id), state=state, search=search)
 
     def item_detail(self, actor: User, item_id: int) -> ItemDetail:
         """One item with every label (before and after the reveal, comment, evidence), their edits and its judgment."""
@@ -287,4 +282,4 @@ class StudyAdmin:
         """Per annotator: labelled / assigned, median seconds per label, last active, changes after the reveal."""
         with self._read() as session:
             require_admin(session, actor, "see annotators' progress")
-            return team_progress.progress(session, self._study(session, study_id))
+            return team_progress.progress(session, study_row(session, study_id))

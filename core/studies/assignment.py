@@ -28,7 +28,7 @@ from core.accounts import ADMIN, Me, User, UserRow, check_username, require_admi
 from core.errors import PermissionDenied, StudyInputError
 from core.store import Store
 from core.studies.checks import check_id
-from core.studies.rows import AnnotationRow, ItemRow, StudyAnnotatorRow, StudyRow
+from core.studies.rows import AnnotationRow, ItemRow, StudyAnnotatorRow, StudyRow, study_row
 
 T = TypeVar("T")
 
@@ -164,12 +164,6 @@ class Assignments:
     def _read(self) -> AbstractContextManager[Session]:
         return self._store.session("read")
 
-    @staticmethod
-    def _study(session: Session, study_id: int) -> StudyRow:
-        row = session.get(StudyRow, check_id(study_id, "study"))
-        if row is None:
-            raise StudyInputError(f"There is no study with id {study_id!r}.")
-        return row
 
     @staticmethod
     def _current(session: Session, study: StudyRow) -> Assignment:
@@ -185,7 +179,7 @@ class Assignments:
         with self._read() as session:
             if actor is not None:
                 require_admin(session, actor, "see who may label a study")
-            return self._current(session, self._study(session, study_id))
+            return self._current(session, study_row(session, study_id))
 
     def set(self, actor: User | None, study_id: int, mode: str, annotators: Iterable[str] = (), *,
             split: bool = False) -> Assignment:
@@ -207,7 +201,7 @@ class Assignments:
         def work(session: Session) -> Assignment:
             if actor is not None:
                 require_admin(session, actor, "choose who may label a study")
-            study = self._study(session, study_id)
+            study = study_row(session, study_id)
             rows = {row.username: row for row in session.scalars(select(UserRow).where(UserRow.username.in_(names)))}
             unknown = [name for name in names if name not in rows]
             if unknown:
@@ -230,7 +224,7 @@ class Assignments:
         with self._read() as session:
             if actor is not None:
                 require_admin(session, actor, "see who is assigned what")
-            study = self._study(session, study_id)
+            study = study_row(session, study_id)
             users = session.execute(select(UserRow.id, UserRow.username).where(UserRow.active.is_(True))
                                     .order_by(UserRow.username)).all()
             if study.assignment == CHOSEN:

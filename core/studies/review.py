@@ -30,8 +30,8 @@ from core.parse import FAILED as PARSE_FAILED
 from core.store import Store
 from core.studies import adjudications, reports
 from core.studies.adjudications import Adjudication
-from core.studies.checks import check_id, check_score
-from core.studies.rows import AdjudicationRow, ItemRow, StudyRow
+from core.studies.checks import check_score
+from core.studies.rows import AdjudicationRow, StudyRow, item_row, study_row
 
 T = TypeVar("T")
 Sort = Literal["humans", "judge"]
@@ -141,7 +141,7 @@ class Reviews:
             raise StudyInputError(f"Sort by 'judge' or 'humans', not {sort!r}.")
         with self._read() as session:
             me = require_reviewer(session, actor, "review a study")
-            study = self._study(session, study_id)
+            study = study_row(session, study_id)
             items = self._items(session, study)
         return sorted((item for item in items.values() if _may_see(me, study, item)), key=_sort_key(sort))
 
@@ -149,8 +149,8 @@ class Reviews:
         """One item as the review list shows it, labelled or not (reviewers and admins)."""
         with self._read() as session:
             me = require_reviewer(session, actor, "review an item")
-            item = self._item(session, item_id)
-            study = self._study(session, item.study_id)
+            item = item_row(session, item_id)
+            study = study_row(session, item.study_id)
             found = self._items(session, study, keep_unlabelled=True)
         if item.id not in found:
             raise StudyInputError(f"Item {item.id} was removed from its study.")
@@ -170,10 +170,10 @@ class Reviews:
 
         def work(session: Session) -> Adjudication:
             me = require_reviewer(session, actor, "adjudicate a label")
-            item = self._item(session, item_id)
+            item = item_row(session, item_id)
             if item.removed_at is not None:
                 raise StudyInputError(f"Item {item.id} was removed from its study; it cannot be adjudicated.")
-            study = self._study(session, item.study_id)
+            study = study_row(session, item.study_id)
             if study.blind and me.role != ADMIN:
                 _check_may_see(me, study, self._items(session, study, keep_unlabelled=True)[item.id])
             value = check_score(score, (study.scale_min, study.scale_max))
@@ -190,24 +190,12 @@ class Reviews:
         """Every adjudication of the item, oldest first: who, when, which score and why (reviewers and admins)."""
         with self._read() as session:
             require_reviewer(session, actor, "see adjudications")
-            item = self._item(session, item_id)
+            item = item_row(session, item_id)
             return adjudications.history(session, item.id)
 
     # -- reading ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _study(session: Session, study_id: int) -> StudyRow:
-        row = session.get(StudyRow, check_id(study_id, "study"))
-        if row is None:
-            raise StudyInputError(f"There is no study with id {study_id!r}.")
-        return row
 
-    @staticmethod
-    def _item(session: Session, item_id: int) -> ItemRow:
-        row = session.get(ItemRow, check_id(item_id, "item"))
-        if row is None:
-            raise StudyInputError(f"There is no item with id {item_id!r}.")
-        return row
 
     @staticmethod
     def _items(session: Session, study: StudyRow, *, keep_unlabelled: bool = False) -> dict[int, ReviewItem]:

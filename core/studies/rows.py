@@ -14,7 +14,9 @@ from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.accounts import UserRow
+from core.errors import StudyInputError
 from core.store import Base, UTCDateTime
+from core.studies.checks import check_id
 from core.studies.types import Annotation, AnnotationEdit, Item, Study
 
 
@@ -123,6 +125,22 @@ class AdjudicationRow(Base):
     score: Mapped[int] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def study_row(session: Any, study_id: int) -> StudyRow:
+    """The study's row; StudyInputError when the id is not a valid id or names no study."""
+    row = session.get(StudyRow, check_id(study_id, "study"))
+    if row is None:
+        raise StudyInputError(f"There is no study with id {study_id!r}.")
+    return row
+
+
+def item_row(session: Any, item_id: int) -> ItemRow:
+    """The item's row; StudyInputError when the id is not a valid id or names no item."""
+    row = session.get(ItemRow, check_id(item_id, "item"))
+    if row is None:
+        raise StudyInputError(f"There is no item with id {item_id!r}.")
+    return row
 
 
 # Studies with their creator's name.

@@ -240,8 +240,6 @@ def test_the_forced_bitsandbytes_path_is_the_one_for_cpus_without_avx512_bf16(tm
 
 
 def test_the_forced_path_measures_nf4_into_its_own_folder(tmp_path: Path) -> None:
-    if shapes.unavailable("nf4-cache"):
-        pytest.skip(shapes.unavailable("nf4-cache"))
     run("suite.py", *FAST, "--bnb-without-avx512bf16", "--sections", "transformers-nf4", "--cache-dir",
         tmp_path / "cache", "--results-dir", tmp_path / "forced")
     record = json.loads((tmp_path / "forced" / "small-transformers-nf4.json").read_text(encoding="utf-8"))

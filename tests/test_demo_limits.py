@@ -97,7 +97,7 @@ def test_grade_api_refuses_a_second_grade_in_flight_for_the_same_visitor(tmp_pat
     judge = BatchingJudge(delay=0.6)
     services = make_services(tmp_path, judge=judge)
     services.demo_limits = DemoLimits(max_queued=1)
-    grade = handler(build(services), "grade_api")
+    grade = handler(build(services), "grade")
     results: list[object] = []
     first = threading.Thread(target=lambda: results.append(
         grade(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, request=visitor("1.1.1.1"))))

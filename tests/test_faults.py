@@ -171,7 +171,7 @@ def test_a_read_only_database_gives_a_clear_error_and_stays_intact(tmp_path: Pat
             grade(ScriptedJudge(), REQUEST, read_only)
         services = Services(store=read_only, presets=[], judge=ScriptedJudge())
         with pytest.raises(gr.Error, match="read-only"):
-            handler(build(services), "grade_api")("Paris is the capital of France.", "", "Paris.", "",
+            handler(build(services), "grade")("Paris is the capital of France.", "", "Paris.", "",
                                                   FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
     finally:
         read_only.close()

@@ -76,7 +76,7 @@ def test_the_grade_form_and_the_api_answer_bad_input_with_a_message(services: Se
     fields, criteria, rubric, expected = FORM_CASES[case]
     demo = build(services)
     with pytest.raises(gr.Error) as raised:
-        timed(lambda: handler(demo, "grade_api")(*fields, criteria, rubric))
+        timed(lambda: handler(demo, "grade")(*fields, criteria, rubric))
     assert expected in raised.value.message and "Traceback" not in raised.value.message
 
     tags = ["CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"]

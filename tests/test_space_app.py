@@ -7,18 +7,28 @@ shows and logs for a given environment and mount table, and the launch options i
 
 from __future__ import annotations
 
+import ast
+import asyncio
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 import pytest
 import yaml
-from gradio_client import Client
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
 
 from core.judge.common import DEFAULT_MODEL_ID
 from core.storage import Mount
-from tests.net import SLOW_MACHINE
-from tests.webapp_helpers import build, component, launched, make_services
+from tests.webapp_helpers import (
+    FAITHFULNESS_CRITERIA,
+    FAITHFULNESS_RUBRIC,
+    build,
+    component,
+    launched,
+    make_services,
+)
 from webapp.main import mcp_options, parse_args
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting.*")
@@ -106,20 +116,32 @@ def test_mcp_options_need_the_mcp_package(monkeypatch: pytest.MonkeyPatch) -> No
     assert mcp_options(args) == {"mcp_server": True}
 
 
-def test_the_api_the_mcp_tools_are_made_from_lists_grade_with_its_inputs(tmp_path: Path) -> None:
-    """Gradio's MCP server turns the app's visible API endpoints into tools; here is that API (the `mcp`
-    package itself is not installed on the test machines, so the tool list is not read over MCP)."""
+def test_an_mcp_client_lists_grade_with_its_inputs_and_a_call_through_it_stores_a_judgment(tmp_path: Path) -> None:
+    """The real thing: the app launched as `--mcp` launches it (Gradio's MCP server), an MCP client (the `mcp`
+    package's streamable-HTTP client, as agents connect) lists the tools and calls `grade`."""
     services = make_services(tmp_path)
-    with launched(services) as url:
-        client = Client(url, verbose=False, httpx_kwargs=SLOW_MACHINE)
-        try:
-            api = client.view_api(print_info=False, return_format="dict")
-        finally:
-            client.close()
-    assert isinstance(api, dict)
-    endpoints = api["named_endpoints"]
-    assert set(endpoints) == {"/grade", "/status"}
-    names = [parameter["parameter_name"] for parameter in endpoints["/grade"]["parameters"]]
-    assert names == ["context", "user_input", "model_output", "gold_answer", "pass_criteria", "rubric",
-                     "max_new_tokens"]
+    fields = {"context": "Paris is the capital of France.", "user_input": "What is the capital of France?",
+              "model_output": "Paris.", "gold_answer": "", "pass_criteria": FAITHFULNESS_CRITERIA,
+              "rubric": FAITHFULNESS_RUBRIC}
+
+    async def list_and_call(url: str) -> tuple[dict[str, Any], Any]:
+        async with streamable_http_client(url + "gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+                return tools, await session.call_tool("grade", fields)
+
+    with launched(services, **mcp_options(parse_args(["--mcp"]))) as url:
+        tools, answer = asyncio.run(list_and_call(url))
+    assert set(tools) == {"grade", "status"}
+    schema = tools["grade"].inputSchema
+    assert list(schema["properties"])[:6] == list(fields)  # the six inputs, in order; then max_new_tokens
+    assert all(schema["properties"][name]["type"] == "string" for name in fields)
+    assert "the text to be judged" in schema["properties"]["model_output"]["description"]
+    assert answer.isError is False
+    graded = ast.literal_eval(answer.content[0].text)  # Gradio 6.31's MCP server sends a dict as its Python repr
+    assert graded["score"] == 1 and graded["judgment_id"] is not None
+    stored = services.store.get_judgment(graded["judgment_id"])
+    assert stored is not None and stored.fields["MODEL OUTPUT"] == "Paris." and stored.score == 1
+    assert services.store.count_judgments() == 1
     services.store.close()

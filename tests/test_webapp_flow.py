@@ -227,7 +227,7 @@ def test_load_error_banner_and_grade_message_when_the_judge_is_missing(tmp_path:
     message = Markup(value(final_view(run_grade(demo, *grade_inputs()))["gl-message"])).all_text
     assert "not loaded" in message and reason in message
     with pytest.raises(gr.Error, match="not loaded"):
-        handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+        handler(demo, "grade")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
 
 
 def test_while_the_judge_loads_the_app_says_so_then_switches_to_ready(tmp_path: Path) -> None:
@@ -235,16 +235,16 @@ def test_while_the_judge_loads_the_app_says_so_then_switches_to_ready(tmp_path: 
     services.judge_loading = "PatronusAI/glider (auto, auto)"
     demo = build(services)
     assert "Loading the judge: PatronusAI/glider" in Markup(component(demo, "gl-banner").value).all_text
-    assert handler(demo, "status_api")()["state"] == "loading"
+    assert handler(demo, "status")()["state"] == "loading"
     message = Markup(value(final_view(run_grade(demo, *grade_inputs()))["gl-message"])).all_text
     assert "still loading" in message
     with pytest.raises(gr.Error, match="still loading"):
-        handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+        handler(demo, "grade")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
 
     services.judge, services.judge_loading = ScriptedJudge(), None  # what the loader thread does
-    status = handler(demo, "status_api")()
+    status = handler(demo, "status")()
     assert status["state"] == "ready" and status["judge"]["model_id"] == "tests/scripted-judge"
-    assert handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)["score"] == 1
+    assert handler(demo, "grade")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)["score"] == 1
     # The banner's poll (a gr.Timer) now renders the ready banner and switches itself off.
     tick = next(fn.fn for fn in demo.fns.values() if fn.name == "<lambda>" and len(fn.outputs) == 2)
     updates = tick()
@@ -273,7 +273,7 @@ def test_the_back_end_choice_reaches_the_banner_escaped(tmp_path: Path, loaded: 
     banner = component(demo, "gl-banner").value
     assert "<img" not in banner and html.escape(payload, quote=True) in banner
     assert f"Why this back-end: {REASON} {payload}" in Markup(banner).all_text
-    assert handler(demo, "status_api")()["reason"] == services.judge_reason
+    assert handler(demo, "status")()["reason"] == services.judge_reason
 
 
 def test_the_app_takes_core_s_back_end_choice_and_its_reason(tmp_path: Path) -> None:
@@ -379,11 +379,11 @@ def test_history_of_an_empty_store_is_an_empty_table(demo: gr.Blocks) -> None:
 
 
 def test_api_function_returns_the_result_json(demo: gr.Blocks, services: Services) -> None:
-    result = handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+    result = handler(demo, "grade")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
     assert result["score"] == 1 and result["status"] == "ok"
     assert services.store.get_judgment(result["judgment_id"]) is not None
     with pytest.raises(gr.Error, match="rubric names no scores"):
-        handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, "")
+        handler(demo, "grade")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, "")
 
 
 def test_grade_events_queue_apart_and_only_grade_and_status_are_public(demo: gr.Blocks) -> None:
@@ -391,10 +391,10 @@ def test_grade_events_queue_apart_and_only_grade_and_status_are_public(demo: gr.
     assert fns["on_grade"].concurrency_id == "judge" and fns["on_grade"].concurrency_limit == 1
     # Several /grade calls wait in the batcher at once (two batches' worth); a serialising back-end keeps
     # them apart from the streamed grade (tests/test_webapp_grade_queue.py).
-    assert fns["grade_api"].concurrency_id == "grade-api" and fns["grade_api"].concurrency_limit == 16
-    assert fns["grade_api"].api_name == "grade" and fns["grade_api"].api_visibility == "public"
+    assert fns["grade"].concurrency_id == "grade-api" and fns["grade"].concurrency_limit == 16
+    assert fns["grade"].api_name == "grade" and fns["grade"].api_visibility == "public"
     public = [fn.name for fn in demo.fns.values() if fn.api_visibility == "public"]
-    assert sorted(public) == ["grade_api", "status_api"]
+    assert sorted(public) == ["grade", "status"]
 
 
 def test_the_app_builds_without_presets(tmp_path: Path) -> None:
@@ -421,7 +421,7 @@ def test_storage_errors_in_history_become_messages(demo: gr.Blocks, services: Se
 
 def test_the_api_refuses_an_empty_model_output(demo: gr.Blocks, services: Services) -> None:
     with pytest.raises(gr.Error, match="The MODEL OUTPUT field is empty"):
-        handler(demo, "grade_api")(CONTEXT, "What is the capital of France?", "", "", FAITHFULNESS_CRITERIA,
+        handler(demo, "grade")(CONTEXT, "What is the capital of France?", "", "", FAITHFULNESS_CRITERIA,
                                    FAITHFULNESS_RUBRIC)
     assert services.store.list_judgments() == []
 
@@ -448,7 +448,7 @@ def test_a_yaml_rubric_and_the_same_rubric_typed_give_the_same_prompt(tmp_path: 
     typed = grade_inputs(texts=(CONTEXT, "", OUTPUT, ""), rubric=FAITHFULNESS_RUBRIC + "\r\n",
                          criteria=FAITHFULNESS_CRITERIA)
     form = final_view(run_grade(demo, *typed))
-    api = handler(demo, "grade_api")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
+    api = handler(demo, "grade")(CONTEXT, "", OUTPUT, "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC)
 
     assert len(judge.prompts) == 3 and len(set(judge.prompts)) == 1
     assert f"Rubric:\n{FAITHFULNESS_RUBRIC}\n\nYour output" in judge.prompts[0]

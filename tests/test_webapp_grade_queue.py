@@ -153,7 +153,7 @@ def test_the_streamed_grade_and_api_batches_never_generate_at_once(
 ) -> None:
     services, judge = batching
     demo = build(services)
-    on_grade, grade_api = handler(demo, "on_grade"), handler(demo, "grade_api")
+    on_grade, grade_api = handler(demo, "on_grade"), handler(demo, "grade")
     form = [*("CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"), "The context.", "", "It is fine.", "",
             FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 256]
     calls: list[Callable[[], Any]] = [lambda: list(on_grade(*form))]
@@ -171,7 +171,7 @@ def test_the_page_takes_no_lock_a_server_back_end_runs_them_side_by_side(tmp_pat
     services = make_services(tmp_path, judge=judge)
     try:
         demo = build(services)
-        on_grade, grade_api = handler(demo, "on_grade"), handler(demo, "grade_api")
+        on_grade, grade_api = handler(demo, "on_grade"), handler(demo, "grade")
         form = [*("CONTEXT", "USER INPUT", "MODEL OUTPUT", "GOLD ANSWER"), "The context.", "", "It is fine.", "",
                 FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, 256]
         with ThreadPoolExecutor(2) as pool:

@@ -209,7 +209,7 @@ def test_a_visitor_may_grade_as_a_demo_but_never_a_blind_item(services: Services
     # The same for a signed-in annotator without the grade right, and for the /grade endpoint.
     assert "of a blind study" in graded(hub_request("ann"), fields)
     assert DEMO_VERDICT in graded(hub_request("ann"), demo_fields)
-    grade_api = handler(demo, "grade_api")
+    grade_api = handler(demo, "grade")
     with pytest.raises(gr.Error, match="blind study"):
         grade_api(fields["CONTEXT"], "", fields["MODEL OUTPUT"], "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC,
                   request=hub_request(None))

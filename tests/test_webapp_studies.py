@@ -720,7 +720,7 @@ def test_history_is_for_admins_when_sign_in_is_on(demo: gr.Blocks) -> None:
 def test_every_study_event_is_private_and_grading_a_study_waits_for_the_judge(demo: gr.Blocks) -> None:
     fns = {fn.name: fn for fn in demo.fns.values()}
     public = sorted(fn.name for fn in demo.fns.values() if fn.api_visibility != "private")
-    assert public == ["grade_api", "status_api"]
+    assert public == ["grade", "status"]
     for grading in ("on_grade_all", "on_regrade_failed"):
         assert fns[grading].concurrency_id == "judge" and fns[grading].concurrency_limit == 1
         assert fns[grading].show_progress == "hidden"  # the tab's own progress line shows the run instead

@@ -281,13 +281,15 @@ def build(services: Services) -> gr.Blocks:
 
 
 @contextmanager
-def launched(services: Services) -> Iterator[str]:
-    """Build and launch the app on a free local port (behind sign-in when services.auth_enabled); yield its URL."""
+def launched(services: Services, **launch_extra: Any) -> Iterator[str]:
+    """Build and launch the app on a free local port (behind sign-in when services.auth_enabled); yield its URL.
+
+    launch_extra goes to `Blocks.launch` as well (e.g. `mcp_server=True`, as `--mcp` passes it)."""
     with _closing_stray_event_loops():
         demo = enable_queue(build_app(services))  # as webapp.main serves it
         _, url, _ = demo.launch(
             prevent_thread_lock=True, server_name="127.0.0.1", server_port=free_port(), quiet=True,
-            **launch_options(), **auth_options(services),
+            **launch_options(), **auth_options(services), **launch_extra,
         )
         try:
             yield url

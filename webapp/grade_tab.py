@@ -392,12 +392,16 @@ class GradeHandlers:
             asked = GradeRequest(fields=fields, pass_criteria=pass_criteria or "", rubric=rubric or "",
                                  max_new_tokens=int(max_new_tokens or DEFAULT_MAX_NEW_TOKENS))
             # An anonymous visitor of a public demo holds one of their slots while the grade waits and runs.
-            waiting = functools.partial(waiting_in_queue, self._demo, "grade_api")
+            waiting = functools.partial(waiting_in_queue, self._demo, "grade")
             with self.demo.admit(request, [*fields.values(), asked.pass_criteria, asked.rubric], waiting):
                 # Graded together with the /grade calls that arrive meanwhile; this call's own error comes back here.
                 return self.batcher.submit(asked).to_dict()
         except Exception as error:  # gradio_client raises with this message
             raise gr.Error(failure_message(error), print_exception=False) from error
+
+    # Gradio names each MCP tool (and each event) after its function: agents see the tools `grade` and `status`.
+    grade_api.__name__ = "grade"
+    status_api.__name__ = "status"
 
     def _grade_many(self, requests: Sequence[GradeRequest]) -> list[GradeResult | GliderError]:
         """One batch of /grade calls: one batched generation where the back-end has one (core.grading.grade_batch)."""

@@ -48,7 +48,7 @@ SCORINGS: dict[str, str] = {
 METHOD = (
     "Leave one annotator out at a time; on each item they labelled that also has a judge score and another "
     "annotator's label, compare how well the judge and how well the left-out annotator align with the other "
-    "annotators (the alignment scoring function below). Judge advantage = share of those items where the judge "
+    "annotators (the alignment scoring function). Judge advantage = share of those items where the judge "
     "is at least as aligned; annotator advantage = share where the annotator is. One-sided paired t-test of "
     "H0: judge advantage - annotator advantage <= -epsilon; Benjamini-Yekutieli correction across the tested "
     "annotators at q = 0.05; the judge wins against an annotator where H0 is rejected."
@@ -75,8 +75,8 @@ def default_scoring(labels: list[int]) -> tuple[Scoring, str]:
     """The paper's alignment function for a scale, and why: classes (two labels) accuracy, else negative RMSE."""
     if len(labels) <= 2:
         return "accuracy", (
-            "a two-label scale is a classification: the paper scores alignment by accuracy there "
-            "(on two labels negative RMSE would rank every item the same way)"
+            "a two-label scale is a classification, which the paper scores by accuracy; on two labels negative "
+            "RMSE would rank every comparison the same way"
         )
     return "neg_rmse", (
         f"a {len(labels)}-point ordinal scale: the paper scores alignment on rating scales by negative RMSE, "

@@ -80,6 +80,8 @@ def main() -> None:
     kappa = report["weighted_kappa"]
     ci = f" [{kappa['ci_low']:.3f}, {kappa['ci_high']:.3f}]" if kappa.get("ci_low") is not None else ""
     print(f"  weighted kappa {kappa['value']:.3f}{ci}")
+    alt = report["alt_test"]  # included in the timing above
+    print(f"  alt-test: omega {alt['winning_rate']}, rho {alt['advantage_probability']} (epsilon {alt['epsilon']})")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ _SCALE = re.compile(
 )
 
 REFERENCES = ("annotators", "adjudicated")
+ALT_TEST_EPSILON = 0.2  # core.agreement.alt_test.EPSILON, written here so that --help needs no scipy (a test checks)
 HEADLINE_LABELS = tuple((key, ascii_label(key))
                         for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
 HUMAN_LABELS = tuple((key, ascii_label(key)) for key in ("krippendorff_alpha_ordinal", "krippendorff_alpha_interval",
@@ -47,6 +48,16 @@ def _count(text: str) -> int:
         value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0 (got {text!r})")
+    return value
+
+
+def _epsilon(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a number at least 0 and below 1, e.g. 0.15 (got {text!r})")
     return value
 
 
@@ -94,6 +105,16 @@ def register(subparsers: Any) -> None:
             "annotator vs the adjudicated labels (the file's adjudicated_score column), on the adjudicated items"
         ),
     )
+    parser.add_argument(
+        "--epsilon",
+        type=_epsilon,
+        default=None,
+        metavar="E",
+        help=(
+            f"the alt-test's cost-benefit margin, in [0, 1) (default {ALT_TEST_EPSILON}; the paper's rule of thumb: "
+            "0.2 for expert annotators, 0.15 for skilled ones, 0.1 for crowd-workers)"
+        ),
+    )
     parser.set_defaults(run=run)
 
 
@@ -105,8 +126,12 @@ def run(args: argparse.Namespace) -> int:
         rows = load_ratings(args.file)
         for note in rows.attrs.get("notes", ()):  # e.g. read as Windows-1252: check the accents
             print(f"note: {note}", file=sys.stderr)
+        if args.reference == "adjudicated" and args.epsilon is not None:
+            raise InputError("--epsilon sets the alt-test, which compares the annotators: use it without --reference "
+                             "adjudicated")
         make = adjudicated_report if args.reference == "adjudicated" else agreement_report
-        report = make(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind)
+        extra = {} if args.reference == "adjudicated" else {"epsilon": args.epsilon}
+        report = make(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind, **extra)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -185,11 +210,27 @@ def summary(report: dict[str, Any]) -> str:
                [(label, post[key]) for key, label in HEADLINE_LABELS], lines)
         _lines("Human vs human - after the reveal:",
                [(label, post["human_human"][key]) for key, label in HUMAN_LABELS], lines)
+    lines.extend(_alt_test_lines(report.get("alt_test") or {}))
     excluded = {reason: count for reason, count in report["excluded"].items() if count}
     lines.append(
         "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")
     )
     return "\n".join(lines)
+
+
+def _alt_test_lines(block: dict[str, Any]) -> list[str]:
+    """The alt-test in two lines: omega, rho and epsilon, then the decision sentence."""
+    if not block:
+        return []
+    if not block.get("available"):
+        return [f"Alt-test (epsilon = {block['epsilon']:g}): not computable ({block['reason']})"]
+    weak = "  (weak: fewer than 3 annotators tested)" if block.get("weak") else ""
+    return [
+        f"Alt-test (epsilon = {block['epsilon']:g}): winning rate omega = {block['winning_rate']:.2f} "
+        f"({block['n_annotators_won']} of {block['n_annotators_tested']} annotators), advantage probability "
+        f"rho = {block['advantage_probability']:.2f}{weak}",
+        f"  {block['decision']}",
+    ]
 
 
 def adjudicated_summary(report: dict[str, Any]) -> str:

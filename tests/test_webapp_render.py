@@ -155,8 +155,18 @@ def _hostile_report_page(payload: str) -> str:
     return report_html.report_to_html(agreement_report(rows, scale=(1, 5), n_resamples=0), [], title=payload)
 
 
+def _hostile_alt_test(payload: str) -> str:
+    """The alt-test table (webapp.report_alt_test) with the payload as a tested annotator's name."""
+    from core.agreement import agreement_report
+    from webapp.report_alt_test import render_alt_test
+
+    rows = [{"item_id": item, "annotator": name, "human_score": (item + person * (item % 3 == 0)) % 5 + 1,
+             "model_score": item % 5 + 1} for item in range(40) for person, name in enumerate((payload, "bob", "cy"))]
+    return render_alt_test(agreement_report(rows, scale=(1, 5), n_resamples=0)["alt_test"])
+
+
 # Whole pages: a document's head and tables besides the fragments' markup, still no script, link or image.
-PAGES = {"agreement report": _hostile_report_page}
+PAGES = {"agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test}
 PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "table", "thead", "tbody", "tr",
                             "th", "td"}
 PAGE_ATTRS = ALLOWED_ATTRS | {"lang", "charset", "name", "content", "scope"}

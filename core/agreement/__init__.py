@@ -43,6 +43,7 @@ code imports from `core.agreement` is re-exported here; private helpers live in 
 from __future__ import annotations
 
 from core.agreement.adjudicated import adjudicated_report
+from core.agreement.alt_test import alt_test
 from core.agreement.bootstrap import (
     BOOTSTRAP_NOTE,
     CONFIDENCE,
@@ -83,5 +84,5 @@ __all__ = [
     "ADJUDICATED", "AFTER", "BEFORE", "BOOTSTRAP_NOTE", "CONFIDENCE", "EXPORT_ALIASES", "FALSE_TEXTS", "HEADLINE",
     "HEADLINE_NOTES", "MISSING_MARKERS", "NO_ANNOTATOR", "POOLING", "REQUIRED_COLUMNS", "SCORE_COLUMNS",
     "SPAN_COLUMNS", "STATUSES", "TRUE_TEXTS", "adjudicated_report", "agreement_report", "bootstrap_statistics",
-    "correlation_metrics", "exact_metrics", "load_ratings", "table_statistics", "weighted_kappa",
+    "alt_test", "correlation_metrics", "exact_metrics", "load_ratings", "table_statistics", "weighted_kappa",
 ]

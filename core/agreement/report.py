@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from core.agreement.alt_test import alt_test, resolve_epsilon
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
 from core.agreement.inputs import AFTER, BEFORE, NO_ANNOTATOR, _codes, _frame, _where
 from core.agreement.metrics import (
@@ -188,13 +189,16 @@ def agreement_report(
     n_resamples: int = 1000,
     seed: int = 0,
     blind: bool | None = None,
+    epsilon: float | None = None,
 ) -> dict[str, Any]:
     """Agreement between humans and the model, and among humans, as a JSON-ready dict; InputError on bad rows.
 
     In a blind study (`blind=True`, or when None: a `blind` column says so, or the rows have after-reveal
     scores) the headline uses each annotator's score from before the reveal; `post_reveal` holds the same
     statistics on the current scores (human_score). Otherwise the headline uses human_score.
+    `epsilon`: the alt-test's cost-benefit margin (None = the paper's default, core.agreement.alt_test.EPSILON).
     """
+    resolve_epsilon(epsilon)  # a bad epsilon fails before any work
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 0:
         raise InputError(f"n_resamples must be a whole number >= 0, got {n_resamples!r}")
     data = _frame(rows)
@@ -291,6 +295,8 @@ def agreement_report(
         report["post_reveal"] = {"available": False, "reason": report["anchoring"]["reason"]}
     for name in ("confusion", "distributions", "disagreements"):
         report[name] = view[name]
+    report["alt_test"] = alt_test(items, people, human, np.where(graded, model, np.nan), names, labels=labels,
+                                  epsilon=epsilon)
     return report
 
 

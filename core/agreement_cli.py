@@ -50,6 +50,17 @@ def _count(text: str) -> int:
     return value
 
 
+def parse_target(text: str) -> float:
+    """'0.9' -> 0.9: the target agreement as a share strictly between 0 and 1 (not a percentage)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, e.g. 0.9 for 90% (got {text!r})")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add the `agreement` sub-command to the `python -m core` parser."""
     parser = subparsers.add_parser(
@@ -58,7 +69,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Human vs model and human vs human agreement for a CSV or JSONL file with columns item_id, "
             "annotator, human_score, model_score (optional: model_status, blind, human_score_before_reveal, "
-            "human_score_after_reveal, human_spans, model_spans, fields, external_id), or the app's annotation "
+            "human_score_after_reveal, human_spans, model_spans, fields, external_id, model_confidence: the "
+            "probability the judge gave its own score, for calibration), or the app's annotation "
             "export as it is (score, score_before_reveal, ...). In a blind study the headline uses the scores "
             "given before the model's verdict was shown, and the scores after it are a second view. Prints a "
             "summary; --out writes the full report as JSON. --reference adjudicated compares the judge and each "
@@ -94,6 +106,17 @@ def register(subparsers: Any) -> None:
             "annotator vs the adjudicated labels (the file's adjudicated_score column), on the adjudicated items"
         ),
     )
+    parser.add_argument(
+        "--target",
+        type=parse_target,
+        default=0.9,
+        metavar="SHARE",
+        help=(
+            "calibration's target agreement, a share between 0 and 1 (default 0.9, i.e. 90%%): the auto-accept "
+            "threshold is the lowest judge confidence above which the 95%% lower bound of agreement with people "
+            "reaches it"
+        ),
+    )
     parser.set_defaults(run=run)
 
 
@@ -105,8 +128,12 @@ def run(args: argparse.Namespace) -> int:
         rows = load_ratings(args.file)
         for note in rows.attrs.get("notes", ()):  # e.g. read as Windows-1252: check the accents
             print(f"note: {note}", file=sys.stderr)
-        make = adjudicated_report if args.reference == "adjudicated" else agreement_report
-        report = make(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind)
+        if args.reference == "adjudicated":
+            report = adjudicated_report(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed,
+                                        blind=args.blind)
+        else:
+            report = agreement_report(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed,
+                                      blind=args.blind, target=args.target)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -185,11 +212,31 @@ def summary(report: dict[str, Any]) -> str:
                [(label, post[key]) for key, label in HEADLINE_LABELS], lines)
         _lines("Human vs human - after the reveal:",
                [(label, post["human_human"][key]) for key, label in HUMAN_LABELS], lines)
+    lines.extend(calibration_lines(report.get("calibration") or {}))
     excluded = {reason: count for reason, count in report["excluded"].items() if count}
     lines.append(
         "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")
     )
     return "\n".join(lines)
+
+
+def calibration_lines(block: dict[str, Any]) -> list[str]:
+    """The calibration block in two lines: ECE, then the auto-accept threshold or why there is none."""
+    if not block.get("available"):
+        return [f"Calibration: not available ({block.get('reason', 'no reason given')})"] if block else []
+    ece = block["ece"]
+    ece_text = f"{ece['value']:.3f}" if ece.get("value") is not None else f"undefined ({ece.get('reason')})"
+    lines = [f"Calibration: ECE {ece_text} on {block['n_labelled']} labelled items with a confidence"]
+    threshold, target = block["threshold"], block["target"]
+    if threshold.get("found"):
+        lines.append(
+            f"  Auto-accept at confidence >= {threshold['value']:.3f}: {threshold['agreed']} of {threshold['n']} "
+            f"labelled items agreed, 95% lower bound {threshold['lower_bound']:.3f} >= target {target:.0%}; "
+            f"covers {threshold['n_covered']} of {block['n_graded']} graded items ({threshold['coverage']:.0%})"
+        )
+    else:
+        lines.append(f"  No auto-accept threshold for {target:.0%}: {threshold['reason']}")
+    return lines
 
 
 def adjudicated_summary(report: dict[str, Any]) -> str:

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
-from core.agreement.inputs import AFTER, BEFORE, NO_ANNOTATOR, _codes, _frame, _where
+from core.agreement.calibration import check_target, item_consensus, item_values, judge_calibration
+from core.agreement.inputs import AFTER, BEFORE, MODEL_CONFIDENCE, NO_ANNOTATOR, _codes, _frame, _where
 from core.agreement.metrics import (
     HEADLINE,
     _anchoring,
@@ -188,15 +189,18 @@ def agreement_report(
     n_resamples: int = 1000,
     seed: int = 0,
     blind: bool | None = None,
+    target: float = 0.9,
 ) -> dict[str, Any]:
     """Agreement between humans and the model, and among humans, as a JSON-ready dict; InputError on bad rows.
 
     In a blind study (`blind=True`, or when None: a `blind` column says so, or the rows have after-reveal
     scores) the headline uses each annotator's score from before the reveal; `post_reveal` holds the same
     statistics on the current scores (human_score). Otherwise the headline uses human_score.
+    `target` is the agreement (a share strictly between 0 and 1) the calibration block's auto-accept threshold aims at.
     """
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 0:
         raise InputError(f"n_resamples must be a whole number >= 0, got {n_resamples!r}")
+    check_target(target)  # before any work: calibration's target agreement (a share, e.g. 0.9)
     data = _frame(rows)
     items, item_ids = _codes(data["item_id"], "item_id") if len(data) else (np.zeros(0, int), np.zeros(0, object))
     people, names = _codes(data["annotator"], "annotator") if len(data) else (np.zeros(0, int), np.zeros(0, object))
@@ -291,6 +295,9 @@ def agreement_report(
         report["post_reveal"] = {"available": False, "reason": report["anchoring"]["reason"]}
     for name in ("confusion", "distributions", "disagreements"):
         report[name] = view[name]
+    confidence = item_values(items, data[MODEL_CONFIDENCE].to_numpy(dtype=float), n_items_total)
+    report["calibration"] = judge_calibration(confidence[graded], model[graded],
+                                              item_consensus(items, human, n_items_total)[graded], target=target)
     return report
 
 

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from core.agreement_labels import METRIC_LABELS
 from webapp.charts import item_label
 from webapp.render import esc
+from webapp.report_calibration import reliability_figure, render_calibration
 
 HEADLINE = tuple((key, METRIC_LABELS[key])
                  for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
@@ -233,8 +234,11 @@ def _disagreements(report: Mapping[str, Any]) -> str:
 
 
 
-def _figures(figures: Mapping[str, go.Figure | None] | Sequence[go.Figure | None]) -> str:
-    named = list(figures.items()) if isinstance(figures, Mapping) else [("", f) for f in figures]
+def _figures(figures: Mapping[str, go.Figure | None] | Sequence[go.Figure | None],
+             extra: Sequence[tuple[str, go.Figure | None]] = ()) -> str:
+    named: list[tuple[str, go.Figure | None]] = (
+        list(figures.items()) if isinstance(figures, Mapping) else [("", f) for f in figures])
+    named += extra  # the report's own sections' charts (e.g. calibration's), after the caller's
     parts = []
     first = True
     for index, (caption, figure) in enumerate(named):
@@ -282,9 +286,10 @@ def report_to_html(
         ("Highlight spans (token level)", _spans(report.get("spans") or {})),
         ("Excluded", _excluded(report)),
         (f"Largest disagreements (top {TOP_DISAGREEMENTS}){when}", _disagreements(report)),
+        (f"Calibration: where the judge can be trusted{when}", render_calibration(report.get("calibration") or {})),
     ]
     body = "".join(f"<h2>{esc(heading)}</h2>{content}" for heading, content in sections)
-    charts = _figures(figures)
+    charts = _figures(figures, [("Reliability (calibration)", reliability_figure(report.get("calibration") or {}))])
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

@@ -307,6 +307,7 @@ def test_the_cli_takes_a_target_and_prints_the_threshold(tmp_path: Path) -> None
     assert json.loads(out.read_text(encoding="utf-8"))["calibration"]["target"] == 0.2
     default = run_cli(path, "--resamples", "0")
     assert "No auto-accept threshold for 90%" in default.stdout
+    assert "a share between 0 and 1 (default 0.9, i.e. 90%)" in " ".join(run_cli("--help").stdout.split())
     refused = run_cli(path, "--target", "90")
     assert refused.returncode == 2 and "expected a share between 0 and 1, e.g. 0.9 for 90%" in refused.stderr
 

@@ -39,7 +39,11 @@ METHOD = (
     "small, but it is there; check the threshold on a fresh random sample of items above it before relying on it. "
     "(A fixed-sequence test from the most confident item down would correct for it, but one disagreement among "
     "the first few dozen items would then rule out every threshold: too weak to be useful.) Coverage: the share "
-    "of ALL graded items (labelled or not) whose confidence is >= t: what the judge could accept on its own."
+    "of ALL graded items (labelled or not) whose confidence is >= t: what the judge could accept on its own. "
+    "When no t qualifies, more labelled items needed: with fewer than min_labelled_items (the fewest that, all "
+    "agreeing, can reach the target: 0.05^(1/n) >= target), the difference; otherwise a projection: if agreement "
+    "at a threshold with at least that many items stays at its observed rate (above the target), how many more "
+    "labelled items at or above it would bring the bound to the target (none when no such rate is above it)."
 )
 
 

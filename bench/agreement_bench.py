@@ -31,6 +31,7 @@ def synthetic_rows(n_items: int, n_annotators: int, *, spans: bool, seed: int = 
     truth = rng.integers(1, 6, n_items)
     model = np.clip(truth + rng.integers(-1, 2, n_items), 1, 5)
     human = np.clip(truth[:, None] + rng.integers(-1, 2, (n_items, n_annotators)), 1, 5)
+    confidence = np.round(rng.uniform(0.2, 1.0, n_items), 4)  # the judge's probability of its own score
     rows = []
     for i in range(n_items):
         extra: dict = {}
@@ -47,6 +48,7 @@ def synthetic_rows(n_items: int, n_annotators: int, *, spans: bool, seed: int = 
                 "human_score": int(human[i, a]),
                 "model_score": int(model[i]),
                 "model_status": "ok",
+                "model_confidence": float(confidence[i]),  # for the calibration block
                 **extra,
             }
             if spans:

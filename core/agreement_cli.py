@@ -61,6 +61,17 @@ def _epsilon(text: str) -> float:
     return value
 
 
+def parse_target(text: str) -> float:
+    """'0.9' -> 0.9: the target agreement as a share strictly between 0 and 1 (not a percentage)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, e.g. 0.9 for 90% (got {text!r})")
+    return value
+
+
 def register(subparsers: Any) -> None:
     """Add the `agreement` sub-command to the `python -m core` parser."""
     parser = subparsers.add_parser(
@@ -69,7 +80,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Human vs model and human vs human agreement for a CSV or JSONL file with columns item_id, "
             "annotator, human_score, model_score (optional: model_status, blind, human_score_before_reveal, "
-            "human_score_after_reveal, human_spans, model_spans, fields, external_id), or the app's annotation "
+            "human_score_after_reveal, human_spans, model_spans, fields, external_id, model_confidence: the "
+            "probability the judge gave its own score, for calibration), or the app's annotation "
             "export as it is (score, score_before_reveal, ...). In a blind study the headline uses the scores "
             "given before the model's verdict was shown, and the scores after it are a second view. Prints a "
             "summary; --out writes the full report as JSON. --reference adjudicated compares the judge and each "
@@ -115,6 +127,17 @@ def register(subparsers: Any) -> None:
             "0.2 for expert annotators, 0.15 for skilled ones, 0.1 for crowd-workers)"
         ),
     )
+    parser.add_argument(
+        "--target",
+        type=parse_target,
+        default=0.9,
+        metavar="SHARE",
+        help=(
+            "calibration's target agreement, a share between 0 and 1 (default 0.9, i.e. 90%%): the auto-accept "
+            "threshold is the lowest judge confidence above which the 95%% lower bound of agreement with people "
+            "reaches it"
+        ),
+    )
     parser.set_defaults(run=run)
 
 
@@ -130,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             raise InputError("--epsilon sets the alt-test, which compares the annotators: use it without --reference "
                              "adjudicated")
         make = adjudicated_report if args.reference == "adjudicated" else agreement_report
-        extra = {} if args.reference == "adjudicated" else {"epsilon": args.epsilon}
+        extra = {} if args.reference == "adjudicated" else {"epsilon": args.epsilon, "target": args.target}
         report = make(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind, **extra)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:
@@ -211,6 +234,7 @@ def summary(report: dict[str, Any]) -> str:
         _lines("Human vs human - after the reveal:",
                [(label, post["human_human"][key]) for key, label in HUMAN_LABELS], lines)
     lines.extend(_alt_test_lines(report.get("alt_test") or {}))
+    lines.extend(calibration_lines(report.get("calibration") or {}))
     excluded = {reason: count for reason, count in report["excluded"].items() if count}
     lines.append(
         "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")
@@ -231,6 +255,23 @@ def _alt_test_lines(block: dict[str, Any]) -> list[str]:
         f"rho = {block['advantage_probability']:.2f}{weak}",
         f"  {block['decision']}",
     ]
+def calibration_lines(block: dict[str, Any]) -> list[str]:
+    """The calibration block in two lines: ECE, then the auto-accept threshold or why there is none."""
+    if not block.get("available"):
+        return [f"Calibration: not available ({block.get('reason', 'no reason given')})"] if block else []
+    ece = block["ece"]
+    ece_text = f"{ece['value']:.3f}" if ece.get("value") is not None else f"undefined ({ece.get('reason')})"
+    lines = [f"Calibration: ECE {ece_text} on {block['n_labelled']} labelled items with a confidence"]
+    threshold, target = block["threshold"], block["target"]
+    if threshold.get("found"):
+        lines.append(
+            f"  Auto-accept at confidence >= {threshold['value']:.3f}: {threshold['agreed']} of {threshold['n']} "
+            f"labelled items agreed, 95% lower bound {threshold['lower_bound']:.3f} >= target {target:.0%}; "
+            f"covers {threshold['n_covered']} of {block['n_graded']} graded items ({threshold['coverage']:.0%})"
+        )
+    else:
+        lines.append(f"  No auto-accept threshold for {target:.0%}: {threshold['reason']}")
+    return lines
 
 
 def adjudicated_summary(report: dict[str, Any]) -> str:

@@ -165,8 +165,21 @@ def _hostile_alt_test(payload: str) -> str:
     return render_alt_test(agreement_report(rows, scale=(1, 5), n_resamples=0)["alt_test"])
 
 
+
+def _hostile_calibration(payload: str) -> str:
+    """The agreement report's calibration section with the payload in every text it shows."""
+    from webapp.report_calibration import render_calibration
+
+    bins = [{"low": 0.9, "high": 1.0, "n": 1, "n_agreed": 1, "mean_confidence": 0.95, "agreement": 1.0}]
+    return render_calibration({"available": True, "target": 0.9, "n_graded": 1, "n_labelled": 1, "bins": bins,
+                               "ece": {"value": 0.05}, "threshold": {"found": False, "reason": payload},
+                               "note": payload, "bins_note": payload, "method": payload})
+
+
+
 # Whole pages: a document's head and tables besides the fragments' markup, still no script, link or image.
-PAGES = {"agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test}
+PAGES = {"agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test,
+         "calibration section": _hostile_calibration}
 PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "table", "thead", "tbody", "tr",
                             "th", "td"}
 PAGE_ATTRS = ALLOWED_ATTRS | {"lang", "charset", "name", "content", "scope"}

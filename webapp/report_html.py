@@ -15,6 +15,7 @@ from core.agreement_labels import METRIC_LABELS
 from webapp.charts import item_label
 from webapp.render import esc
 from webapp.report_alt_test import render_alt_test
+from webapp.report_calibration import reliability_figure, render_calibration
 
 HEADLINE = tuple((key, METRIC_LABELS[key])
                  for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
@@ -234,8 +235,11 @@ def _disagreements(report: Mapping[str, Any]) -> str:
 
 
 
-def _figures(figures: Mapping[str, go.Figure | None] | Sequence[go.Figure | None]) -> str:
-    named = list(figures.items()) if isinstance(figures, Mapping) else [("", f) for f in figures]
+def _figures(figures: Mapping[str, go.Figure | None] | Sequence[go.Figure | None],
+             extra: Sequence[tuple[str, go.Figure | None]] = ()) -> str:
+    named: list[tuple[str, go.Figure | None]] = (
+        list(figures.items()) if isinstance(figures, Mapping) else [("", f) for f in figures])
+    named += extra  # the report's own sections' charts (e.g. calibration's), after the caller's
     parts = []
     first = True
     for index, (caption, figure) in enumerate(named):
@@ -284,9 +288,10 @@ def report_to_html(
         ("Highlight spans (token level)", _spans(report.get("spans") or {})),
         ("Excluded", _excluded(report)),
         (f"Largest disagreements (top {TOP_DISAGREEMENTS}){when}", _disagreements(report)),
+        (f"Calibration: where the judge can be trusted{when}", render_calibration(report.get("calibration") or {})),
     ]
     body = "".join(f"<h2>{esc(heading)}</h2>{content}" for heading, content in sections)
-    charts = _figures(figures)
+    charts = _figures(figures, [("Reliability (calibration)", reliability_figure(report.get("calibration") or {}))])
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

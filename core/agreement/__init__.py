@@ -12,7 +12,9 @@ Input rows (one per annotation; a pandas DataFrame or an iterable of mappings):
   `human_score_before_reveal`, `human_score_after_reveal` (blind studies), `blind` (true/false: were the
   labels given before the model's verdict was shown? one value for the whole input),
   `human_spans` (list of {"field", "start", "end"}), `model_spans` (list of {"field", "start", "end", ...}),
-  `fields` (dict tag -> text, needed for token-level span agreement), `external_id` (the user's item id).
+  `fields` (dict tag -> text, needed for token-level span agreement), `external_id` (the user's item id),
+  `model_confidence` (float in [0, 1] or None: the probability the judge's score distribution gave its own
+  score, the stored judgment's `confidence`; one value per item like model_score; needed for `calibration`).
   The app's annotation export (Studies.export_rows) is read as it is: its `score`, `score_before_reveal`,
   `score_after_reveal` and `spans` columns stand for the names above when those are absent.
 
@@ -28,14 +30,18 @@ Report (JSON-ready dict) top-level keys, at least: `n_items`, `n_annotators`, `p
 `krippendorff_alpha_interval` — each an object with `value` and, where defined, `ci_low`, `ci_high`,
 `p_value`; `value` is None with a `reason` when undefined — and `excluded` (counts by reason).
 Also: `n_items_total`, `n_ratings`, `scale`, `pooling`, `headline_score`, `bootstrap`, `per_annotator`,
-`human_human`, `spans`, `anchoring`, `post_reveal`, `confusion`, `distributions`, `disagreements`.
+`human_human`, `spans`, `anchoring`, `post_reveal`, `confusion`, `distributions`, `disagreements`,
+`calibration` (the judge's confidence vs agreement with the human consensus in bins, the expected calibration
+error, and the auto-accept threshold for the `target` agreement, a share in (0, 1), default 0.9;
+`available` False with a `reason` when no item has a confidence).
 
 Every point estimate comes from scipy / scikit-learn / krippendorff. Only the bootstrap uses our own
 vectorised formulas (`table_statistics`), which the tests check against those libraries.
 
 The package's parts: inputs (reading and checking rating rows and files), metrics (pure statistics on score
 arrays: human vs model, human vs human, anchoring), bootstrap (the vectorised percentile bootstrap), spans
-(token-level span agreement), report (agreement_report, which assembles them) and adjudicated
+(token-level span agreement), calibration (reliability bins and the auto-accept threshold), report
+(agreement_report, which assembles them) and adjudicated
 (adjudicated_report: the same statistics with the reviewers' adjudicated labels as the reference). Every name that
 code imports from `core.agreement` is re-exported here; private helpers live in their part.
 """
@@ -60,6 +66,7 @@ from core.agreement.inputs import (
     EXPORT_ALIASES,
     FALSE_TEXTS,
     MISSING_MARKERS,
+    MODEL_CONFIDENCE,
     NO_ANNOTATOR,
     REQUIRED_COLUMNS,
     SCORE_COLUMNS,
@@ -82,7 +89,8 @@ from core.agreement.report import (
 
 __all__ = [
     "ADJUDICATED", "AFTER", "BEFORE", "BOOTSTRAP_NOTE", "CONFIDENCE", "EXPORT_ALIASES", "FALSE_TEXTS", "HEADLINE",
-    "HEADLINE_NOTES", "MISSING_MARKERS", "NO_ANNOTATOR", "POOLING", "REQUIRED_COLUMNS", "SCORE_COLUMNS",
+    "HEADLINE_NOTES", "MISSING_MARKERS", "MODEL_CONFIDENCE", "NO_ANNOTATOR", "POOLING", "REQUIRED_COLUMNS",
+    "SCORE_COLUMNS",
     "SPAN_COLUMNS", "STATUSES", "TRUE_TEXTS", "adjudicated_report", "agreement_report", "bootstrap_statistics",
     "alt_test", "correlation_metrics", "exact_metrics", "load_ratings", "table_statistics", "weighted_kappa",
 ]

@@ -26,6 +26,8 @@ SPAN_COLUMNS = ("human_spans", "model_spans")
 REMOVED_COLUMN = "item_removed"  # an export's mark on labels of items an admin removed (Studies.export_rows)
 # An item's adjudicated label (Studies.ratings and the export carry it): kept when present, for adjudicated_report.
 ADJUDICATED = "adjudicated_score"
+# The judge's confidence in its own score (a probability; one value per item, like model_score), for calibration.
+MODEL_CONFIDENCE = "model_confidence"
 # The app's annotation export (Studies.export_rows) names these columns its own way; a file that lacks the
 # canonical name is read with the export's, so an export is accepted as it is.
 EXPORT_ALIASES = {"score": "human_score", "score_before_reveal": BEFORE, "score_after_reveal": AFTER,
@@ -73,8 +75,8 @@ def _where(frame: pd.DataFrame, mask: np.ndarray, label: str) -> str:
     return shown + (f" and {len(rows) - 5} more" if len(rows) > 5 else "")
 
 
-def _score_column(frame: pd.DataFrame, column: str, label: str) -> np.ndarray:
-    """The column as floats, NaN where missing; InputError naming the rows of text or fractional scores."""
+def _score_column(frame: pd.DataFrame, column: str, label: str, *, whole: bool = True) -> np.ndarray:
+    """The column as floats, NaN where missing; InputError naming the rows of text or (if `whole`) fractional ones."""
     raw = frame[column]
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         values = raw.to_numpy(dtype=float, na_value=np.nan)
@@ -95,10 +97,22 @@ def _score_column(frame: pd.DataFrame, column: str, label: str) -> np.ndarray:
             example = raw.to_numpy(dtype=object)[bad][0]
             raise InputError(f"{_where(frame, bad, label)}: {column} is not a number (e.g. {example!r})")
     present = ~np.isnan(values)
+    if not whole:
+        return values
     fractional = present & ~(np.isfinite(values) & (values == np.round(values)))
     if fractional.any():
         example = values[fractional][0]
         raise InputError(f"{_where(frame, fractional, label)}: {column} must be a whole number (e.g. {example:g})")
+    return values
+
+
+def _probability_column(frame: pd.DataFrame, column: str, label: str) -> np.ndarray:
+    """The column as floats in [0, 1], NaN where missing; InputError naming the rows of anything else."""
+    values = _score_column(frame, column, label, whole=False)
+    outside = ~np.isnan(values) & ~((values >= 0) & (values <= 1))
+    if outside.any():
+        raise InputError(f"{_where(frame, outside, label)}: {column} must be a probability between 0 and 1 "
+                         f"(e.g. {values[outside][0]:g})")
     return values
 
 
@@ -183,6 +197,8 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
         out[column] = _score_column(frame, column, row_label) if column in frame.columns else np.nan
     if ADJUDICATED in frame.columns:
         out[ADJUDICATED] = _score_column(frame, ADJUDICATED, row_label)
+    out[MODEL_CONFIDENCE] = (_probability_column(frame, MODEL_CONFIDENCE, row_label)
+                             if MODEL_CONFIDENCE in frame.columns else np.nan)
     # A row with neither annotator nor score stands for an item nobody has labelled yet (so it is counted).
     no_score = np.isnan(out["human_score"].to_numpy(dtype=float)) & np.isnan(out[BEFORE].to_numpy(dtype=float))
     out["annotator"] = _id_column(frame, "annotator", row_label, may_be_empty=no_score)
@@ -243,6 +259,16 @@ def _check_consistency(rows: pd.DataFrame, label: str) -> None:
         raise InputError(
             f"item {item_ids[item]!r} has conflicting model scores {found} ({_where(rows, mask, label)}): "
             "the model's score must be the same on every row of an item"
+        )
+    confidence = rows[MODEL_CONFIDENCE].to_numpy()
+    present = ~np.isnan(confidence)
+    item = _first_conflict(items, confidence, present, len(item_ids))
+    if item is not None:
+        mask = (items == item) & present
+        given = sorted({float(v) for v in confidence[mask]})
+        raise InputError(
+            f"item {item_ids[item]!r} has conflicting {MODEL_CONFIDENCE} values {given} ({_where(rows, mask, label)}): "
+            "the judge's confidence must be the same on every row of an item"
         )
     status = rows["model_status"].to_numpy(dtype=object)
     status_code = np.array([-1 if s is None else STATUSES.index(s) for s in status], dtype=float)

@@ -16,7 +16,8 @@ import pandas as pd
 
 from core.agreement.alt_test import alt_test, resolve_epsilon
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
-from core.agreement.inputs import AFTER, BEFORE, NO_ANNOTATOR, _codes, _frame, _where
+from core.agreement.calibration import check_target, item_consensus, item_values, judge_calibration
+from core.agreement.inputs import AFTER, BEFORE, MODEL_CONFIDENCE, NO_ANNOTATOR, _codes, _frame, _where
 from core.agreement.metrics import (
     HEADLINE,
     _anchoring,
@@ -190,6 +191,7 @@ def agreement_report(
     seed: int = 0,
     blind: bool | None = None,
     epsilon: float | None = None,
+    target: float = 0.9,
 ) -> dict[str, Any]:
     """Agreement between humans and the model, and among humans, as a JSON-ready dict; InputError on bad rows.
 
@@ -197,10 +199,12 @@ def agreement_report(
     scores) the headline uses each annotator's score from before the reveal; `post_reveal` holds the same
     statistics on the current scores (human_score). Otherwise the headline uses human_score.
     `epsilon`: the alt-test's cost-benefit margin (None = the paper's default, core.agreement.alt_test.EPSILON).
+    `target` is the agreement (a share strictly between 0 and 1) the calibration block's auto-accept threshold aims at.
     """
     resolve_epsilon(epsilon)  # a bad epsilon fails before any work
     if isinstance(n_resamples, bool) or not isinstance(n_resamples, int) or n_resamples < 0:
         raise InputError(f"n_resamples must be a whole number >= 0, got {n_resamples!r}")
+    check_target(target)  # before any work: calibration's target agreement (a share, e.g. 0.9)
     data = _frame(rows)
     items, item_ids = _codes(data["item_id"], "item_id") if len(data) else (np.zeros(0, int), np.zeros(0, object))
     people, names = _codes(data["annotator"], "annotator") if len(data) else (np.zeros(0, int), np.zeros(0, object))
@@ -297,6 +301,9 @@ def agreement_report(
         report[name] = view[name]
     report["alt_test"] = alt_test(items, people, human, np.where(graded, model, np.nan), names, labels=labels,
                                   epsilon=epsilon)
+    confidence = item_values(items, data[MODEL_CONFIDENCE].to_numpy(dtype=float), n_items_total)
+    report["calibration"] = judge_calibration(confidence[graded], model[graded],
+                                              item_consensus(items, human, n_items_total)[graded], target=target)
     return report
 
 

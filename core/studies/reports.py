@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 EXPORT_COLUMNS = ("study", "study_id", "item_id", "external_id", "annotation_id", "annotator", "score",
                   "score_before_reveal", "score_after_reveal", "blind", "comment", "seconds", "spans", "created_at",
                   "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
-                  "model_distribution", "model_expected_score", "item_removed", "adjudicated_score",
+                  "model_distribution", "model_expected_score", "model_confidence", "item_removed", "adjudicated_score",
                   "adjudication_note", "adjudicated_by", "adjudicated_at")
 
 
@@ -46,6 +46,7 @@ class ReportJudgment:
     spans: list[dict[str, Any]]
     distribution: dict[int, float] | None
     expected_score: float | None
+    confidence: float | None = None  # the probability the judge's distribution gave its own score
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class ReportLine:
 _LINES = (
     select(ItemRow, AnnotationRow, UserRow.username, JudgmentRow.id, JudgmentRow.score, JudgmentRow.status,
            JudgmentRow.reasoning, JudgmentRow.highlights, JudgmentRow.spans, JudgmentRow.distribution,
-           JudgmentRow.expected_score)
+           JudgmentRow.expected_score, JudgmentRow.confidence)
     .outerjoin(AnnotationRow, AnnotationRow.item_id == ItemRow.id)
     .outerjoin(UserRow, UserRow.id == AnnotationRow.annotator_id)
     .outerjoin(JudgmentRow, JudgmentRow.id == ItemRow.judgment_id)
@@ -76,13 +77,13 @@ def report_lines(session: Session, study: StudyRow) -> list[ReportLine]:
     settled = adjudications.current(session, study.id)  # one more query, not one per item
     lines: list[ReportLine] = []
     for item, label, annotator, judgment_id, *judgment in session.execute(_LINES.where(ItemRow.study_id == study.id)):
-        score, status, reasoning, highlights, spans, distribution, expected = judgment
+        score, status, reasoning, highlights, spans, distribution, expected, confidence = judgment
         stored = None if judgment_id is None else ReportJudgment(
             id=judgment_id, score=score, status=status, reasoning=reasoning, highlights=list(highlights),
             spans=[dict(span) for span in spans],
             # JSON object keys are always strings: restore the integer score values.
             distribution={int(k): float(v) for k, v in distribution.items()} if distribution else None,
-            expected_score=expected,
+            expected_score=expected, confidence=confidence,
         )
         lines.append(ReportLine(item, label, annotator, stored, settled.get(item.id)))
     return lines
@@ -101,6 +102,9 @@ def ratings(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]]:
             "human_score": label.score if label else None,
             "model_score": judgment.score if judgment is not None and judgment.status != PARSE_FAILED else None,
             "model_status": judgment.status if judgment is not None else None,
+            # core.agreement's calibration: how sure the judge was of its score (None: not graded or no distribution).
+            "model_confidence": (judgment.confidence if judgment is not None and judgment.status != PARSE_FAILED
+                                 else None),
             "blind": bool(study.blind),
             "human_score_before_reveal": label.score_before_reveal if label else None,
             "human_score_after_reveal": label.score_after_reveal if label else None,
@@ -146,6 +150,7 @@ def export_rows(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]
             "model_distribution": (json.dumps({str(k): v for k, v in distribution.items()})
                                    if distribution else None),
             "model_expected_score": judgment.expected_score if judgment is not None else None,
+            "model_confidence": judgment.confidence if judgment is not None else None,
             "item_removed": item.removed_at is not None,  # removed by an admin: left out of the agreement report
         })
         settled = line.adjudication  # the item's current adjudicated label, on every row of the item

@@ -16,6 +16,7 @@ import pandas as pd
 
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
 from core.agreement.inputs import AFTER, BEFORE, NO_ANNOTATOR, _codes, _frame, _where
+from core.agreement.judge_vs_people import judge_vs_people
 from core.agreement.metrics import (
     HEADLINE,
     _anchoring,
@@ -291,6 +292,9 @@ def agreement_report(
         report["post_reveal"] = {"available": False, "reason": report["anchoring"]["reason"]}
     for name in ("confusion", "distributions", "disagreements"):
         report[name] = view[name]
+    report["judge_vs_people"] = judge_vs_people(
+        items, people, np.where(labelled_row, human, np.nan), model, graded, names, labels,
+        report["human_human"]["krippendorff_alpha_ordinal"], n_resamples=n_resamples, seed=seed)
     return report
 
 

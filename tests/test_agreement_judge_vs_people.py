@@ -172,9 +172,12 @@ TALLIES = [
     ({"better": 0, "worse": 3, "same": 0, "no_ci": 0, "annotators": 3}, "below every annotator"),
     ({"better": 2, "worse": 0, "same": 0, "no_ci": 0, "annotators": 2}, "above every annotator"),
     ({"better": 1, "worse": 2, "same": 1, "no_ci": 0, "annotators": 4},
-     "better than 1 of 4 annotators, worse than 2, and about as well as 1"),
+     "The judge agrees with the others' consensus better than 1, worse than 2 and about as well as 1 of the 4 "
+     "annotators (weighted kappa"),
+    ({"better": 2, "worse": 0, "same": 1, "no_ci": 0, "annotators": 3},
+     "better than 2 and about as well as 1 of the 3"),
     ({"better": 0, "worse": 1, "same": 1, "no_ci": 1, "annotators": 3},
-     "better than 0 of 2 annotators, worse than 1, and about as well as 1 (weighted kappa; judge - annotator, 95% "
+     "consensus worse than 1 and about as well as 1 of the 2 annotators (weighted kappa; judge - annotator, 95% "
      "CIs); 1 annotator without a confidence interval."),
     ({"better": 0, "worse": 0, "same": 0, "no_ci": 2, "annotators": 2}, "No reading: no annotator's difference"),
 ]
@@ -223,23 +226,28 @@ def test_a_mixed_reading_counts_each_side() -> None:
     verdicts = {row["annotator"]: row["weighted_kappa"]["judge_vs_annotator"] for row in block["rows"]}
     assert verdicts["A"] == "worse" and verdicts["D"] == "better"
     tally = block["tally"]
-    assert (f"better than {tally['better']} of 4 annotators, worse than {tally['worse']}, and about as well as "
-            f"{tally['same']}") in block["reading"]
+    assert tally["better"] + tally["worse"] + tally["same"] == 4
+    assert f"better than {tally['better']}, worse than {tally['worse']}" in block["reading"]
+    assert ("about as well as" in block["reading"]) == bool(tally["same"]) and "of the 4 annotators" in block["reading"]
 
 
 @pytest.mark.parametrize(
     ("judge", "expected"),
-    [((0.5, 0.45, 0.55), "level with the human ceiling"), ((0.3, 0.2, 0.4), "below the human ceiling"),
-     ((0.8, 0.7, 0.9), "above the human ceiling")],
+    [((0.5, 0.45, 0.55), "alpha is inside the judge's CI"), ((0.3, 0.2, 0.4), "the judge's whole CI is below alpha"),
+     ((0.8, 0.7, 0.9), "the judge's whole CI is above alpha")],
 )
 def test_each_ceiling_reading(judge: tuple[float, float, float], expected: str) -> None:
     from core.agreement.judge_vs_people import ceiling_reading
 
     value, low, high = judge
-    text = ceiling_reading({"value": 0.5}, {"value": value, "ci_low": low, "ci_high": high})
+    pooled = {"judge": {"value": value, "ci_low": low, "ci_high": high}, "annotator": {"value": 0.6}}
+    text = ceiling_reading({"value": 0.5}, pooled)
     assert expected in text and "= 0.500" in text
+    assert f"judge {value:.3f} [{low:.3f}, {high:.3f}], annotators 0.600" in text
     undefined = {"value": None, "reason": "fewer than 2 annotators"}
-    assert "undefined (fewer than 2 annotators)" in ceiling_reading(undefined, {"value": value})
+    assert "undefined (fewer than 2 annotators)" in ceiling_reading(undefined, pooled)
+    no_ci = ceiling_reading({"value": 0.5}, {"judge": {"value": value}, "annotator": {"value": 0.6}})
+    assert "the judge has no CI to set against alpha" in no_ci
 
 
 # --- edge cases -------------------------------------------------------------------------------------------

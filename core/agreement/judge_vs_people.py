@@ -122,7 +122,7 @@ def judge_vs_people(
         "tally": tally,
         "reading": reading(tally, NAMES[metric], n_resamples),
         "ceiling": {"krippendorff_alpha_ordinal": ceiling},
-        "ceiling_reading": ceiling_reading(ceiling, pooled["weighted_kappa"]["judge"]),
+        "ceiling_reading": ceiling_reading(ceiling, pooled["weighted_kappa"]),
     }
 
 
@@ -274,28 +274,38 @@ def reading(tally: Mapping[str, int], metric: str, n_resamples: int = 1) -> str:
     if better == compared:
         return ("The judge agrees with the others' consensus better than every annotator does: above every "
                 "annotator" + basis + rest + ".")
-    return (f"The judge agrees with the others' consensus better than {better} of {compared} annotators, worse "
-            f"than {worse}, and about as well as {same}" + basis + rest + ".")
+    clauses = [f"{words} {count}" for words, count in (("better than", better), ("worse than", worse),
+                                                        ("about as well as", same)) if count]
+    joined = ", ".join(clauses[:-1]) + " and " + clauses[-1]
+    return f"The judge agrees with the others' consensus {joined} of the {compared} annotators" + basis + rest + "."
 
 
-def ceiling_reading(alpha: Mapping[str, Any], judge: Mapping[str, Any]) -> str:
-    """The human ceiling (Krippendorff's alpha) next to the judge's pooled kappa with the others' consensus."""
+def _with_ci(metric: Mapping[str, Any]) -> str:
+    if metric.get("value") is None:
+        return f"undefined ({metric.get('reason', 'no reason given')})"
+    if metric.get("ci_low") is None:
+        return f"{metric['value']:.3f}"
+    return f"{metric['value']:.3f} [{metric['ci_low']:.3f}, {metric['ci_high']:.3f}]"
+
+
+def ceiling_reading(alpha: Mapping[str, Any], pooled: Mapping[str, Any]) -> str:
+    """The human ceiling (Krippendorff's alpha) beside the pooled weighted kappas (pooled["weighted_kappa"])."""
     if alpha.get("value") is None:
         return f"Human ceiling: Krippendorff's alpha (ordinal) is undefined ({alpha.get('reason', 'no reason given')})."
-    head = f"Human ceiling: Krippendorff's alpha (ordinal) among annotators = {alpha['value']:.3f}"
-    if judge.get("value") is None:
-        return f"{head}; the judge's pooled weighted kappa is undefined ({judge.get('reason', 'no reason given')})."
-    head += f"; the judge's pooled weighted kappa with the others' consensus = {judge['value']:.3f}"
+    ceiling = alpha["value"]
+    judge, annotators = pooled["judge"], pooled["annotator"]
+    text = (f"Human ceiling: Krippendorff's alpha (ordinal) among annotators = {ceiling:.3f}. Pooled weighted kappa "
+            f"with the others' consensus: judge {_with_ci(judge)}, annotators {_with_ci(annotators)}")
     low, high = judge.get("ci_low"), judge.get("ci_high")
-    if low is None or high is None:
-        where = "above" if judge["value"] > alpha["value"] else "at or below"
-        return f"{head}, {where} the ceiling (no CI: compare with care)."
-    head += f" [{low:.3f}, {high:.3f}]"
-    if high < alpha["value"]:
-        where = "below the human ceiling (its whole CI is under alpha)"
-    elif low > alpha["value"]:
-        where = "above the human ceiling (its whole CI is over alpha)"
+    if judge.get("value") is None:
+        where = ""
+    elif low is None or high is None:
+        where = "; the judge has no CI to set against alpha"
+    elif high < ceiling:
+        where = "; the judge's whole CI is below alpha"
+    elif low > ceiling:
+        where = "; the judge's whole CI is above alpha"
     else:
-        where = "level with the human ceiling (alpha is inside its CI)"
-    return (f"{head}: {where}. Both are chance-corrected (1 = perfect, 0 = chance) but not the same statistic: "
-            "a guide, not a test.")
+        where = "; alpha is inside the judge's CI"
+    return (f"{text}{where}. A consensus is steadier than one rater, so kappa against it tends to exceed alpha: "
+            "the like-for-like comparison is the judge with the annotators' pooled kappa, alpha is a guide.")

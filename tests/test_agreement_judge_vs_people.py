@@ -188,6 +188,13 @@ def test_each_reading(tally: dict, expected: str) -> None:
     assert expected in reading(tally, "weighted kappa")
 
 
+def test_the_reading_says_when_rows_have_few_items(hand: dict) -> None:
+    assert hand["reading"].endswith(f"; 3 annotators with fewer than {FEW_ITEMS} items, whose CIs are rough.")
+    assert reading(TALLIES[0][0], "weighted kappa", few=1).endswith(f"; 1 annotator with fewer than {FEW_ITEMS} "
+                                                                    "items, whose CIs are rough.")
+    assert "rough" not in reading(TALLIES[0][0], "weighted kappa")
+
+
 def test_no_reading_without_the_bootstrap() -> None:
     block = agreement_report(rows_from(HAND, HAND_MODEL), scale=(1, 3), n_resamples=0)["judge_vs_people"]
     assert block["reading"].startswith("No reading: the bootstrap is off")

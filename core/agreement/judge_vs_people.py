@@ -120,7 +120,7 @@ def judge_vs_people(
         "left_out": left_out,
         "reading_metric": metric,
         "tally": tally,
-        "reading": reading(tally, NAMES[metric], n_resamples),
+        "reading": reading(tally, NAMES[metric], n_resamples, sum(row["n_items"] < FEW_ITEMS for row in rows)),
         "ceiling": {"krippendorff_alpha_ordinal": ceiling},
         "ceiling_reading": ceiling_reading(ceiling, pooled["weighted_kappa"]),
     }
@@ -255,7 +255,7 @@ def _annotators(count: int) -> str:
     return f"{count} annotator" if count == 1 else f"{count} annotators"
 
 
-def reading(tally: Mapping[str, int], metric: str, n_resamples: int = 1) -> str:
+def reading(tally: Mapping[str, int], metric: str, n_resamples: int = 1, few: int = 0) -> str:
     """One line from the per-annotator verdicts: about as well / below every / above every / N better, K worse."""
     total, better, worse, same, no_ci = (tally[k] for k in ("annotators", "better", "worse", "same", "no_ci"))
     if not n_resamples:
@@ -265,6 +265,8 @@ def reading(tally: Mapping[str, int], metric: str, n_resamples: int = 1) -> str:
                 "(see each row's reason).")
     basis = f" ({metric}; judge - annotator, {CONFIDENCE:.0%} CIs)"
     rest = f"; {_annotators(no_ci)} without a confidence interval" if no_ci else ""
+    if few:  # wide intervals contain 0 easily: "about as well" on few items is weak evidence
+        rest += f"; {_annotators(few)} with fewer than {FEW_ITEMS} items, whose CIs are rough"
     compared = total - no_ci
     if same == compared:
         return "The judge agrees with people about as well as people agree with each other" + basis + rest + "."

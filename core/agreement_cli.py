@@ -215,6 +215,8 @@ def summary(report: dict[str, Any]) -> str:
     _lines(f"Human vs model (pooled){when}:", [(label, report[key]) for key, label in HEADLINE_LABELS], lines)
     human = report["human_human"]
     _lines(f"Human vs human{when}:", [(label, human[key]) for key, label in HUMAN_LABELS], lines)
+    if versus := report.get("judge_vs_people"):
+        lines.append(f"Judge vs people: {versus['reading'] if versus['available'] else versus['reason']}")
     spans = report["spans"]
     if spans.get("n_annotations"):
         _lines("Highlight spans (tokens):", [(k, spans[k]) for k in ("precision", "recall", "f1")], lines)

@@ -12,6 +12,7 @@ from tests.test_webapp_render import Markup
 from tests.test_webapp_review import RENDERERS as REVIEW_RENDERERS
 from tests.webapp_helpers import XSS_PAYLOADS
 from webapp import render
+from webapp.report_judge_vs_people import render_judge_vs_people
 
 # The markup the study renderers may produce: the general renderers' set plus tables and the field marker.
 ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "table", "thead", "tbody", "tr", "th",
@@ -21,6 +22,15 @@ ALLOWED_ATTRS = {"class", "title", "role", "data-field", "scope", "open"}
 
 def metric(value: object, **extra: object) -> dict[str, object]:
     return {"value": value, **extra}
+
+
+def judge_vs_people_block(p: str) -> dict[str, object]:
+    """A judge-vs-people block with the payload in every text: names, reasons, notes and readings."""
+    comparison = {"annotator": metric(0.5, ci_low=0.4, ci_high=0.6, ci_note=p), "judge": metric(None, reason=p),
+                  "difference": metric(None, reason=p), "judge_vs_annotator": None}
+    row = {"annotator": p, "n_items": 3, "note": p, "weighted_kappa": comparison, "exact": comparison}
+    return {"available": True, "rows": [row], "pooled": {**row, "n_pairs": 6}, "reading": p, "ceiling_reading": p,
+            "method": p, "left_out": [{"annotator": p, "reason": p}], "reading_metric": "weighted_kappa"}
 
 
 RENDERERS: dict[str, Callable[[str], str]] = {
@@ -47,6 +57,8 @@ RENDERERS: dict[str, Callable[[str], str]] = {
         "created_at": p, "edits": [p]}]),
     "post-reveal view": lambda p: render.render_anchoring(
         {"post_reveal": {"available": True, "n_items": p, "pearson": metric(0.5)}, "pearson": metric(0.4)}),
+    "judge vs people": lambda p: render_judge_vs_people(judge_vs_people_block(p)),
+    "judge vs people, not available": lambda p: render_judge_vs_people({"available": False, "reason": p}),
     **REVIEW_RENDERERS,  # the Review tab's (webapp.studies.review_render)
 }
 

@@ -16,6 +16,7 @@ from webapp.charts import item_label
 from webapp.render import esc
 from webapp.report_alt_test import render_alt_test
 from webapp.report_calibration import reliability_figure, render_calibration
+from webapp.report_judge_vs_people import render_judge_vs_people
 
 HEADLINE = tuple((key, METRIC_LABELS[key])
                  for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
@@ -282,6 +283,7 @@ def report_to_html(
         (f"Human vs model (pooled){when}", _metric_table(report, HEADLINE) + f'<p class="note">{esc(boot_text)}</p>'),
         (f"Human vs human{when}", _metric_table(human, HUMAN) + f'<p class="note">{esc(HUMAN_N)}</p>'),
         (f"Per annotator, vs the model{when}", _per_annotator(report.get("per_annotator") or [])),
+        (f"Judge vs people, next to people vs people{when}", render_judge_vs_people(report.get("judge_vs_people", {}))),
         (f"Can the judge replace an annotator? (alt-test){when}", render_alt_test(report.get("alt_test") or {})),
         ("Anchoring (before / after the model's verdict was revealed)", _anchoring(report.get("anchoring") or {})),
         ("After the reveal: second view (may be anchored)", _post_reveal(report)),

@@ -18,6 +18,7 @@ from core.agreement.alt_test import alt_test, resolve_epsilon
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
 from core.agreement.calibration import check_target, item_consensus, item_values, judge_calibration
 from core.agreement.inputs import AFTER, BEFORE, MODEL_CONFIDENCE, NO_ANNOTATOR, _codes, _frame, _where
+from core.agreement.judge_vs_people import judge_vs_people
 from core.agreement.metrics import (
     HEADLINE,
     _anchoring,
@@ -304,6 +305,9 @@ def agreement_report(
     confidence = item_values(items, data[MODEL_CONFIDENCE].to_numpy(dtype=float), n_items_total)
     report["calibration"] = judge_calibration(confidence[graded], model[graded],
                                               item_consensus(items, human, n_items_total)[graded], target=target)
+    report["judge_vs_people"] = judge_vs_people(
+        items, people, np.where(labelled_row, human, np.nan), model, graded, names, labels,
+        report["human_human"]["krippendorff_alpha_ordinal"], n_resamples=n_resamples, seed=seed)
     return report
 
 

@@ -19,6 +19,7 @@ from scipy import stats
 from core.errors import InputError
 
 N_BINS = 10
+TARGET = 0.9  # the default target agreement of the auto-accept threshold: 90%
 ALPHA = 0.05  # one-sided: the bound is a 95% LOWER confidence bound
 CONFIDENCE_NOTE = (
     "Confidence: the probability the judge's score distribution gave its own score. Agreed: the judge's score "
@@ -149,7 +150,7 @@ def judge_calibration(
     model: np.ndarray,
     consensus: np.ndarray,
     *,
-    target: float = 0.9,
+    target: float = TARGET,
     n_bins: int = N_BINS,
     population: np.ndarray | None = None,
 ) -> dict[str, Any]:

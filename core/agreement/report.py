@@ -16,7 +16,7 @@ import pandas as pd
 
 from core.agreement.alt_test import alt_test, resolve_epsilon
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
-from core.agreement.calibration import check_target, item_consensus, item_values, judge_calibration
+from core.agreement.calibration import TARGET, check_target, item_consensus, item_values, judge_calibration
 from core.agreement.inputs import AFTER, BEFORE, MODEL_CONFIDENCE, NO_ANNOTATOR, _codes, _frame, _where
 from core.agreement.judge_vs_people import judge_vs_people
 from core.agreement.metrics import (
@@ -192,7 +192,7 @@ def agreement_report(
     seed: int = 0,
     blind: bool | None = None,
     epsilon: float | None = None,
-    target: float = 0.9,
+    target: float = TARGET,
 ) -> dict[str, Any]:
     """Agreement between humans and the model, and among humans, as a JSON-ready dict; InputError on bad rows.
 

@@ -12,6 +12,8 @@ import gradio as gr
 import pandas as pd
 
 from core.agreement import adjudicated_report, agreement_report
+from core.agreement.alt_test import EPSILON
+from core.agreement.calibration import TARGET
 from core.errors import GliderError
 from core.studies import Study, User, write_exports
 from core.studies.publish import publish_study
@@ -21,7 +23,9 @@ from webapp.components import as_id as _as_id
 from webapp.components import error_update as _error
 from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
+from webapp.report_calibration import reliability_figure
 from webapp.report_html import report_to_html
+from webapp.studies.decision_render import render_decision
 from webapp.studies.layout import StudyPage, stored_view
 from webapp.studies.review_render import render_adjudicated_metrics
 
@@ -49,6 +53,10 @@ class AgreementTab:
     shown: gr.State  # the study id of the report on screen
     reference: gr.Radio  # "annotators" or "adjudicated" (core.agreement.adjudicated_report)
     publish: "PublishPanel"
+    epsilon: gr.Number  # the alt-test's cost-benefit margin
+    target: gr.Number  # the agreement the auto-accept threshold aims at
+    decision: gr.HTML  # alt-test, judge vs people, calibration (webapp.studies.decision_render)
+    reliability: gr.Plot
 
     CHART_IDS = ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators")
     EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"),
@@ -63,11 +71,23 @@ class AgreementTab:
                 reference = gr.Radio(choices=REFERENCES, value="annotators", label="Reference", scale=2,
                                      elem_id="gl-agree-reference")
                 run = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="gl-agree-run")
+            with gr.Row(equal_height=True):
+                epsilon = gr.Number(value=EPSILON, minimum=0, maximum=0.99, step=0.05, label="Alt-test margin ε",
+                                    info="how much less often the judge may be the better-aligned rater and still "
+                                         "replace one: 0.2 expert annotators, 0.15 skilled, 0.1 crowd-workers",
+                                    elem_id="gl-agree-epsilon")
+                target = gr.Number(value=TARGET, minimum=0.01, maximum=0.99, step=0.01,
+                                   label="Target agreement for auto-accept",
+                                   info="a share (0.9 = 90%): the confidence above which the judge agrees with "
+                                        "people at least this often, with 95% confidence",
+                                   elem_id="gl-agree-target")
             message = gr.HTML(visible=False, elem_id="gl-agree-message")
             with gr.Row(elem_classes="gl-exports"):
                 exports = [gr.DownloadButton(label, visible=False, size="sm", elem_id=f"gl-export-{suffix}")
                            for label, suffix in cls.EXPORTS]
             metrics = gr.HTML(visible=False, elem_id="gl-agree-metrics")
+            decision = gr.HTML(visible=False, elem_id="gl-agree-decision")
+            reliability = gr.Plot(show_label=False, visible=False, elem_id="gl-agree-reliability")
             notes = gr.HTML(visible=False, elem_id="gl-agree-notes")
             with gr.Row():
                 heatmap = gr.Plot(show_label=False, visible=False, elem_id=cls.CHART_IDS[0])
@@ -83,12 +103,13 @@ class AgreementTab:
             publish = PublishPanel.create()
         shown = gr.State(None)
         return cls(tab, notice, body, study, run, message, metrics, notes,
-                   [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference, publish)
+                   [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference, publish,
+                   epsilon, target, decision, reliability)
 
     @property
     def outputs(self) -> list[Any]:
-        return [self.notice, self.message, self.metrics, self.notes, *self.charts, self.table, self.item,
-                *self.exports, self.shown]
+        return [self.notice, self.message, self.metrics, self.decision, self.reliability, self.notes, *self.charts,
+                self.table, self.item, *self.exports, self.shown]
 
 
 @dataclass
@@ -127,15 +148,18 @@ class AgreementHandlers(StudyPage):
 
     export_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="glider-exports-")))
 
-    def on_report(self, study_id: Any, reference: Any = "annotators",
+    def on_report(self, study_id: Any, reference: Any = "annotators", epsilon: Any = None, target: Any = None,
                   request: gr.Request | None = None) -> dict[Any, Any]:
         """Compute the study's agreement report, draw its charts and prepare the export files.
 
         With reference "adjudicated": the judge and each annotator vs the adjudicated labels, as tables.
+        `epsilon` (the alt-test's margin) and `target` (the auto-accept threshold's) are the report's: empty
+        boxes mean their defaults; a value out of range is the report's own message.
         """
         ag = self.ui.agreement
         cleared: dict[Any, Any] = {
             ag.metrics: _html(""), ag.notes: _html(""), ag.item: _html(""), ag.table: gr.update(visible=False),
+            ag.decision: _html(""), ag.reliability: gr.update(value=None, visible=False),
             **{plot: gr.update(value=None, visible=False) for plot in ag.charts},
             **{button: gr.update(visible=False) for button in ag.exports},
         }
@@ -151,8 +175,11 @@ class AgreementHandlers(StudyPage):
                         ag.shown: wanted}
             if reference == "adjudicated":
                 return {**cleared, **self._adjudicated(actor, study, rows), ag.shown: wanted}
-            report = agreement_report(rows, study.scale, blind=study.blind)
+            report = agreement_report(rows, study.scale, blind=study.blind,
+                                      epsilon=None if epsilon is None else float(epsilon),
+                                      target=TARGET if target is None else float(target))
             figures = charts.report_figures(report)
+            reliability = reliability_figure(report["calibration"])
             exports = self._write_exports(actor, study, report, figures)
         except Exception as error:
             return {**cleared, ag.message: _error(error)}
@@ -160,6 +187,8 @@ class AgreementHandlers(StudyPage):
             **cleared,
             ag.message: _html(""),
             ag.metrics: _html(render.render_agreement_metrics(report)),
+            ag.decision: _html(render_decision(report)),
+            ag.reliability: gr.update(value=reliability, visible=reliability is not None),
             ag.notes: _html(render.render_report_notes(_report_notes(report), report.get("excluded"))),
             ag.table: gr.update(value=self._disagreement_table(actor, report.get("disagreements") or []),
                                 visible=True),
@@ -262,7 +291,7 @@ class AgreementHandlers(StudyPage):
         def on(trigger: Any, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> None:
             trigger(fn, inputs, outputs, api_visibility=PRIVATE, **options)
 
-        on(ag.run.click, self.on_report, [ag.study, ag.reference], ag.outputs)
+        on(ag.run.click, self.on_report, [ag.study, ag.reference, ag.epsilon, ag.target], ag.outputs)
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
         panel = ag.publish
         on(panel.button.click, self.on_publish, [ag.study, panel.repo, panel.private, panel.real_names], panel.message)

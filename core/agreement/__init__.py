@@ -12,7 +12,9 @@ Input rows (one per annotation; a pandas DataFrame or an iterable of mappings):
   `human_score_before_reveal`, `human_score_after_reveal` (blind studies), `blind` (true/false: were the
   labels given before the model's verdict was shown? one value for the whole input),
   `human_spans` (list of {"field", "start", "end"}), `model_spans` (list of {"field", "start", "end", ...}),
-  `fields` (dict tag -> text, needed for token-level span agreement), `external_id` (the user's item id).
+  `fields` (dict tag -> text, needed for token-level span agreement), `external_id` (the user's item id),
+  `drawn_at_random` (true: the study's queue drew the item at random; false: least-confident judgment first;
+  None = unknown = random; see core.agreement.sampling).
   The app's annotation export (Studies.export_rows) is read as it is: its `score`, `score_before_reveal`,
   `score_after_reveal` and `spans` columns stand for the names above when those are absent.
 
@@ -28,7 +30,8 @@ Report (JSON-ready dict) top-level keys, at least: `n_items`, `n_annotators`, `p
 `krippendorff_alpha_interval` — each an object with `value` and, where defined, `ci_low`, `ci_high`,
 `p_value`; `value` is None with a `reason` when undefined — and `excluded` (counts by reason).
 Also: `n_items_total`, `n_ratings`, `scale`, `pooling`, `headline_score`, `bootstrap`, `per_annotator`,
-`human_human`, `spans`, `anchoring`, `post_reveal`, `confusion`, `distributions`, `disagreements`.
+`human_human`, `spans`, `anchoring`, `post_reveal`, `confusion`, `distributions`, `disagreements`, `sampling`
+(how the items were drawn: counts and ids of each kind, `biased`, and the note).
 
 Every point estimate comes from scipy / scikit-learn / krippendorff. Only the bootstrap uses our own
 vectorised formulas (`table_statistics`), which the tests check against those libraries.

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
-from core.agreement.inputs import AFTER, BEFORE, NO_ANNOTATOR, _codes, _frame, _where
+from core.agreement.inputs import AFTER, BEFORE, DRAWN, NO_ANNOTATOR, _codes, _frame, _where
 from core.agreement.metrics import (
     HEADLINE,
     _anchoring,
@@ -27,6 +27,7 @@ from core.agreement.metrics import (
     exact_metrics,
     weighted_kappa,
 )
+from core.agreement.sampling import sampling_report
 from core.agreement.spans import _span_agreement
 from core.errors import InputError
 
@@ -291,6 +292,8 @@ def agreement_report(
         report["post_reveal"] = {"available": False, "reason": report["anchoring"]["reason"]}
     for name in ("confusion", "distributions", "disagreements"):
         report[name] = view[name]
+    report["sampling"] = sampling_report(data[DRAWN].to_numpy(dtype=object), items, item_ids,
+                                         ~np.isnan(human) & labelled_row, graded)
     return report
 
 

@@ -67,7 +67,9 @@ class Item:
     judgment_id: int | None  # the model's stored judgment (core.store), once graded
     order_key: int  # stable pseudo-random position in the labelling queue
     removed_at: datetime | None = None  # removed by an admin: out of the queue and the report, kept in exports
-    drawn_by: str | None = None  # how the queue first handed it out: "random" / "uncertainty"; None: not yet
+    # How the queue first handed it out: "random" / "uncertainty"; None: not yet. A record of the queue's history,
+    # not part of what the item is: left out of ==, so an item compares equal before and after it is handed out.
+    drawn_by: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

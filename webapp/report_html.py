@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from core.agreement_labels import METRIC_LABELS
 from webapp.charts import item_label
 from webapp.render import esc
+from webapp.report_sampling import render_sampling
 
 HEADLINE = tuple((key, METRIC_LABELS[key])
                  for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
@@ -275,6 +276,7 @@ def report_to_html(
     when = " — before the reveal (headline)" if _blind(report) else ""
     sections = [
         (f"Human vs model (pooled){when}", _metric_table(report, HEADLINE) + f'<p class="note">{esc(boot_text)}</p>'),
+        ("How items were drawn (queue order)", render_sampling(report.get("sampling") or {})),
         (f"Human vs human{when}", _metric_table(human, HUMAN) + f'<p class="note">{esc(HUMAN_N)}</p>'),
         (f"Per annotator, vs the model{when}", _per_annotator(report.get("per_annotator") or [])),
         ("Anchoring (before / after the model's verdict was revealed)", _anchoring(report.get("anchoring") or {})),

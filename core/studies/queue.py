@@ -61,6 +61,9 @@ _QUEUE_UNSURE = (select(*_items.c, literal(UNCERTAINTY).label("rule"))
                            case((_CONFIDENCE.is_(None), 1), else_=0), _CONFIDENCE,  # least sure first, none last
                            _items.c.order_key, _items.c.id)
                  .limit(1))
+# Slower than the random order, which walks ix_items_study_order and stops at the first open item: this one sorts
+# every waiting item by its judgment's confidence (read from the wide judgments row) after counting its open places.
+# Measured on 10,000 items (SQLite, 2 shared CPUs): a round (submit + next_item) about 100 ms here, 1 ms at random.
 _FREE = _LABELS_OF_ITEM + _CLAIMS_BY_OTHERS < bindparam("k")  # open, unclaimed places
 _ANY = _LABELS_OF_ITEM < bindparam("k")  # open places, claimed or not
 # The same within an annotator's share of a split study (core.studies.assignment).

@@ -241,6 +241,10 @@ def summary(report: dict[str, Any]) -> str:
     lines.append(
         "Excluded: " + (", ".join(f"{reason.replace('_', ' ')}: {n}" for reason, n in excluded.items()) or "none")
     )
+    sampling = report.get("sampling") or {}
+    if sampling.get("recorded"):  # core.agreement.sampling: which items the queue drew at random
+        lines.append(f"Queue: {sampling['random']['n_labelled']} labelled item(s) drawn at random, "
+                     f"{sampling['uncertainty']['n_labelled']} least-confident first. {sampling['note']}")
     return "\n".join(lines)
 
 

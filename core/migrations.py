@@ -272,6 +272,41 @@ def _m005_study_administration(connection: Connection) -> None:
     adjudications.create(connection)
 
 
+def _m006_queue_order(connection: Connection) -> None:
+    """The labelling queue's order, frozen: random (as before) or least-confident judgment first, and how each
+    item was drawn.
+
+    `items.drawn_by` is written once, when the queue first hands the item out, and never changed: the report
+    separates items drawn at random (unbiased agreement) from items drawn least-confident first (biased toward
+    hard items) by it, whatever the study's setting says later. Items an old queue already handed out (they have
+    a label or a claim) were drawn at random, since that was the only order; the rest wait to be drawn.
+    """
+    for statement in (
+        # 'random': the stable pseudo-random order_key order; 'uncertainty': least-confident judgment first.
+        "ALTER TABLE studies ADD COLUMN queue_order VARCHAR(16) NOT NULL DEFAULT 'random'",
+        # With 'uncertainty': the first N items handed out still come from the random order.
+        "ALTER TABLE studies ADD COLUMN random_first INTEGER NOT NULL DEFAULT 0",
+        # 'random' / 'uncertainty', set when the item is first handed out; NULL: not handed out yet.
+        "ALTER TABLE items ADD COLUMN drawn_by VARCHAR(16) NULL",
+        "UPDATE items SET drawn_by = 'random' WHERE id IN (SELECT item_id FROM annotations) "
+        "OR id IN (SELECT item_id FROM item_claims)",
+    ):
+        connection.execute(text(statement))
+    metadata = MetaData()
+    for name in ("users", "studies"):  # referenced only; earlier migrations created them
+        Table(name, metadata, Column("id", Integer, primary_key=True))
+    # Who changed a study's queue order, when, from what to what: rows are only added.
+    Table(
+        "study_setting_changes",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("editor_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("at", DateTime(timezone=True), nullable=False),
+        Column("changes", JSON, nullable=False),  # {setting: [old, new]}
+    ).create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
@@ -279,6 +314,7 @@ MIGRATIONS: list[Migration] = [
     Migration(3, "create_batch_jobs", _m003_create_batch_jobs),
     Migration(4, "add_users_can_grade", _m004_add_users_can_grade),
     Migration(5, "study_administration", _m005_study_administration),
+    Migration(6, "queue_order", _m006_queue_order),
 ]
 
 

@@ -1,4 +1,4 @@
-"""`python -m core edit-study | duplicate-study | archive-study | unarchive-study | delete-study | items |
+"""`python -m core edit-study | queue-order | duplicate-study | archive-study | unarchive-study | delete-study | items |
 remove-item | restore-item | progress`: run a study from the command line, as a named admin (`--as ADMIN`).
 
 The same actions as the web app's Manage tab (core.studies.admin): each checks in the database that the named
@@ -23,6 +23,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 def register(subparsers: Any) -> None:
     """Add the study administration sub-commands to the `python -m core` parser."""
     from core.studies.items_browser import STATES
+    from core.studies.queue_order import ORDERS
 
     def command(name: str, text: str, run: Callable[[Any, Any, argparse.Namespace], int],
                 target: str = "study_id") -> argparse.ArgumentParser:
@@ -47,6 +48,13 @@ def register(subparsers: Any) -> None:
     edit.add_argument("--blind", dest="blind", action="store_true", default=None)
     edit.add_argument("--not-blind", dest="blind", action="store_false")
     edit.add_argument("--overlap", type=int, metavar="K", help="annotators per item")
+    order = command("queue-order", "set a study's queue order: random (unbiased agreement) or least-confident "
+                                   "judgment first; prints every change so far", _queue_order)
+    order.add_argument("--order", choices=ORDERS, required=True,
+                       help="random: unbiased agreement numbers; uncertainty: people label first where the judge is "
+                            "least sure (agreement on those items is biased toward hard items)")
+    order.add_argument("--random-first", type=int, metavar="N",
+                       help="with --order uncertainty: the first N items handed out still come at random")
     duplicate = command("duplicate-study", "copy a study's settings and items (no labels) into a new study",
                         _duplicate)
     duplicate.add_argument("--name", help="the new study's name (default: the old one with ' (copy)')")
@@ -100,6 +108,17 @@ def _edit(admin: Any, actor: Any, args: argparse.Namespace) -> int:
     print(f"Study #{study.id} {study.name!r}: saved (scale {study.scale[0]}-{study.scale[1]}, "
           f"{'blind' if study.blind else 'not blind'}, {study.overlap_target} annotator(s) per item, "
           f"{len(study.guidelines)} characters of guidelines).")
+    return EXIT_OK
+
+
+def _queue_order(admin: Any, actor: Any, args: argparse.Namespace) -> int:
+    study = admin.set_queue_order(actor, args.study_id, args.order, args.random_first)
+    first = f", the first {study.random_first} item(s) at random" if study.queue_order == "uncertainty" else ""
+    print(f"Study #{study.id} {study.name!r}: queue order {study.queue_order}{first}. Items already handed out keep "
+          "how they were drawn.")
+    for change in admin.queue_order_history(actor, study.id):
+        said = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in change.changes.items())
+        print(f"  {change.at.isoformat(timespec='seconds')} {change.editor}: {said}")
     return EXIT_OK
 
 

@@ -58,7 +58,7 @@ def test_migrations_live_in_their_own_frozen_module() -> None:
 
     assert core.store.MIGRATIONS is core.migrations.MIGRATIONS and core.store.Migration is core.migrations.Migration
     assert [m.name for m in MIGRATIONS] == ["create_judgments", "create_studies", "create_batch_jobs",
-                                            "add_users_can_grade", "study_administration"]
+                                            "add_users_can_grade", "study_administration", "queue_order"]
     tree = ast.parse(Path(core.migrations.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
@@ -118,7 +118,7 @@ def test_migration_5_keeps_what_existing_studies_users_and_items_meant(db_path: 
                     "'p', 'r', 0, 1, '[]', 3, 1, '{}', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
         raw.execute("INSERT INTO items (study_id, fields, order_key, created_at) "
                     "VALUES (1, '[]', 7, '2026-01-01 00:00:00')")
-    with Store.from_path(db_path) as new:
+    with Store.from_path(db_path, migrations=MIGRATIONS[:5]) as new:
         assert new.schema_version() == 5 and MIGRATIONS[4].name == "study_administration"
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("SELECT active, must_change_password FROM users").fetchall() == [(1, 0)]
@@ -133,6 +133,44 @@ def test_migration_5_keeps_what_existing_studies_users_and_items_meant(db_path: 
         raw.execute("DELETE FROM studies")  # a deleted study takes its items, adjudications and assignments along
         assert [raw.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 (fixed names)
                 for t in ("items", "adjudications", "study_annotators")] == [0, 0, 0]
+
+
+def test_migration_6_keeps_the_data_and_marks_items_already_handed_out_as_drawn_at_random(db_path: Path) -> None:
+    with Store.from_path(db_path, migrations=MIGRATIONS[:5]):
+        pass
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("INSERT INTO users (username, role, password_hash, created_at) "
+                    "VALUES ('ada', 'admin', 'scrypt$x', '2026-01-01 00:00:00')")
+        raw.execute("INSERT INTO studies (name, description, pass_criteria, rubric, scale_min, scale_max, tags, "
+                    "overlap_target, blind, judge_settings, created_by_id, created_at, updated_at) VALUES ('s', '', "
+                    "'p', 'r', 0, 1, '[]', 3, 1, '{}', 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        for key in (7, 8, 9):  # items 1 (labelled), 2 (claimed), 3 (never handed out)
+            raw.execute("INSERT INTO items (study_id, fields, order_key, created_at) "
+                        "VALUES (1, '[]', ?, '2026-01-01 00:00:00')", (key,))
+        raw.execute("INSERT INTO annotations (study_id, item_id, annotator_id, score, score_before_reveal, spans, "
+                    "comment, seconds, created_at, updated_at) VALUES (1, 1, 1, 1, 1, '[]', 'kept', 2.5, "
+                    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')")
+        raw.execute("INSERT INTO item_claims (study_id, annotator_id, item_id, claimed_at) "
+                    "VALUES (1, 1, 2, '2026-01-01 00:00:00')")
+        before = {t: raw.execute(f"SELECT * FROM {t}").fetchall()  # noqa: S608 (fixed names)
+                  for t in ("users", "studies", "items", "annotations", "item_claims")}
+    with Store.from_path(db_path) as new:
+        assert new.schema_version() == 6 and MIGRATIONS[5].name == "queue_order"
+    with sqlite3.connect(db_path) as raw:
+        for table, old_rows in before.items():  # every old column keeps its values; new ones come on the right
+            width = len(old_rows[0])
+            assert [row[:width] for row in raw.execute(f"SELECT * FROM {table}")] == old_rows, table  # noqa: S608
+        assert raw.execute("SELECT queue_order, random_first FROM studies").fetchall() == [("random", 0)]
+        assert raw.execute("SELECT id, drawn_by FROM items ORDER BY id").fetchall() == [
+            (1, "random"), (2, "random"), (3, None)]
+        raw.execute("INSERT INTO study_setting_changes (study_id, editor_id, at, changes) "
+                    "VALUES (1, 1, '2026-01-02 00:00:00', '{\"queue_order\": [\"random\", \"uncertainty\"]}')")
+        raw.commit()
+        raw.execute("PRAGMA foreign_keys = ON")
+        raw.execute("DELETE FROM item_claims")
+        raw.execute("DELETE FROM annotations")
+        raw.execute("DELETE FROM studies")  # a deleted study takes its recorded setting changes along
+        assert raw.execute("SELECT COUNT(*) FROM study_setting_changes").fetchone() == (0,)
 
 
 def test_failed_migration_is_rolled_back(db_path: Path) -> None:

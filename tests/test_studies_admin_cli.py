@@ -132,3 +132,27 @@ def test_delete_study_in_a_subprocess_needs_the_exact_name(db: tuple[str, int, l
         studies = Studies(store)
         boss = studies.get_user("boss")
         assert boss is not None and studies.list_studies(boss) == []
+
+
+def test_queue_order_is_set_by_an_admin_and_every_change_is_printed(db: tuple[str, int, list[int]],
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    url, study_id, _ = db
+    assert main(["queue-order", str(study_id), "--as", "boss", "--db", url, "--order", "uncertainty",
+                 "--random-first", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "queue order uncertainty, the first 2 item(s) at random" in out
+    assert "boss: queue_order random -> uncertainty, random_first 0 -> 2" in out
+    assert main(["queue-order", str(study_id), "--as", "ann", "--db", url, "--order", "random"]) == 1
+    assert "admin" in capsys.readouterr().err
+    assert main(["queue-order", str(study_id), "--as", "boss", "--db", url, "--order", "uncertainty",
+                 "--random-first", "-1"]) == 1
+    assert "between 0 and" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: only the two orders
+        main(["queue-order", str(study_id), "--as", "boss", "--db", url, "--order", "confident"])
+    store, studies = studies_at(url)
+    with store:
+        boss = studies.get_user("boss")
+        assert boss is not None
+        study = studies.get_study(boss, study_id)
+        assert (study.queue_order, study.random_first) == ("uncertainty", 2)
+        assert len(studies.admin.queue_order_history(boss, study_id)) == 1

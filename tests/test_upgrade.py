@@ -54,7 +54,7 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     old_columns = {table: columns(old_db, table) for table in tables}
     before = {table: rows(old_db, table) for table in tables}
     store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 5
+    assert store.schema_version() == len(MIGRATIONS) == 6
     store.close()
     for table, old_rows in before.items():
         # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
@@ -69,6 +69,11 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     assert study == [("", None, "open", 0)]
     assert rows(old_db, "items", ["removed_at"]) == [(None,)] * 4
     assert rows(old_db, "adjudications") == [] and columns(old_db, "study_annotators") == ["study_id", "user_id"]
+    # Migration 6: the study keeps its random order; the items the old queue handed out (labelled: 1 and 2;
+    # claimed: 4) were drawn at random, the one never handed out (3) is not drawn yet; no setting was changed.
+    assert rows(old_db, "studies", ["queue_order", "random_first"]) == [("random", 0)]
+    assert rows(old_db, "items", ["id", "drawn_by"]) == [(1, "random"), (2, "random"), (3, None), (4, "random")]
+    assert rows(old_db, "study_setting_changes") == []
 
 
 def test_the_old_data_reads_through_this_release(old_db: Path) -> None:

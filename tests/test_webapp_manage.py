@@ -188,6 +188,7 @@ MANAGE_CALLS: dict[str, tuple[Any, ...]] = {
     "on_manage_items": ("study", "", "all"),
     "on_manage_remove": ("item", "study", "", "all"),
     "on_manage_restore": ("item", "study", "", "all"),
+    "on_manage_queue_order": ("study", "uncertainty", 5),
 }
 
 
@@ -211,10 +212,33 @@ def test_an_annotator_is_refused_by_every_manage_action(app: tuple[Services, gr.
                             "gl-manage-locked", "gl-manage-status", "gl-manage-items", "gl-manage-item",
                             "gl-manage-remove", "gl-manage-restore", "gl-manage-progress", "gl-manage-copy-name",
                             "gl-manage-confirm", "gl-manage-export-csv", "gl-manage-export-jsonl",
-                            "gl-manage-export-json", "gl-manage-search", "gl-manage-state"}
+                            "gl-manage-export-json", "gl-manage-search", "gl-manage-state", "gl-manage-queue-order",
+                            "gl-manage-random-first"}
     study = services.studies.get_study(ada, study_id)
     assert (study.archived, study.guidelines, len(services.studies.list_studies(ada))) == (True, "", 1)
     assert all(item.removed_at is None for item in services.studies.list_items(ada, study_id))
     event = gr.SelectData(None, {"index": [0, 0], "value": str(ids[0]), "row_value": [str(ids[0])]})
     select = by_id(demo, handler(demo, "on_manage_item_select")(event, request=signed_in("ann")))
     assert "Only an admin" in html.unescape(value(select["gl-manage-item"]))
+
+
+def test_an_admin_changes_the_queue_order_and_an_annotator_cannot(
+        app: tuple[Services, gr.Blocks, int, list[int]]) -> None:
+    services, demo, study_id, _ = app
+    picked = call(demo, "on_manage_pick", study_id)
+    assert value(picked["gl-manage-queue-order"]) == "random" and value(picked["gl-manage-random-first"]) == 0
+    refused = call(demo, "on_manage_queue_order", study_id, "uncertainty", 5, user="ann")
+    assert "Only an admin may" in Markup(value(refused["gl-manage-message"])).all_text
+    saved = call(demo, "on_manage_queue_order", study_id, "uncertainty", 5.0)
+    assert "Queue order of 'Capitals': uncertainty, the first 5 at random." in html.unescape(
+        Markup(value(saved["gl-manage-message"])).all_text)
+    assert value(saved["gl-manage-queue-order"]) == "uncertainty" and value(saved["gl-manage-random-first"]) == 5
+    bad = call(demo, "on_manage_queue_order", study_id, "uncertainty", -1)
+    assert "between 0 and" in Markup(value(bad["gl-manage-message"])).all_text
+    studies = services.studies
+    assert studies is not None
+    ada = studies.get_user("ada")
+    assert ada is not None
+    (change,) = studies.admin.queue_order_history(ada, study_id)
+    assert change.editor == "ada" and change.changes == {"queue_order": ("random", "uncertainty"),
+                                                         "random_first": (0, 5)}

@@ -177,11 +177,34 @@ def _hostile_calibration(payload: str) -> str:
 
 
 
+
+def _hostile_sampling(payload: str) -> str:
+    """How items were drawn (webapp.report_sampling), with the payload as the ids of both kinds of item."""
+    from core.agreement import agreement_report
+    from webapp.report_sampling import render_sampling
+
+    rows = [{"item_id": f"{payload}{item}", "annotator": "ann", "human_score": 1, "model_score": 1,
+             "drawn_at_random": item % 2 == 0} for item in range(4)]
+    return render_sampling(agreement_report(rows, scale=(0, 1), n_resamples=0)["sampling"])
+
+
+def _hostile_decision(payload: str) -> str:
+    """The Agreement tab's decision panel (webapp.studies.decision_render) with the payload as an annotator."""
+    from core.agreement import agreement_report
+    from webapp.studies.decision_render import render_decision
+
+    rows = [{"item_id": item, "annotator": name, "human_score": (item + person * (item % 3 == 0)) % 5 + 1,
+             "model_score": item % 5 + 1, "model_confidence": 0.5 + (item % 5) / 10}
+            for item in range(40) for person, name in enumerate((payload, "bob", "cy"))]
+    return render_decision(agreement_report(rows, scale=(1, 5), n_resamples=50))
+
+
 # Whole pages: a document's head and tables besides the fragments' markup, still no script, link or image.
 PAGES = {"agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test,
-         "calibration section": _hostile_calibration}
-PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "table", "thead", "tbody", "tr",
-                            "th", "td"}
+         "calibration section": _hostile_calibration, "sampling section": _hostile_sampling,
+         "decision panel": _hostile_decision}
+PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "h3", "section", "table", "thead",
+                            "tbody", "tr", "th", "td"}
 PAGE_ATTRS = ALLOWED_ATTRS | {"lang", "charset", "name", "content", "scope"}
 
 

@@ -38,6 +38,7 @@ from tests.webapp_helpers import (
     answer,
     build,
     by_id,
+    component,
     grade_in_form,
     handler,
     launched,
@@ -865,3 +866,24 @@ def test_sign_in_is_on_with_the_flag_the_environment_or_a_user(tmp_path: Path,
     Studies(services.store).create_user("root", PASSWORD, role="admin")
     assert users_exist(services.store) is True
     services.store.close()
+
+
+def test_the_create_form_sets_the_queue_order_and_explains_it(demo: gr.Blocks, services: Services) -> None:
+    help_text = Markup(component(demo, "gl-study-queue-order-help").value).all_text
+    assert "unbiased" in help_text and "biased toward hard items" in help_text and "First N at random" in help_text
+    create = handler(demo, "on_create_study")
+    args = ("Unsure first", "", FAITHFULNESS_CRITERIA, FAITHFULNESS_RUBRIC, TAGS, 2, True)
+    view = plain(create(*args, request=signed_in("ada"), queue_order="uncertainty", random_first=3.0))
+    created = message(view, "gl-study-message")
+    assert created.startswith("Created the study"), created
+    study_id = int(created.split("(#")[1].split(")")[0])
+    assert services.studies is not None
+    study = services.studies.get_study(user(services, "ada"), study_id)
+    assert (study.queue_order, study.random_first) == ("uncertainty", 3)
+    default = create_study(demo, name="Plain")  # the form's defaults: random
+    assert services.studies.get_study(user(services, "ada"), default).queue_order == "random"
+    bad = plain(create(*args, request=signed_in("ada"), queue_order="uncertainty", random_first=-2))
+    assert "between 0 and" in message(bad, "gl-study-message") and "gl-message-error" in v(bad, "gl-study-message")
+    refused = plain(create(*args, request=signed_in("bob"), queue_order="uncertainty", random_first=0))
+    assert "Only an admin may" in message(refused, "gl-study-message")
+    assert [s.name for s in services.studies.list_studies(user(services, "ada"))] == ["Plain", "Unsure first"]

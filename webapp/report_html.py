@@ -17,6 +17,7 @@ from webapp.render import esc
 from webapp.report_alt_test import render_alt_test
 from webapp.report_calibration import reliability_figure, render_calibration
 from webapp.report_judge_vs_people import render_judge_vs_people
+from webapp.report_sampling import render_sampling
 
 HEADLINE = tuple((key, METRIC_LABELS[key])
                  for key in ("pearson", "spearman", "kendall", "exact", "within_1", "weighted_kappa"))
@@ -281,6 +282,7 @@ def report_to_html(
     when = " — before the reveal (headline)" if _blind(report) else ""
     sections = [
         (f"Human vs model (pooled){when}", _metric_table(report, HEADLINE) + f'<p class="note">{esc(boot_text)}</p>'),
+        ("How items were drawn (queue order)", render_sampling(report.get("sampling") or {})),
         (f"Human vs human{when}", _metric_table(human, HUMAN) + f'<p class="note">{esc(HUMAN_N)}</p>'),
         (f"Per annotator, vs the model{when}", _per_annotator(report.get("per_annotator") or [])),
         (f"Judge vs people, next to people vs people{when}", render_judge_vs_people(report.get("judge_vs_people", {}))),

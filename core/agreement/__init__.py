@@ -15,6 +15,8 @@ Input rows (one per annotation; a pandas DataFrame or an iterable of mappings):
   `fields` (dict tag -> text, needed for token-level span agreement), `external_id` (the user's item id),
   `model_confidence` (float in [0, 1] or None: the probability the judge's score distribution gave its own
   score, the stored judgment's `confidence`; one value per item like model_score; needed for `calibration`).
+  `drawn_at_random` (true: the study's queue drew the item at random; false: least-confident judgment first;
+  None = unknown = random; see core.agreement.sampling).
   The app's annotation export (Studies.export_rows) is read as it is: its `score`, `score_before_reveal`,
   `score_after_reveal` and `spans` columns stand for the names above when those are absent.
 
@@ -33,7 +35,11 @@ Also: `n_items_total`, `n_ratings`, `scale`, `pooling`, `headline_score`, `boots
 `human_human`, `spans`, `anchoring`, `post_reveal`, `confusion`, `distributions`, `disagreements`,
 `calibration` (the judge's confidence vs agreement with the human consensus in bins, the expected calibration
 error, and the auto-accept threshold for the `target` agreement, a share in (0, 1), default 0.9;
-`available` False with a `reason` when no item has a confidence).
+`available` False with a `reason` when no item has a confidence), `alt_test` (the alternative-annotator test
+of Calderon, Reichart & Dror 2025 with the `epsilon` margin: winning rate, advantage probability, decision,
+per-annotator rows), `judge_vs_people` (the judge vs each annotator against the same leave-one-out consensus,
+with the human ceiling and a reading) and `sampling` (how the items were drawn: counts and ids of each kind,
+`biased`, and the note). The alt-test and the auto-accept threshold use only the items drawn at random.
 
 Every point estimate comes from scipy / scikit-learn / krippendorff. Only the bootstrap uses our own
 vectorised formulas (`table_statistics`), which the tests check against those libraries.

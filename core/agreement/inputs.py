@@ -28,6 +28,9 @@ REMOVED_COLUMN = "item_removed"  # an export's mark on labels of items an admin 
 ADJUDICATED = "adjudicated_score"
 # The judge's confidence in its own score (a probability; one value per item, like model_score), for calibration.
 MODEL_CONFIDENCE = "model_confidence"
+# Whether the study's queue drew the item at random (True) or least-confident first (False); None: unknown, counted
+# as random (core.agreement.sampling). Studies.ratings and the export carry it.
+DRAWN = "drawn_at_random"
 # The app's annotation export (Studies.export_rows) names these columns its own way; a file that lacks the
 # canonical name is read with the export's, so an export is accepted as it is.
 EXPORT_ALIASES = {"score": "human_score", "score_before_reveal": BEFORE, "score_after_reveal": AFTER,
@@ -204,6 +207,7 @@ def _normalise(frame: pd.DataFrame, *, row_label: str = "row") -> pd.DataFrame:
     out["annotator"] = _id_column(frame, "annotator", row_label, may_be_empty=no_score)
     out["blind"] = _flag_column(frame, "blind", row_label) if "blind" in frame.columns else None
     out["external_id"] = frame["external_id"].astype(object) if "external_id" in frame.columns else None
+    out[DRAWN] = _flag_column(frame, DRAWN, row_label) if DRAWN in frame.columns else None
 
     status: list[str | None] = []
     cache: dict[Any, str | None] = {}  # a handful of distinct values, repeated on every row

@@ -17,7 +17,7 @@ import pandas as pd
 from core.agreement.alt_test import alt_test, resolve_epsilon
 from core.agreement.bootstrap import BOOTSTRAP_NOTE, CONFIDENCE, _add_ci, _pooled_table, bootstrap_statistics
 from core.agreement.calibration import TARGET, check_target, item_consensus, item_values, judge_calibration
-from core.agreement.inputs import AFTER, BEFORE, MODEL_CONFIDENCE, NO_ANNOTATOR, _codes, _frame, _where
+from core.agreement.inputs import AFTER, BEFORE, DRAWN, MODEL_CONFIDENCE, NO_ANNOTATOR, _codes, _frame, _where
 from core.agreement.judge_vs_people import judge_vs_people
 from core.agreement.metrics import (
     HEADLINE,
@@ -30,6 +30,7 @@ from core.agreement.metrics import (
     exact_metrics,
     weighted_kappa,
 )
+from core.agreement.sampling import random_items, random_rows, sampling_report
 from core.agreement.spans import _span_agreement
 from core.errors import InputError
 
@@ -300,11 +301,18 @@ def agreement_report(
         report["post_reveal"] = {"available": False, "reason": report["anchoring"]["reason"]}
     for name in ("confusion", "distributions", "disagreements"):
         report[name] = view[name]
-    report["alt_test"] = alt_test(items, people, human, np.where(graded, model, np.nan), names, labels=labels,
-                                  epsilon=epsilon)
+    drawn = data[DRAWN].to_numpy(dtype=object)
+    report["sampling"] = sampling_report(drawn, items, item_ids, ~np.isnan(human) & labelled_row, graded)
+    # The alt-test and the auto-accept threshold are claims about the study's items at large: only items drawn
+    # at random support them (least-confident-first items are the hard ones); the headline stays on all items.
+    by_chance = random_rows(drawn, items, n_items_total)
+    report["alt_test"] = alt_test(items[by_chance], people[by_chance], human[by_chance],
+                                  np.where(graded, model, np.nan), names, labels=labels, epsilon=epsilon)
     confidence = item_values(items, data[MODEL_CONFIDENCE].to_numpy(dtype=float), n_items_total)
-    report["calibration"] = judge_calibration(confidence[graded], model[graded],
-                                              item_consensus(items, human, n_items_total)[graded], target=target)
+    use_items = graded & random_items(drawn, items, n_items_total)
+    report["calibration"] = judge_calibration(confidence[use_items], model[use_items],
+                                              item_consensus(items, human, n_items_total)[use_items], target=target,
+                                              population=confidence[graded])
     report["judge_vs_people"] = judge_vs_people(
         items, people, np.where(labelled_row, human, np.nan), model, graded, names, labels,
         report["human_human"]["krippendorff_alpha_ordinal"], n_resamples=n_resamples, seed=seed)

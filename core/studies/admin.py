@@ -23,7 +23,7 @@ from core.accounts import User, UserRow, require_admin
 from core.errors import RubricError, StudyInputError
 from core.prompt import infer_scale
 from core.store import Store
-from core.studies import items_browser, team_progress
+from core.studies import items_browser, queue_order, team_progress
 from core.studies.checks import check_id, check_int
 from core.studies.items_browser import ItemDetail, ItemSummary
 from core.studies.queue import queue_key
@@ -35,6 +35,7 @@ from core.studies.rows import (
     ItemRow,
     StudyAnnotatorRow,
     StudyRow,
+    StudySettingChangeRow,
     study_row,
     to_item,
     to_study,
@@ -182,7 +183,8 @@ class StudyAdmin:
                 tags=list(old.tags), overlap_target=old.overlap_target, blind=old.blind,
                 judge_settings=dict(old.judge_settings), created_by_id=me.id, created_at=now, updated_at=now,
                 guidelines=old.guidelines or "", archived_at=None, assignment=old.assignment or "open",
-                split_items=bool(old.split_items))
+                split_items=bool(old.split_items), queue_order=old.queue_order or "random",
+                random_first=int(old.random_first or 0))
             session.add(copy)
             session.flush()
             chosen = select(StudyAnnotatorRow.user_id).where(StudyAnnotatorRow.study_id == old.id)
@@ -199,6 +201,23 @@ class StudyAdmin:
             return to_study(copy, me.username)
 
         return self._write("save a study to", work)
+
+    # -- queue order (core.studies.queue_order) ------------------------------------------------------
+
+    def set_queue_order(self, actor: User, study_id: int, order: str, random_first: int | None = None) -> Study:
+        """Change the study's queue order ("random" / "uncertainty") and 'first N at random' (None: keep), the
+        change recorded (queue_order_history); items already handed out keep how they were drawn."""
+
+        def work(session: Session) -> Study:
+            row = queue_order.set_queue_order(session, actor, study_id, order, random_first)
+            return to_study(row, self._creator(session, row))
+
+        return self._write("save a study to", work)
+
+    def queue_order_history(self, actor: User, study_id: int) -> list[queue_order.QueueOrderChange]:
+        """Who changed the study's queue order, when, from what to what; oldest first."""
+        with self._read() as session:
+            return queue_order.history(session, actor, study_id)
 
     # -- archive and delete ------------------------------------------------------------------------
 
@@ -237,7 +256,7 @@ class StudyAdmin:
             labels = self._label_count(session, row.id)
             labelled = select(AnnotationRow.id).where(AnnotationRow.study_id == row.id)
             session.execute(delete(AnnotationEditRow).where(AnnotationEditRow.annotation_id.in_(labelled)))
-            for table in (AdjudicationRow, ClaimRow, StudyAnnotatorRow, AnnotationRow, ItemRow):
+            for table in (AdjudicationRow, ClaimRow, StudyAnnotatorRow, StudySettingChangeRow, AnnotationRow, ItemRow):
                 session.execute(delete(table).where(table.study_id == row.id))
             deleted = DeletedStudy(row.id, row.name, items, labels)
             session.delete(row)

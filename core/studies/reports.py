@@ -21,6 +21,7 @@ from core.judgments import JudgmentRow
 from core.parse import FAILED as PARSE_FAILED
 from core.studies import adjudications
 from core.studies.adjudications import Adjudication
+from core.studies.queue_order import RANDOM
 from core.studies.rows import AnnotationRow, ItemRow, StudyRow
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ EXPORT_COLUMNS = ("study", "study_id", "item_id", "external_id", "annotation_id"
                   "score_before_reveal", "score_after_reveal", "blind", "comment", "seconds", "spans", "created_at",
                   "updated_at", "judgment_id", "model_score", "model_status", "model_reasoning", "model_highlights",
                   "model_distribution", "model_expected_score", "model_confidence", "item_removed", "adjudicated_score",
-                  "adjudication_note", "adjudicated_by", "adjudicated_at")
+                  "adjudication_note", "adjudicated_by", "adjudicated_at", "drawn_at_random")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,12 @@ def report_lines(session: Session, study: StudyRow) -> list[ReportLine]:
     return lines
 
 
+def drawn_at_random(item: ItemRow) -> bool | None:
+    """Whether the queue handed the item out at random (True) or least-confident first (False); None: it was
+    never handed out (core.studies.queue_order)."""
+    return None if item.drawn_by is None else item.drawn_by == RANDOM
+
+
 def ratings(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]]:
     """One row per annotation (and one per unlabelled item), the input of core.agreement.agreement_report."""
     rows: list[dict[str, Any]] = []
@@ -113,6 +120,7 @@ def ratings(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]]:
             "fields": {tag: text for tag, text in item.fields},
             # The reference of core.agreement.adjudicated_report (None: not adjudicated).
             "adjudicated_score": line.adjudication.score if line.adjudication is not None else None,
+            "drawn_at_random": drawn_at_random(item),
         })
     return rows
 
@@ -159,6 +167,7 @@ def export_rows(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]
             "adjudication_note": settled.note if settled is not None else None,
             "adjudicated_by": settled.reviewer if settled is not None else None,
             "adjudicated_at": settled.at.isoformat() if settled is not None else None,
+            "drawn_at_random": drawn_at_random(item),  # core.agreement.sampling
         })
         rows.append(row)
     return rows

@@ -44,6 +44,9 @@ class StudyRow(Base):
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     assignment: Mapped[str] = mapped_column(String(16), default="open")
     split_items: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Added by migration 6 (core.studies.queue_order).
+    queue_order: Mapped[str] = mapped_column(String(16), default="random")
+    random_first: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class ItemRow(Base):
@@ -59,6 +62,8 @@ class ItemRow(Base):
     order_key: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)  # added by migration 5
+    # How the queue first handed it out, "random" / "uncertainty"; None: not yet (migration 6, core.studies.queue).
+    drawn_by: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
 class AnnotationRow(Base):
@@ -127,6 +132,19 @@ class AdjudicationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class StudySettingChangeRow(Base):
+    """An admin's change of a study's queue order, old -> new per setting (table `study_setting_changes`,
+    migration 6)."""
+
+    __tablename__ = "study_setting_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    editor_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changes: Mapped[dict[str, list[Any]]] = mapped_column(JSON)
+
+
 def study_row(session: Any, study_id: int) -> StudyRow:
     """The study's row; StudyInputError when the id is not a valid id or names no study."""
     row = session.get(StudyRow, check_id(study_id, "study"))
@@ -157,6 +175,8 @@ def to_item(row: Any, *, hide_judgment: bool = False) -> Item:
         judgment_id=None if hide_judgment else row.judgment_id,
         order_key=row.order_key,
         removed_at=getattr(row, "removed_at", None),
+        # A queue row (core.studies.queue.pick) handed out now is marked by claim() with its `rule`.
+        drawn_by=getattr(row, "drawn_by", None) or getattr(row, "rule", None),
     )
 
 
@@ -179,6 +199,8 @@ def to_study(row: StudyRow, created_by: str) -> Study:
         archived_at=row.archived_at,
         assignment=row.assignment or "open",
         split_items=bool(row.split_items),
+        queue_order=row.queue_order or "random",
+        random_first=int(row.random_first or 0),
     )
 
 

@@ -55,6 +55,7 @@ from core.studies.checks import (
     item_key,
 )
 from core.studies.queue import CLAIM_SECONDS, queue_key
+from core.studies.queue_order import check_queue_order
 from core.studies.rows import (
     STUDIES_WITH_CREATOR,
     AnnotationEditRow,
@@ -221,6 +222,7 @@ class Studies:
         if overlap < 1:
             raise StudyInputError("The overlap target (annotators per item) must be at least 1.")
         settings = check_json(dict(spec.judge_settings or {}), "judge settings")
+        order, random_first = check_queue_order(spec.queue_order, spec.random_first)
         description = spec.description if isinstance(spec.description, str) else ""
 
         def work(session: Session) -> Study:
@@ -230,6 +232,7 @@ class Studies:
                 name=name, description=description, pass_criteria=spec.pass_criteria, rubric=spec.rubric,
                 scale_min=scale[0], scale_max=scale[1], tags=tags, overlap_target=overlap, blind=bool(spec.blind),
                 judge_settings=settings, created_by_id=me.id, created_at=now, updated_at=now,
+                queue_order=order, random_first=random_first,
             )
             session.add(row)
             session.flush()
@@ -462,7 +465,7 @@ class Studies:
             share = assignment.share_of(sql, study, me)
             now = _now()
             row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped, share)
-            queue.claim(sql, study.id, me.id, None if row is None else row.id, now)
+            queue.claim(sql, study.id, me.id, row, now)
             return None if row is None else to_item(row, hide_judgment=bool(study.blind))
 
         return self._write("hand out an item from", work)
@@ -524,9 +527,10 @@ class Studies:
             added = queue.add_label(sql, values)
             # The label now holds its place itself. Claim the annotator's next item in this same
             # transaction, so the next_item call that follows is a read, not a second commit.
-            study = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target)
+            study = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target,
+                                    queue_order=item.queue_order, random_first=item.random_first)
             following = queue.pick(sql, me.id, study, now, self._claim_seconds, only=share)
-            queue.claim(sql, item.study_id, me.id, None if following is None else following.id, now)
+            queue.claim(sql, item.study_id, me.id, following, now)
             return to_annotation(SimpleNamespace(id=added, **values), me.username)
 
         return self._write("save a label to", work)

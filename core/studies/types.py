@@ -25,6 +25,10 @@ class StudySpec:
     overlap_target: int = 3  # how many different annotators should label each item
     blind: bool = True  # hide the model's verdict until the human has submitted
     judge_settings: Mapping[str, Any] = field(default_factory=dict)
+    # "random" (unbiased agreement) or "uncertainty" (least-confident judgment first; core.studies.queue_order),
+    # whose first `random_first` items handed out still come from the random order.
+    queue_order: str = "random"
+    random_first: int = 0
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,8 @@ class Study:
     archived_at: datetime | None = None  # archived: hidden from annotators, kept
     assignment: str = "open"  # "open": every annotator; "chosen": only the study's chosen annotators
     split_items: bool = False  # items split among the allowed annotators, each to overlap_target of them
+    queue_order: str = "random"  # "random" or "uncertainty" (least-confident judgment first)
+    random_first: int = 0  # with "uncertainty": the first N items handed out come from the random order
 
     @property
     def archived(self) -> bool:
@@ -61,6 +67,9 @@ class Item:
     judgment_id: int | None  # the model's stored judgment (core.store), once graded
     order_key: int  # stable pseudo-random position in the labelling queue
     removed_at: datetime | None = None  # removed by an admin: out of the queue and the report, kept in exports
+    # How the queue first handed it out: "random" / "uncertainty"; None: not yet. A record of the queue's history,
+    # not part of what the item is: left out of ==, so an item compares equal before and after it is handed out.
+    drawn_by: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,6 @@ SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], str]], ...] = (
 
 def render_decision(report: Mapping[str, Any]) -> str:
     """Every decision block of an agreement report under its heading, in one panel."""
-    parts = [f'<section class="gl-decision-part" id="gl-decision-{key.replace("_", "-")}"><h3>{esc(heading)}</h3>'
+    parts = [f'<section class="gl-decision-part gl-decision-{key.replace("_", "-")}"><h3>{esc(heading)}</h3>'
              f"{render(report.get(key) or {})}</section>" for key, heading, render in SECTIONS]
     return f'<div class="gl-decision">{"".join(parts)}</div>'

@@ -18,10 +18,14 @@ import gradio as gr
 
 from core.errors import GliderError
 from core.studies import Studies, Study, User
+from core.studies.queue_order import RANDOM, UNCERTAINTY
 from webapp import access
 from webapp.components import Unavailable
 from webapp.services import Services
 from webapp.view_models import JudgmentView, failure_message
+
+# The queue orders as the Studies and Manage tabs offer them (core.studies.queue_order).
+QUEUE_ORDER_CHOICES = [("Random (unbiased agreement)", RANDOM), ("Least-confident judgment first", UNCERTAINTY)]
 
 if TYPE_CHECKING:
     from webapp.studies.agreement_tab import AgreementTab

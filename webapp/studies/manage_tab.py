@@ -18,6 +18,7 @@ from core.agreement import agreement_report
 from core.studies import Studies, Study, User, write_exports
 from core.studies.admin import StudyAdmin
 from core.studies.items_browser import STATES, ItemDetail, ItemSummary
+from core.studies.queue_order import EXPLANATION, UNCERTAINTY
 from webapp import access, render
 from webapp.components import PRIVATE, Unavailable
 from webapp.components import as_id as _as_id
@@ -25,7 +26,7 @@ from webapp.components import error_update as _error
 from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.services import Services
-from webapp.studies.layout import stored_view, study_choices
+from webapp.studies.layout import QUEUE_ORDER_CHOICES, stored_view, study_choices
 from webapp.view_models import format_time
 
 ALL_STATES = "all"
@@ -73,6 +74,9 @@ class ManageTab:
     restore: gr.Button
     progress: gr.Dataframe
     chosen: gr.State  # the item open in the detail panel
+    queue_order: gr.Radio  # core.studies.queue_order: changed apart from the settings, every change recorded
+    random_first: gr.Number
+    queue_save: gr.Button
 
     EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"))
 
@@ -98,6 +102,15 @@ class ManageTab:
                     overlap = gr.Number(label="Annotators per item", precision=0, minimum=1,
                                         elem_id="gl-manage-overlap")
                 save = gr.Button("Save settings", variant="primary", elem_id="gl-manage-save")
+                with gr.Row(equal_height=True):
+                    queue_order = gr.Radio(choices=QUEUE_ORDER_CHOICES, label="Queue order", scale=3,
+                                           elem_id="gl-manage-queue-order")
+                    random_first = gr.Number(label="First N items at random", precision=0, minimum=0, scale=2,
+                                             elem_id="gl-manage-random-first")
+                    queue_save = gr.Button("Save queue order", scale=1, elem_id="gl-manage-queue-save")
+                gr.HTML(render.render_hint("Items already handed out keep how they were drawn; the change applies "
+                                           "to the next ones. " + EXPLANATION[UNCERTAINTY]),
+                        elem_id="gl-manage-queue-help")
                 with gr.Row(equal_height=True):
                     copy_name = gr.Textbox(label="Name of the copy (default: this name + \u201c(copy)\u201d)",
                                            max_lines=1, scale=4, elem_id="gl-manage-copy-name")
@@ -136,7 +149,8 @@ class ManageTab:
         chosen = gr.State(None)
         return cls(notice, body, study, refresh, message, name, description, guidelines, criteria, rubric, blind,
                    overlap, locked, save, copy_name, duplicate, status, archive, unarchive, export, exports, confirm,
-                   delete, search, state, find, items, item, remove, restore, progress, chosen)
+                   delete, search, state, find, items, item, remove, restore, progress, chosen, queue_order,
+                   random_first, queue_save)
 
     @property
     def form(self) -> list[Any]:
@@ -144,7 +158,8 @@ class ManageTab:
 
     @property
     def outputs(self) -> list[Any]:
-        return [self.notice, self.body, self.study, self.message, *self.form, self.locked, self.copy_name,
+        return [self.notice, self.body, self.study, self.message, *self.form, self.queue_order, self.random_first,
+                self.locked, self.copy_name,
                 self.status, self.archive, self.unarchive, *self.exports, self.confirm, self.search, self.state,
                 self.items, self.item,
                 self.remove, self.restore, self.progress, self.chosen]
@@ -221,6 +236,7 @@ class ManageHandlers:
         return {**{box: gr.update(value="") for box in (m.name, m.description, m.guidelines, m.criteria, m.rubric,
                                                           m.copy_name, m.confirm)},
                 m.blind: gr.update(value=False), m.overlap: gr.update(value=None), m.locked: _html(""),
+                m.queue_order: gr.update(value=None), m.random_first: gr.update(value=None),
                 m.status: _html(""), m.items: gr.update(value=item_table([])), m.item: _html(""),
                 m.remove: gr.update(visible=False), m.restore: gr.update(visible=False),
                 m.progress: gr.update(value=pd.DataFrame([], columns=PROGRESS_HEADERS)), m.chosen: None,
@@ -241,6 +257,7 @@ class ManageHandlers:
             m.rubric: gr.update(value=study.rubric, interactive=not labelled),
             m.blind: gr.update(value=study.blind, interactive=not labelled),
             m.overlap: gr.update(value=study.overlap_target),
+            m.queue_order: gr.update(value=study.queue_order), m.random_first: gr.update(value=study.random_first),
             m.locked: _notice(LOCKED_NOTE) if labelled else _html(""),
             m.status: _html(render.render_hint(status)),
             m.archive: gr.update(visible=not study.archived), m.unarchive: gr.update(visible=study.archived),
@@ -301,6 +318,23 @@ class ManageHandlers:
                 blind=bool(blind), overlap_target=int(float(overlap)))
             return {**self._view(actor, study), m.study: self._picker(actor, study.id),
                     m.message: _notice(f"Saved the settings of {study.name!r}.")}
+        except Exception as error:
+            return {m.message: _error(error)}
+
+    def on_manage_queue_order(self, study_id: Any, order: Any, random_first: Any,
+                              request: gr.Request) -> dict[Any, Any]:
+        """Change the study's queue order (core records who changed what, and when)."""
+        m = self.ui
+        wanted = _as_id(study_id)
+        try:
+            actor = self._actor(request)
+            if wanted is None:
+                return {m.message: _error("Choose a study first.")}
+            study = self._admin.set_queue_order(actor, wanted, str(order or ""),
+                                                None if random_first in (None, "") else random_first)
+            first = f", the first {study.random_first} at random" if study.queue_order == UNCERTAINTY else ""
+            return {**self._view(actor, study),
+                    m.message: _notice(f"Queue order of {study.name!r}: {study.queue_order}{first}.")}
         except Exception as error:
             return {m.message: _error(error)}
 
@@ -460,6 +494,7 @@ class ManageHandlers:
         on(m.refresh.click, self.on_manage_refresh, m.study)
         on(m.study.input, self.on_manage_pick, m.study)
         on(m.save.click, self.on_manage_save, [m.study, *m.form])
+        on(m.queue_save.click, self.on_manage_queue_order, [m.study, m.queue_order, m.random_first])
         on(m.duplicate.click, self.on_manage_duplicate, [m.study, m.copy_name])
         on(m.archive.click, self.on_manage_archive, m.study)
         on(m.unarchive.click, self.on_manage_unarchive, m.study)

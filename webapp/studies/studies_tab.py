@@ -14,6 +14,7 @@ import pandas as pd
 from core.presets import Preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import Study, StudySpec, User
+from core.studies.queue_order import EXPLANATION, RANDOM
 from core.study_grading import FAILED, UNGRADED, StudyGrading, Which, grade_study, summary_line
 from webapp import access, render
 from webapp.components import (
@@ -29,7 +30,7 @@ from webapp.components import error_update as _error
 from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.components import session_of as _session
-from webapp.studies.layout import StudyPage
+from webapp.studies.layout import QUEUE_ORDER_CHOICES, StudyPage
 from webapp.view_models import parse_tags, request_fields
 
 STUDY_HEADERS = ["ID", "Name", "Scale", "Items", "Complete", "Overlap", "Blind", "Created by"]
@@ -48,6 +49,8 @@ class StudiesTab:
     tags: gr.Textbox
     overlap: gr.Number
     blind: gr.Checkbox
+    queue_order: gr.Radio  # core.studies.queue_order
+    random_first: gr.Number
     create: gr.Button
     create_message: gr.HTML
     refresh: gr.Button
@@ -84,6 +87,13 @@ class StudiesTab:
                                         maximum=50, elem_id="gl-study-overlap")
                     blind = gr.Checkbox(label="Blind: hide the model's verdict until the annotator submits",
                                         value=True, elem_id="gl-study-blind")
+                with gr.Row(equal_height=True):
+                    queue_order = gr.Radio(choices=QUEUE_ORDER_CHOICES, value=RANDOM, label="Queue order",
+                                           elem_id="gl-study-queue-order")
+                    random_first = gr.Number(label="First N items at random (with least-confident first)", value=0,
+                                             precision=0, minimum=0, elem_id="gl-study-random-first")
+                gr.HTML(render.render_hint(" ".join(f"{text[0].upper()}{text[1:]}" for text in EXPLANATION.values())),
+                        elem_id="gl-study-queue-order-help")
                 create = gr.Button("Create study", variant="primary", elem_id="gl-study-create")
                 create_message = gr.HTML(visible=False, elem_id="gl-study-message")
             with gr.Column(scale=6):
@@ -112,7 +122,8 @@ class StudiesTab:
                 # The run's own progress line (not only Gradio's overlay): items done of the total, so far.
                 grade_status = gr.HTML(visible=False, elem_id="gl-grade-all-status")
                 grade_message = gr.HTML(visible=False, elem_id="gl-grade-all-message")
-        return cls(tab, notice, body, name, description, form, tags, overlap, blind, create, create_message, refresh,
+        return cls(tab, notice, body, name, description, form, tags, overlap, blind, queue_order, random_first, create,
+                   create_message, refresh,
                    table, import_study, upload, preview, mapping, id_column, import_button, import_report, grade_all,
                    regrade, cancel_grading, grade_status, grade_message)
 
@@ -168,13 +179,16 @@ class StudiesHandlers(StudyPage):
         return self.ui.studies.form.scale_of(rubric)
 
     def on_create_study(self, name: str, description: str, pass_criteria: str, rubric: str, tags: str,
-                        overlap: Any, blind: bool, request: gr.Request) -> dict[Any, Any]:
+                        overlap: Any, blind: bool, request: gr.Request, queue_order: str = RANDOM,
+                        random_first: Any = 0) -> dict[Any, Any]:
         s = self.ui.studies
         try:
             actor = self.actor(request)
             spec = StudySpec(name=(name or "").strip(), pass_criteria=pass_criteria or "", rubric=rubric or "",
                              tags=parse_tags(tags) or DEFAULT_TAGS, description=(description or "").strip(),
-                             overlap_target=int(overlap) if overlap not in (None, "") else 3, blind=bool(blind))
+                             overlap_target=int(overlap) if overlap not in (None, "") else 3, blind=bool(blind),
+                             queue_order=queue_order or RANDOM,
+                             random_first=random_first if random_first not in (None, "") else 0)
             study = self._studies.create_study(actor, spec)
             return {s.create_message: _notice(f"Created the study \u201c{study.name}\u201d (#{study.id}). "
                                               "Import its items on the right."),
@@ -362,7 +376,8 @@ class StudiesHandlers(StudyPage):
 
         s.form.wire(self.on_study_preset, self.on_study_rubric, also=[s.form.scale])
         on(s.create.click, self.on_create_study,
-           [s.name, s.description, s.form.pass_criteria, s.form.rubric, s.tags, s.overlap, s.blind],
+           [s.name, s.description, s.form.pass_criteria, s.form.rubric, s.tags, s.overlap, s.blind, s.queue_order,
+            s.random_first],
            [s.create_message, s.table, *ui.pickers])
         gr.on([s.refresh.click, s.tab.select], self.on_refresh_studies, None, [s.table, s.create_message],
               api_visibility=PRIVATE)

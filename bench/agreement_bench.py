@@ -26,7 +26,9 @@ WORDS = "the model answer is faithful to the context and cites the right passage
 
 
 def synthetic_rows(n_items: int, n_annotators: int, *, spans: bool, seed: int = 0) -> list[dict]:
-    """Rows like core.studies.Studies.ratings returns: a 1-5 truth, humans and model within ±1 of it."""
+    """Rows like core.studies.Studies.ratings returns: a 1-5 truth, humans and model within ±1 of it; a study that
+    drew its first 80 % of items at random and the rest least-confident first (so every block of the report runs,
+    the alt-test and the threshold on the random part)."""
     rng = np.random.default_rng(seed)
     truth = rng.integers(1, 6, n_items)
     model = np.clip(truth + rng.integers(-1, 2, n_items), 1, 5)
@@ -49,6 +51,7 @@ def synthetic_rows(n_items: int, n_annotators: int, *, spans: bool, seed: int = 
                 "model_score": int(model[i]),
                 "model_status": "ok",
                 "model_confidence": float(confidence[i]),  # for the calibration block
+                "drawn_at_random": i < n_items * 4 // 5,  # for the sampling block
                 **extra,
             }
             if spans:
@@ -83,7 +86,11 @@ def main() -> None:
     ci = f" [{kappa['ci_low']:.3f}, {kappa['ci_high']:.3f}]" if kappa.get("ci_low") is not None else ""
     print(f"  weighted kappa {kappa['value']:.3f}{ci}")
     alt = report["alt_test"]  # included in the timing above
-    print(f"  alt-test: omega {alt['winning_rate']}, rho {alt['advantage_probability']} (epsilon {alt['epsilon']})")
+    print(f"  alt-test: omega {alt['winning_rate']}, rho {alt['advantage_probability']:.3f} (epsilon {alt['epsilon']}, "
+          f"{alt['n_items']} items drawn at random)")
+    calibration, versus, sampling = report["calibration"], report["judge_vs_people"], report["sampling"]
+    print(f"  calibration: ECE {calibration['ece']['value']:.3f} on {calibration['n_labelled']} items; "
+          f"judge vs people: {versus['reading']}; sampling: biased={sampling['biased']}")
 
 
 if __name__ == "__main__":

@@ -328,7 +328,9 @@ def _agreement(record: dict[str, Any]) -> list[str]:
              _seconds(r["min_s"]), _seconds(r["max_s"]), verdict]]
     return [*_table(["items × annotators", "bootstrap resamples", "median", "min", "max", "target < 1 s"], rows), "",
             f"`core.agreement.agreement_report` on bench/agreement_bench.py's seeded synthetic ratings, median of "
-            f"{r['runs']} calls after a warm-up."]
+            f"{r['runs']} calls after a warm-up. The whole report: headline, human vs human, per annotator, spans, "
+            "and the decision blocks (alt-test, judge vs people with its bootstrap, calibration and the auto-accept "
+            "threshold, sampling; 80 % of the items drawn at random)."]
 
 
 def _page(record: dict[str, Any]) -> list[str]:

@@ -105,3 +105,31 @@ def test_the_cli_prints_the_queue_line_and_writes_the_block(tmp_path: Path, caps
     printed = capsys.readouterr().out
     assert "Queue: 1 labelled item(s) drawn at random, 1 least-confident first." in printed and BIAS_NOTE in printed
     assert json.loads(out.read_text(encoding="utf-8"))["sampling"]["uncertainty"]["item_ids"] == ["2"]
+
+
+def test_the_alt_test_and_the_threshold_use_only_items_drawn_at_random() -> None:
+    """Items drawn least-confident first are the hard ones: the alt-test and the auto-accept threshold leave them
+    out (the headline keeps every item), while the threshold's coverage still counts every graded item."""
+    rng = np.random.default_rng(7)
+    rows: list[dict[str, Any]] = []
+    for item in range(120):
+        at_random = item < 80
+        truth = int(rng.integers(1, 6))
+        # The judge is right on the random items and wrong on the uncertainty ones (as least-confident items are).
+        model = truth if at_random else (truth % 5) + 1
+        for person in ("ann", "bob", "cy"):
+            rows.append({"item_id": item, "annotator": person, "human_score": truth, "model_score": model,
+                         "model_confidence": 0.95 if at_random else 0.55, DRAWN: at_random})
+    report = agreement_report(rows, scale=(1, 5), n_resamples=0)
+    everything = agreement_report([{k: v for k, v in r.items() if k != DRAWN} for r in rows], scale=(1, 5),
+                                  n_resamples=0)
+    assert report["n_items"] == everything["n_items"] == 120  # the headline: every item
+    assert report["exact"]["value"] == everything["exact"]["value"] == pytest.approx(80 / 120)
+    assert [r["n_items"] for r in report["alt_test"]["annotators"]] == [80, 80, 80]
+    assert [r["n_items"] for r in everything["alt_test"]["annotators"]] == [120, 120, 120]
+    assert report["alt_test"]["advantage_probability"] == 1.0 > everything["alt_test"]["advantage_probability"]
+    calibration = report["calibration"]
+    assert calibration["n_labelled"] == 80 and everything["calibration"]["n_labelled"] == 120
+    threshold = calibration["threshold"]
+    assert threshold["found"] and threshold["value"] == 0.95 and threshold["n"] == 80 and threshold["agreed"] == 80
+    assert threshold["coverage"] == pytest.approx(80 / 120)  # of every graded item, random or not

@@ -529,6 +529,26 @@ def test_two_annotators_label_a_blind_study_and_the_admin_reads_the_report(
     assert json.loads(json_path.read_text(encoding="utf-8"))["n_annotators"] == 2
     assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
+    # The decision panel: the alt-test, judge vs people and calibration, as the report holds them; the chart.
+    decision = message(report, "gl-agree-decision")
+    for heading in ("Can the judge replace an annotator? (alt-test)", "Judge vs people, next to people vs people",
+                    "Where the judge can be trusted (calibration)"):
+        assert heading in decision
+    saved = json.loads(json_path.read_text(encoding="utf-8"))
+    assert saved["alt_test"]["decision"] in decision and saved["alt_test"]["epsilon"] == 0.2
+    assert saved["judge_vs_people"]["reading"] in decision
+    assert saved["calibration"]["available"] and saved["calibration"]["target"] == 0.9
+    assert report["gl-agree-reliability"]["visible"] is True
+    assert "Reliability" in v(report, "gl-agree-reliability").layout.title.text
+
+    # The margin and the target come from the tab's boxes; a value out of range is the report's own message.
+    chosen = plain(handler(demo, "on_report")(study_id, "annotators", 0.1, 0.6, request=signed_in("ada")))
+    saved = json.loads(Path(v(chosen, "gl-export-json")).read_text(encoding="utf-8"))
+    assert saved["alt_test"]["epsilon"] == 0.1 and saved["calibration"]["target"] == 0.6
+    refused = plain(handler(demo, "on_report")(study_id, "annotators", 1.5, None, request=signed_in("ada")))
+    assert "epsilon must be at least 0 and below 1" in message(refused, "gl-agree-message")
+    assert refused["gl-agree-decision"]["visible"] is False
+
     # Blind: the headline is the scores from before the reveal, the post-reveal view and the anchoring beside it.
     # By hand from the stored labels: per item, the mean of its labels rounded half up, vs the model's score.
     stored = services.studies.export_rows(user(services, "ada"), study_id)

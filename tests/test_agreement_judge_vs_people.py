@@ -292,7 +292,7 @@ def test_a_constant_judge() -> None:
     kappa = flat["rows"][0]["weighted_kappa"]
     assert kappa["judge"]["value"] is None and "0/0" in kappa["judge"]["reason"]
     assert kappa["difference"]["value"] is None
-    assert kappa["difference"]["reason"].startswith("the annotator's weighted kappa is undefined")
+    assert kappa["difference"]["reason"].startswith("the annotator's weighted kappa (quadratic) is undefined")
     assert kappa["judge_vs_annotator"] is None
     assert flat["rows"][0]["exact"]["judge"]["value"] == 1.0
     assert flat["reading_metric"] == "exact"  # kappa has no CI anywhere: the reading falls back to exact agreement

@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core.agreement_labels import METRIC_LABELS
 from webapp.render import esc
 
-METRICS = (("weighted_kappa", "Weighted κ"), ("exact", "Exact agreement"))
+METRICS = tuple((name, METRIC_LABELS[name]) for name in ("weighted_kappa", "exact"))
 VERDICTS = {"better": "better", "worse": "worse", "same": "about the same", None: "—"}
 HOW_TO_READ = (
     "Each row: annotator j's agreement with the other annotators' consensus, and the judge's agreement with the "

@@ -17,9 +17,11 @@ from sklearn.metrics import cohen_kappa_score
 
 from core.agreement.bootstrap import CONFIDENCE, _add_ci
 from core.agreement.metrics import _defined, _plain, _undefined, exact_metrics, weighted_kappa
+from core.agreement_labels import ascii_label
 
 METRICS = ("weighted_kappa", "exact")
-NAMES = {"weighted_kappa": "weighted kappa", "exact": "exact agreement"}  # ASCII: the CLI prints them
+# In readings, lower case and ASCII (the CLI prints them): "weighted kappa (quadratic)", "exact agreement".
+NAMES = {name: ascii_label(name).lower() for name in METRICS}
 FEW_ITEMS = 30  # below this many items a row's percentile-bootstrap CI is rough (and the reading with it)
 POOLED = "all annotators (pooled)"
 METHOD = (

@@ -531,12 +531,13 @@ def test_two_annotators_label_a_blind_study_and_the_admin_reads_the_report(
 
     # The decision panel: the alt-test, judge vs people and calibration, as the report holds them; the chart.
     decision = message(report, "gl-agree-decision")
-    for heading in ("Can the judge replace an annotator? (alt-test)", "Judge vs people, next to people vs people",
+    for heading in ("How the items were drawn", "Can the judge replace an annotator? (alt-test)",
+                    "Judge vs people, next to people vs people",
                     "Where the judge can be trusted (calibration)"):
         assert heading in decision
     saved = json.loads(json_path.read_text(encoding="utf-8"))
     assert saved["alt_test"]["decision"] in decision and saved["alt_test"]["epsilon"] == 0.2
-    assert saved["judge_vs_people"]["reading"] in decision
+    assert saved["judge_vs_people"]["reading"] in decision and saved["sampling"]["note"] in decision
     assert saved["calibration"]["available"] and saved["calibration"]["target"] == 0.9
     assert report["gl-agree-reliability"]["visible"] is True
     assert "Reliability" in v(report, "gl-agree-reliability").layout.title.text

@@ -11,9 +11,12 @@ from webapp.render import esc
 from webapp.report_alt_test import render_alt_test
 from webapp.report_calibration import render_calibration
 from webapp.report_judge_vs_people import render_judge_vs_people
+from webapp.report_sampling import render_sampling
 
 # (report key, heading, renderer), in the order a reader asks the questions.
 SECTIONS: tuple[tuple[str, str, Callable[[Mapping[str, Any]], str]], ...] = (
+    # First, right under the headline numbers: whether the queue biased them toward hard items.
+    ("sampling", "How the items were drawn", render_sampling),
     ("alt_test", "Can the judge replace an annotator? (alt-test)", render_alt_test),
     ("judge_vs_people", "Judge vs people, next to people vs people", render_judge_vs_people),
     ("calibration", "Where the judge can be trusted (calibration)", render_calibration),

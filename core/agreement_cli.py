@@ -130,7 +130,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--target",
         type=parse_target,
-        default=0.9,
+        default=None,
         metavar="SHARE",
         help=(
             "calibration's target agreement, a share between 0 and 1 (default 0.9, i.e. 90%%): the auto-accept "
@@ -149,11 +149,12 @@ def run(args: argparse.Namespace) -> int:
         rows = load_ratings(args.file)
         for note in rows.attrs.get("notes", ()):  # e.g. read as Windows-1252: check the accents
             print(f"note: {note}", file=sys.stderr)
-        if args.reference == "adjudicated" and args.epsilon is not None:
-            raise InputError("--epsilon sets the alt-test, which compares the annotators: use it without --reference "
-                             "adjudicated")
+        if args.reference == "adjudicated" and (args.epsilon is not None or args.target is not None):
+            raise InputError("--epsilon and --target set the alt-test and the auto-accept threshold, which compare "
+                             "with the annotators: use them without --reference adjudicated")
         make = adjudicated_report if args.reference == "adjudicated" else agreement_report
-        extra = {} if args.reference == "adjudicated" else {"epsilon": args.epsilon, "target": args.target}
+        extra = {} if args.reference == "adjudicated" else {
+            "epsilon": args.epsilon, **({} if args.target is None else {"target": args.target})}
         report = make(rows, scale=args.scale, n_resamples=args.resamples, seed=args.seed, blind=args.blind, **extra)
         text = json.dumps(report, allow_nan=False, ensure_ascii=False, indent=2)
     except InputError as exc:

@@ -379,8 +379,9 @@ def test_cli_epsilon_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     for bad in ("1", "-0.1", "nan", "x"):
         code, _, err = run_main(capsys, path, "--epsilon", bad)
         assert code == 2 and "usage:" in err, bad
-    code, _, err = run_main(capsys, path, "--epsilon", "0.1", "--reference", "adjudicated")
-    assert code == 2 and "--epsilon sets the alt-test" in err
+    for flag, value in (("--epsilon", "0.1"), ("--target", "0.8")):  # both compare with the annotators
+        code, _, err = run_main(capsys, path, flag, value, "--reference", "adjudicated")
+        assert code == 2 and "--epsilon and --target set the alt-test and the auto-accept threshold" in err, flag
 
 
 def test_cli_help_states_the_papers_default(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import importlib.util
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,10 @@ def test_an_mcp_client_lists_grade_with_its_inputs_and_a_call_through_it_stores_
                 return tools, await session.call_tool("grade", fields)
 
     with launched(services, **mcp_options(parse_args(["--mcp"]))) as url:
-        tools, answer = asyncio.run(list_and_call(url))
+        # On a thread of its own: a test run earlier in the session (Playwright's sync API) may leave this
+        # thread's event loop running, and asyncio.run refuses to start inside one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            tools, answer = pool.submit(asyncio.run, list_and_call(url)).result(timeout=120)
     assert set(tools) == {"grade", "status"}
     schema = tools["grade"].inputSchema
     assert list(schema["properties"])[:6] == list(fields)  # the six inputs, in order; then max_new_tokens

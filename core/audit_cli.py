@@ -149,11 +149,8 @@ def run(args: argparse.Namespace) -> int:
 def _interval(value: Any, low: Any, high: Any, percent: bool = False) -> str:
     if value is None:
         return "—"
-    scale, suffix = (100, "%") if percent else (1, "")
-    text = f"{value * scale:.1f}{suffix}" if percent else f"{value:.3f}"
-    if low is None or high is None:
-        return text
-    return f"{text} [{low * scale:.{1 if percent else 3}f}, {high * scale:.{1 if percent else 3}f}]"
+    shown = (lambda number: f"{number:.1%}") if percent else (lambda number: f"{number:.3f}")
+    return shown(value) if low is None or high is None else f"{shown(value)} [{shown(low)}, {shown(high)}]"
 
 
 def _change(value: Any) -> str:

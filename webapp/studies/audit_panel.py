@@ -29,7 +29,7 @@ N_RESAMPLES = 1000
 class AuditPanel:
     """Perturbations to apply, the sample, Run, and the result: message, table, chart and a JSON download."""
 
-    perturbations: gr.CheckboxGroup
+    perturbations: list[gr.Checkbox]  # one per core.audit.perturbations.PERTURBATIONS entry, in its order
     sample: gr.Number
     seed: gr.Number
     button: gr.Button
@@ -44,9 +44,10 @@ class AuditPanel:
             gr.Markdown("Grade the study's items again, as they are and under changes that should not move the "
                         "verdict, and see how often the score flips. Every grade is saved; none replaces an item's "
                         "own judgment. It takes one full grading per perturbation, plus one unperturbed.")
-            perturbations = gr.CheckboxGroup(
-                choices=[(f"{name}: {p.description}", name) for name, p in PERTURBATIONS.items()],
-                value=list(TEXT_DEFAULTS), label="Perturbations", elem_id="gl-audit-perturbations")
+            # One checkbox each (a CheckboxGroup's preprocessing fails on a missing value with a bare TypeError).
+            with gr.Column(elem_id="gl-audit-perturbations"):
+                perturbations = [gr.Checkbox(value=name in TEXT_DEFAULTS, label=f"{name}: {p.description}",
+                                             elem_id=f"gl-audit-{name}") for name, p in PERTURBATIONS.items()]
             with gr.Row(equal_height=True):
                 sample = gr.Number(value=None, minimum=1, precision=0, label="Random sample of N items (empty: all)",
                                    elem_id="gl-audit-sample")
@@ -63,9 +64,12 @@ class AuditPanel:
 class AuditHandlers(StudyPage):
     """The Audit panel's callback."""
 
-    def on_audit(self, study_id: Any, names: Any, sample: Any, seed: Any,
-                 request: gr.Request | None = None) -> dict[Any, Any]:
-        """Run core.audit.runner.run_audit with the app's judge; show the table and the chart."""
+    def on_audit(self, request: gr.Request, study_id: Any, sample: Any, seed: Any, *checked: Any) -> dict[Any, Any]:
+        """Run core.audit.runner.run_audit with the app's judge; show the table and the chart.
+
+        `checked`: one flag per perturbation, in core.audit.perturbations.PERTURBATIONS' order (the request comes
+        first: Gradio hands it in before the inputs, which end in a variable number of flags).
+        """
         panel = self.ui.agreement.audit
         cleared: dict[Any, Any] = {panel.table: _html(""), panel.chart: gr.update(value=None, visible=False),
                                    panel.download: gr.update(visible=False)}
@@ -74,7 +78,7 @@ class AuditHandlers(StudyPage):
             actor = self.actor(request)
             if wanted is None:
                 return {**cleared, panel.message: _error("Choose a study first.")}
-            chosen = [str(name) for name in names or []]
+            chosen = [name for name, on in zip(PERTURBATIONS, checked, strict=False) if on]
             perturbations = resolve(chosen, self._other_judge() if OTHER_JUDGE in chosen else None)
             judge = self.services.judge
             if judge is None:
@@ -108,6 +112,6 @@ class AuditHandlers(StudyPage):
         """The Run button: private, in the judge's queue (one judge-using event at a time)."""
         ag = self.ui.agreement
         panel = ag.audit
-        panel.button.click(self.on_audit, [ag.study, panel.perturbations, panel.sample, panel.seed],
+        panel.button.click(self.on_audit, [ag.study, panel.sample, panel.seed, *panel.perturbations],
                            [panel.message, panel.table, panel.chart, panel.download], api_visibility=PRIVATE,
                            concurrency_id=JUDGE_CONCURRENCY_ID, concurrency_limit=1)

@@ -10,6 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each command module adds its own sub-command."""
     from core import (
         agreement_cli,
+        audit_cli,
         grade_cli,
         people_cli,
         publish_cli,
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     studies_admin_cli.register(commands)
     review_cli.register(commands)
     publish_cli.register(commands)
+    audit_cli.register(commands)
     return parser
 
 

@@ -199,10 +199,22 @@ def _hostile_decision(payload: str) -> str:
     return render_decision(agreement_report(rows, scale=(1, 5), n_resamples=50))
 
 
+def _hostile_audit(payload: str) -> str:
+    """The robustness audit table (webapp.report_audit) with the payload as a perturbation, a judge and a note."""
+    from core.audit.report import RunScores, audit_report
+    from webapp.report_audit import render_audit
+
+    runs = [RunScores(payload, {1: 1, 2: 0}, payload, judge=payload),
+            RunScores("b", {}, not_applicable=payload)]
+    block = audit_report({1: 1, 2: 1}, runs, (0, 1), {1: 1, 2: 0}, n_resamples=0, sample={"note": payload},
+                         baseline_judge=payload)
+    return render_audit(block)
+
+
 # Whole pages: a document's head and tables besides the fragments' markup, still no script, link or image.
 PAGES = {"agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test,
          "calibration section": _hostile_calibration, "sampling section": _hostile_sampling,
-         "decision panel": _hostile_decision}
+         "decision panel": _hostile_decision, "audit table": _hostile_audit}
 PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "h3", "section", "table", "thead",
                             "tbody", "tr", "th", "td"}
 PAGE_ATTRS = ALLOWED_ATTRS | {"lang", "charset", "name", "content", "scope"}

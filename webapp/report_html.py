@@ -15,6 +15,7 @@ from core.agreement_labels import METRIC_LABELS
 from webapp.charts import item_label
 from webapp.render import esc
 from webapp.report_alt_test import render_alt_test
+from webapp.report_audit import audit_figure, render_audit
 from webapp.report_calibration import reliability_figure, render_calibration
 from webapp.report_judge_vs_people import render_judge_vs_people
 from webapp.report_sampling import render_sampling
@@ -293,9 +294,11 @@ def report_to_html(
         ("Excluded", _excluded(report)),
         (f"Largest disagreements (top {TOP_DISAGREEMENTS}){when}", _disagreements(report)),
         (f"Calibration: where the judge can be trusted{when}", render_calibration(report.get("calibration") or {})),
+        *([("Robustness audit", render_audit(report["audit"]))] if report.get("audit") else []),
     ]
     body = "".join(f"<h2>{esc(heading)}</h2>{content}" for heading, content in sections)
-    charts = _figures(figures, [("Reliability (calibration)", reliability_figure(report.get("calibration") or {}))])
+    charts = _figures(figures, [("Reliability (calibration)", reliability_figure(report.get("calibration") or {})),
+                                ("Robustness audit", audit_figure(report.get("audit") or {}))])
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'

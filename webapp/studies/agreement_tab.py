@@ -25,6 +25,7 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.report_calibration import reliability_figure
 from webapp.report_html import report_to_html
+from webapp.studies.audit_panel import AuditHandlers, AuditPanel
 from webapp.studies.decision_render import render_decision
 from webapp.studies.layout import StudyPage, stored_view
 from webapp.studies.review_render import render_adjudicated_metrics
@@ -57,6 +58,7 @@ class AgreementTab:
     target: gr.Number  # the agreement the auto-accept threshold aims at
     decision: gr.HTML  # alt-test, judge vs people, calibration (webapp.studies.decision_render)
     reliability: gr.Plot
+    audit: AuditPanel  # the robustness audit (webapp.studies.audit_panel)
 
     CHART_IDS = ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators")
     EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"),
@@ -101,10 +103,11 @@ class AgreementTab:
                                  elem_id="gl-agree-disagreements")
             item = gr.HTML(visible=False, elem_id="gl-agree-item")
             publish = PublishPanel.create()
+            audit = AuditPanel.create()
         shown = gr.State(None)
         return cls(tab, notice, body, study, run, message, metrics, notes,
                    [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference, publish,
-                   epsilon, target, decision, reliability)
+                   epsilon, target, decision, reliability, audit)
 
     @property
     def outputs(self) -> list[Any]:
@@ -295,6 +298,7 @@ class AgreementHandlers(StudyPage):
         on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
         panel = ag.publish
         on(panel.button.click, self.on_publish, [ag.study, panel.repo, panel.private, panel.real_names], panel.message)
+        AuditHandlers(self.services, self.ui).wire(demo)
 
 
 def _shown_score(row: Mapping[str, Any]) -> int | str:

@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         people_cli,
         publish_cli,
         review_cli,
+        runs_cli,
         studies_admin_cli,
         studies_cli,
         study_grading_cli,
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     studies_admin_cli.register(commands)
     review_cli.register(commands)
     publish_cli.register(commands)
+    runs_cli.register(commands)
     return parser
 
 

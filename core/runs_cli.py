@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.agreement_labels import ascii_label
 from core.errors import GliderError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 RUN_HEADERS = ("run", "name", "judge", "graded", "created", "by")
-METRIC_NAMES = (("exact", "exact agreement"), ("flip_rate", "flip rate"), ("mean_abs_diff", "mean |delta|"),
-                ("weighted_kappa", "weighted kappa"))
+# The report's own metric names (core.agreement_labels), and the two that only judge vs judge has.
+METRIC_NAMES = (("exact", ascii_label("exact")), ("flip_rate", "Flip rate"), ("mean_abs_diff", "Mean |delta|"),
+                ("weighted_kappa", ascii_label("weighted_kappa")))
 
 
 def register(subparsers: Any) -> None:
@@ -152,7 +154,7 @@ def comparison_text(report: dict[str, Any]) -> str:
     lines = [f"A: {first['label']}", f"B: {second['label']}",
              f"{report['n_items']} item(s) scored by both runs; left out: {report['left_out']['only_a']} scored only "
              f"by A, {report['left_out']['only_b']} only by B, {report['left_out']['neither']} by neither."]
-    lines += [f"{label:<16}{_metric(report[name])}" for name, label in METRIC_NAMES]
+    lines += [f"{label:<28}{_metric(report[name])}" for name, label in METRIC_NAMES]
     changed = report["changed"]
     lines.append(f"{len(changed)} item(s) changed" + (":" if changed else "."))
     for entry in changed:

@@ -384,7 +384,7 @@ def test_runs_compare_runs_and_grade_study_new_run_as_processes(tmp_path: Path, 
     assert compared.returncode == 0, compared.stderr
     report = json.loads(out.read_text(encoding="utf-8"))
     assert [run["name"] for run in report["runs"]] == ["Run 1", "second look"]
-    assert report["bootstrap"]["n_resamples"] == 50 and "flip rate" in compared.stdout
+    assert report["bootstrap"]["n_resamples"] == 50 and "Flip rate" in compared.stdout
     assert report["changed"] == [] and "0 item(s) changed" in compared.stdout  # greedy: the same verdicts
 
     refused = run_cli("compare-runs", str(study_id), "1", "2", "--as", "ann", "--db", url)

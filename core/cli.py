@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         people_cli,
         publish_cli,
         review_cli,
+        runs_cli,
         studies_admin_cli,
         studies_cli,
         study_grading_cli,
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     review_cli.register(commands)
     publish_cli.register(commands)
     audit_cli.register(commands)
+    runs_cli.register(commands)
     return parser
 
 

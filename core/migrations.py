@@ -8,8 +8,10 @@ Append only; never edit or reorder a released step (existing databases have alre
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -26,6 +28,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    insert,
+    select,
     text,
 )
 from sqlalchemy.engine import Connection
@@ -307,6 +311,91 @@ def _m006_queue_order(connection: Connection) -> None:
     ).create(connection)
 
 
+# The judge configuration a run of migration 7 records, from a judgment's reproducibility record: the keys that
+# make two judgments "the same judge", frozen here (core.studies.runs.run_config writes the same shape).
+_M007_PROMPT_VARIANT = "published"
+
+
+def _m007_config(repro: object) -> dict[str, object]:
+    """The run configuration of a judgment's reproducibility record (missing keys: None)."""
+    record: dict[str, Any] = repro if isinstance(repro, dict) else {}
+    found = record.get("decoding")
+    decoding: dict[str, Any] = found if isinstance(found, dict) else {}
+    return {
+        "backend": record.get("backend"),
+        "model_id": record.get("model_id"),
+        "revision": record.get("revision"),
+        "quantization": record.get("quantization"),
+        "dtype": record.get("dtype"),
+        "prompt_variant": _M007_PROMPT_VARIANT,
+        "decoding": {"strategy": decoding.get("strategy", "greedy"), "temperature": decoding.get("temperature", 0.0),
+                     "max_new_tokens": record.get("max_new_tokens")},
+    }
+
+
+def _m007_judge_runs(connection: Connection) -> None:
+    """Judge runs, frozen: a study can hold several runs, each one judge configuration grading every item once.
+
+    Existing studies lose nothing: the judgments attached to a study's items (items.judgment_id) become its
+    run 1, "Run 1", whose configuration is the one most of those judgments record (ties: the earliest judgment's).
+    items.judgment_id stays, as the judgment of the study's first run (the Label tab's reveal, the exports, the
+    published study and the review read it). A study without any judgment gets no run until it is graded.
+    """
+    metadata = MetaData()
+    for name in ("users", "studies"):  # referenced only; earlier migrations created them
+        Table(name, metadata, Column("id", Integer, primary_key=True))
+    # Only read here (and referenced): the columns the data step needs.
+    items = Table("items", metadata, Column("id", Integer, primary_key=True), Column("study_id", Integer),
+                  Column("judgment_id", Integer))
+    judgments = Table("judgments", metadata, Column("id", Integer, primary_key=True),
+                      Column("created_at", DateTime(timezone=True)), Column("repro", JSON))
+    runs = Table(
+        "judge_runs",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("position", Integer, nullable=False),  # 1, 2, ... in the study; the first run is the default
+        Column("name", String(200), nullable=False),
+        Column("config", JSON, nullable=False),  # back-end, model, revision, quantization, dtype, prompt, decoding
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        # NULL: made by this migration from judgments graded before runs existed (who graded them is not known).
+        Column("created_by_id", Integer, ForeignKey("users.id"), nullable=True),
+        UniqueConstraint("study_id", "position", name="uq_judge_runs_study_position"),
+        UniqueConstraint("study_id", "name", name="uq_judge_runs_study_name"),
+    )
+    run_judgments = Table(
+        "run_judgments",
+        metadata,
+        Column("run_id", Integer, ForeignKey("judge_runs.id", ondelete="CASCADE"), primary_key=True),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True),
+        # CASCADE: deleting a judgment from History leaves its item ungraded in that run (items.judgment_id: SET NULL).
+        Column("judgment_id", Integer, ForeignKey("judgments.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("attached_at", DateTime(timezone=True), nullable=False),
+    )
+    runs.create(connection)
+    run_judgments.create(connection)
+    graded = connection.execute(
+        select(items.c.id, items.c.study_id, items.c.judgment_id, judgments.c.created_at, judgments.c.repro)
+        .join(judgments, judgments.c.id == items.c.judgment_id)
+        .order_by(items.c.study_id, judgments.c.created_at, judgments.c.id)).all()
+    by_study: dict[int, list[Any]] = {}
+    for row in graded:
+        by_study.setdefault(row.study_id, []).append(row)
+    for study_id, rows in by_study.items():
+        configs = [_m007_config(row.repro) for row in rows]
+        keys = [json.dumps(config, sort_keys=True) for config in configs]
+        counts = Counter(keys)
+        chosen = configs[max(range(len(keys)), key=lambda i: (counts[keys[i]], -i))]  # most common, then earliest
+        inserted = connection.execute(insert(runs).values(
+            study_id=study_id, position=1, name="Run 1", config=chosen, created_at=rows[0].created_at,
+            created_by_id=None)).inserted_primary_key
+        assert inserted is not None  # an insert of one row always has its key
+        run_id = inserted[0]
+        connection.execute(insert(run_judgments), [
+            {"run_id": run_id, "item_id": row.id, "judgment_id": row.judgment_id, "attached_at": row.created_at}
+            for row in rows])
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
@@ -315,6 +404,7 @@ MIGRATIONS: list[Migration] = [
     Migration(4, "add_users_can_grade", _m004_add_users_can_grade),
     Migration(5, "study_administration", _m005_study_administration),
     Migration(6, "queue_order", _m006_queue_order),
+    Migration(7, "judge_runs", _m007_judge_runs),
 ]
 
 

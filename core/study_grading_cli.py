@@ -2,7 +2,9 @@
 
 The same work as the Studies tab's "Grade all items" / "Regrade failed" (core.studies.grading.grade_study):
 batched generation, each judgment attached to its item after its batch, Ctrl-C stops after the batch
-in progress and keeps what was graded; running the command again grades the rest.
+in progress and keeps what was graded; running the command again grades the rest. The judgments go into
+the study's judge run of this judge configuration (core.studies.runs), a new one when no run has it or
+with --new-run NAME; the judge is loaded first, since only it knows its configuration.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.errors import GliderError, JudgeError
+from core.errors import GliderError, JudgeError, StudyInputError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -36,6 +38,9 @@ def register(subparsers: Any) -> None:
                         help="the admin the judgments are attached by (study changes are made by a named admin)")
     parser.add_argument("--failed", action="store_true",
                         help="regrade only the items whose judgment failed to parse")
+    parser.add_argument("--new-run", metavar="NAME",
+                        help=("grade every item again as a new judge run called NAME (default: the study's run of this "
+                              "judge configuration is continued, and a new run is made only when none has it)"))
     parser.add_argument("--db", default=default_db_url(),
                         help="SQLAlchemy URL of the app's database (env GLIDER_DB; default as the app)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
@@ -51,9 +56,16 @@ def run(args: argparse.Namespace) -> int:
     from core.store import Store
     from core.studies import Studies
     from core.studies.grading import FAILED, UNGRADED, Which, select_items, summary_line
+    from core.studies.runs import check_run_name
 
     which: Which = FAILED if args.failed else UNGRADED
     backend_name, options = judge_options(args)
+    try:
+        new_run = check_run_name(args.new_run) if args.new_run is not None else None
+    except GliderError as error:
+        return _fail(EXIT_USAGE, str(error))
+    if args.new_run is not None and args.failed:
+        return _fail(EXIT_USAGE, "--failed regrades a run's failed answers; a --new-run grades every item.")
     try:
         store = Store(args.db)
     except GliderError as error:
@@ -65,12 +77,11 @@ def run(args: argparse.Namespace) -> int:
             return _fail(EXIT_USAGE, f"There is no user {args.username!r} in {store.url}.")
         try:
             study = studies.get_study(actor, args.study_id)
-            chosen, _ = select_items(studies, actor, study.id, store, which)
+            chosen, skipped = select_items(studies, actor, study.id, store, which)
         except GliderError as error:  # not an admin, no such study
             return _fail(EXIT_USAGE, str(error))
-        if not chosen:
-            print("Nothing to grade: " + ("no item's judgment failed to parse." if args.failed
-                                          else "every item already has a judgment."), file=sys.stderr)
+        if not chosen and not skipped:
+            print("Nothing to grade: the study has no items.", file=sys.stderr)
             return EXIT_OK
         print(f"Loading the judge ({describe_options(backend_name, options)}) ...", file=sys.stderr)
         try:
@@ -78,12 +89,23 @@ def run(args: argparse.Namespace) -> int:
         except JudgeError as error:
             return _fail(EXIT_FAILED, f"The judge could not be loaded: {error}")
         try:
-            result = _grade(studies, actor, study, backend, store, which, args.batch_size)
+            result = _grade(studies, actor, study, backend, store, which, args.batch_size,
+                            (new_run or True) if args.new_run is not None else False)
         except KeyboardInterrupt:
             return _fail(EXIT_INTERRUPTED, "Interrupted; the batches finished before are kept. Run the same "
                                            "command again to grade the rest.")
+        except StudyInputError as error:  # a taken run name; no run of this judge to regrade failures in
+            return _fail(EXIT_USAGE, str(error))
         except GliderError as error:
             return _fail(EXIT_FAILED, f"{error}\nItems graded so far are kept; run the same command again.")
+        if result.run is not None:
+            made = "new judge run" if result.run_created else "judge run"
+            print(f"{made} {result.run.label}", file=sys.stderr)
+        if result.total == 0:
+            print("Nothing to grade: " + ("no item's judgment failed to parse in this judge's run." if args.failed
+                                          else "every item already has a judgment in this judge's run."),
+                  file=sys.stderr)
+            return EXIT_OK
         print(f"{summary_line(result)} ({result.done} of {result.total} items of {study.name!r} in "
               f"{result.seconds:.1f} s).", file=sys.stderr)
         for problem in result.errors:
@@ -98,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_SOME_FAILED if result.failed_to_parse or result.errors else EXIT_OK
 
 
-def _grade(studies: Any, actor: Any, study: Any, backend: Any, store: Any, which: Any, batch_size: int) -> Any:
+def _grade(studies: Any, actor: Any, study: Any, backend: Any, store: Any, which: Any, batch_size: int,
+           new_run: bool | str) -> Any:
     """grade_study with the first Ctrl-C (or SIGTERM) asking it to stop after the batch in progress."""
     from core.stopping import stop_after_batch
     from core.studies.grading import grade_study
@@ -109,7 +132,7 @@ def _grade(studies: Any, actor: Any, study: Any, backend: Any, store: Any, which
 
     with stop_after_batch() as should_stop:
         return grade_study(studies, actor, study.id, backend, store, which=which, batch_size=batch_size,
-                           on_progress=report, should_stop=should_stop)
+                           on_progress=report, should_stop=should_stop, new_run=new_run)
 
 
 def _fail(code: int, message: str) -> int:

@@ -150,7 +150,7 @@ def test_a_judge_that_fails_to_load_leaves_labelling_and_reports_working(study_d
             item = shown_item(ann.event("gl-label-study", "change", [study_id, None]))
             assert item is not None
             assert f"item #{item}" in str(ann.event("gl-label-submit", "click", ["5", "", None]))
-            report = ada.event("gl-agree-run", "click", [study_id, "annotators", 0.2, 0.9])  # as the page sends
+            report = ada.event("gl-agree-run", "click", [study_id, "annotators", 0.2, 0.9, None])  # as the page sends
             shown = str(report)
             assert "gl-message-error" not in shown and "1 annotator" in shown, shown[:2000]
         finally:

@@ -288,7 +288,8 @@ def test_grade_study_command_grades_reports_parse_failures_and_regrades_them(
     assert main([*command, "--failed"]) == 0
     assert "1 graded (1 of 1 items" in capsys.readouterr().err and judge.batches == [2, 1, 1]
     assert main(command) == 0 and "every item already has a judgment" in capsys.readouterr().err
-    assert len(built) == 2  # no judge is loaded when there is nothing to grade
+    # The judge is loaded even so: only it knows its configuration, hence which judge run it continues.
+    assert len(built) == 3 and judge.batches == [2, 1, 1]
 
     assert main([*command[:3], "ann", *command[4:]]) == 2
     assert "Only an admin" in capsys.readouterr().err

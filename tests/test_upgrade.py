@@ -54,7 +54,7 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     old_columns = {table: columns(old_db, table) for table in tables}
     before = {table: rows(old_db, table) for table in tables}
     store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 6
+    assert store.schema_version() == len(MIGRATIONS) == 7
     store.close()
     for table, old_rows in before.items():
         # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
@@ -74,6 +74,11 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     assert rows(old_db, "studies", ["queue_order", "random_first"]) == [("random", 0)]
     assert rows(old_db, "items", ["id", "drawn_by"]) == [(1, "random"), (2, "random"), (3, None), (4, "random")]
     assert rows(old_db, "study_setting_changes") == []
+    # Migration 7: the judgment attached to item 1 (the only one) is the study's judge run 1, as graded then.
+    assert rows(old_db, "judge_runs", ["study_id", "position", "name", "created_by_id"]) == [(1, 1, "Run 1", None)]
+    with sqlite3.connect(old_db) as connection:
+        linked = connection.execute("SELECT run_id, item_id, judgment_id FROM run_judgments").fetchall()
+    assert linked == [(1, 1, 1)] and rows(old_db, "items", ["id", "judgment_id"])[0] == (1, 1)
 
 
 def test_the_old_data_reads_through_this_release(old_db: Path) -> None:

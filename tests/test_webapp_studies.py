@@ -826,7 +826,8 @@ def test_the_http_api_exposes_no_label_handler_and_refuses_anyone_not_signed_in(
         for username, expected in (("bob", "Only an admin may export a study"), ("ada", "Item #1")):
             with httpx.Client(timeout=60) as http:
                 assert http.post(f"{base}/login", data={"username": username, "password": PASSWORD}).is_success
-                output = call_event(http, base, "gl-agree-disagreements", "select", [study_id], row)
+                # Inputs: the study on screen and the judge run picker (empty: the first run).
+                output = call_event(http, base, "gl-agree-disagreements", "select", [study_id, None], row)
             shown = Markup(output["data"][0]["value"]).all_text
             assert expected in shown, (username, shown)
             assert (REASONING_MARK in shown) is (username == "ada")

@@ -10,13 +10,15 @@ import pytest
 from core.grading import FieldSpan
 from tests.test_webapp_render import Markup
 from tests.test_webapp_review import RENDERERS as REVIEW_RENDERERS
+from tests.test_webapp_runs import RENDERERS as RUNS_RENDERERS
 from tests.webapp_helpers import XSS_PAYLOADS
 from webapp import render
 from webapp.report_judge_vs_people import render_judge_vs_people
 
 # The markup the study renderers may produce: the general renderers' set plus tables and the field marker.
 ALLOWED_TAGS = {"div", "section", "span", "mark", "ul", "li", "p", "q", "b", "table", "thead", "tbody", "tr", "th",
-                "td", "details", "summary", "pre", "code"}
+                "td", "details", "summary", "pre", "code",
+                "dl", "dt", "dd"}  # a score card's statistics (webapp.render.render_score_card), as the general set
 ALLOWED_ATTRS = {"class", "title", "role", "data-field", "scope", "open"}
 
 
@@ -60,6 +62,7 @@ RENDERERS: dict[str, Callable[[str], str]] = {
     "judge vs people": lambda p: render_judge_vs_people(judge_vs_people_block(p)),
     "judge vs people, not available": lambda p: render_judge_vs_people({"available": False, "reason": p}),
     **REVIEW_RENDERERS,  # the Review tab's (webapp.studies.review_render)
+    **RUNS_RENDERERS,  # the Agreement tab's judge runs (webapp.studies.runs_render)
 }
 
 

@@ -2,7 +2,8 @@
 
 The package's parts: types (the frozen value objects), rows (ORM rows), checks (validation), queue
 (the labelling queue and its claims), service (Studies), imports (items from files), reports (ratings,
-exports) and grading (grade a study's items with the judge; import it as core.studies.grading).
+exports), runs (judge runs: several judge configurations grading the same items, Studies.runs) and grading
+(grade a study's items with the judge; import it as core.studies.grading).
 Users and sign-in are core.accounts; their names are re-exported here so `from core.studies import ...`
 keeps working.
 """

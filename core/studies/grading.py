@@ -2,29 +2,36 @@
 
 The Studies tab's "Grade all items" and "Regrade failed" call grade_study, so grading a study means
 what the Batch tab and `python -m core grade` mean: the same prompts, and the same batched generation
-(core.grading.grade_batch). Each judgment is stored and attached to its item (Studies.attach_judgment)
+(core.grading.grade_batch). Each judgment is stored and attached to its item in its judge run (Runs.attach)
 as soon as its batch is done, so a cancelled or interrupted run keeps what it graded; running again
 grades the rest. In a blind study the attached judgments stay hidden from annotators (core.studies).
 
 A judgment whose answer could not be parsed (status "failed") is attached too: it is what the model
 said, and the agreement report leaves it out as "no model score". It is counted as a failure, never
 as graded, and "failed" mode regrades exactly those items.
+
+Every judgment goes into a judge run (core.studies.runs): the study's latest run with the judge's configuration
+(`run_config`: back-end, model, revision, quantization, dtype, prompt variant, decoding) is continued; a judge
+configured differently, or `new_run`, starts a new run, which grades every item again without touching the
+other runs' verdicts. `run_id` grades into a given run (the robustness audit's), `prepare` changes each item's
+request first (a perturbation), and `item_ids` limits the work to some items (a sample).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from core.accounts import User
 from core.batch import DEFAULT_BATCH_SIZE
-from core.errors import GliderError, InputError, JudgeError
+from core.errors import GliderError, InputError, JudgeError, StudyInputError
 from core.grading import GradeRequest, GradeResult, grade_batch
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, JudgeBackend
 from core.parse import FAILED as PARSE_FAILED  # an answer that gave no score
 from core.store import Store
+from core.studies.runs import JudgeRun, run_config
 from core.studies.service import Studies
 from core.studies.types import Item
 
@@ -69,6 +76,8 @@ class StudyGrading:
     seconds: float = 0.0
     batches: int = 0
     failed_items: tuple[int, ...] = ()  # item ids whose judgment failed to parse
+    run: JudgeRun | None = None  # the judge run graded into (core.studies.runs); None: nothing was chosen
+    run_created: bool = False  # the run was made by this call
 
     @property
     def done(self) -> int:
@@ -85,20 +94,33 @@ class StudyGrading:
 
 
 ProgressCallback = Callable[[StudyGrading], None]
+# How grade_study's `prepare` changes an item's request before it is graded (e.g. a perturbation of the audit).
+Prepare = Callable[[Item, GradeRequest], GradeRequest]
 
 
-def select_items(studies: Studies, actor: User, study_id: int, store: Store, which: Which = UNGRADED
-                 ) -> tuple[list[Item], int]:
-    """(items to grade, items left out): those without a judgment, or (which="failed") whose judgment failed."""
+def select_items(studies: Studies, actor: User, study_id: int, store: Store, which: Which = UNGRADED, *,
+                 run_id: int | None = None, item_ids: Collection[int] | None = None) -> tuple[list[Item], int]:
+    """(items to grade, items left out): those without a judgment, or (which="failed") whose judgment failed.
+
+    The judgments are judge run `run_id`'s (core.studies.runs); None: the first run's (items.judgment_id).
+    `item_ids`: only these items are considered (the others count as left out).
+    """
     if which not in (UNGRADED, FAILED):
         raise InputError(f"Grade which items? {which!r} is neither {UNGRADED!r} nor {FAILED!r}.")
     items = studies.list_items(actor, study_id)  # admins only: PermissionDenied for anyone else
-    items = [item for item in items if item.removed_at is None]  # a removed item is out of the study's work
-    if which == UNGRADED:
-        chosen = [item for item in items if item.judgment_id is None]
+    live = [item for item in items if item.removed_at is None]  # a removed item is out of the study's work
+    if item_ids is not None:
+        wanted = set(item_ids)
+        items = [item for item in live if item.id in wanted]
     else:
-        chosen = [item for item in items if item.judgment_id is not None and _failed(store, item.judgment_id)]
-    return chosen, len(items) - len(chosen)
+        items = live
+    judged = ({item.id: item.judgment_id for item in items} if run_id is None
+              else studies.runs.judgments(actor, study_id, run_id))
+    if which == UNGRADED:
+        chosen = [item for item in items if judged.get(item.id) is None]
+    else:
+        chosen = [item for item in items if (judgment := judged.get(item.id)) is not None and _failed(store, judgment)]
+    return chosen, len(live) - len(chosen)
 
 
 def _failed(store: Store, judgment_id: int) -> bool:
@@ -117,6 +139,10 @@ def grade_study(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
+    new_run: bool | str = False,
+    run_id: int | None = None,
+    prepare: Prepare | None = None,
+    item_ids: Collection[int] | None = None,
 ) -> StudyGrading:
     """Grade the study's ungraded items (or those whose judgment failed to parse), batch_size at a time.
 
@@ -128,14 +154,25 @@ def grade_study(
     have their turn between two batches. A judge failure that is not one item's own (the server went
     away, out of memory) ends the run with `halted` set; items that are refused alone (an empty field, a
     prompt too long for the model) are listed in `errors` and the others are graded.
+
+    The judge run (core.studies.runs): `run_id` grades into that run of the study; otherwise the study's latest
+    run with this judge's configuration is continued, or a new run made when none has it or `new_run` asks
+    (True, or the new run's name). "failed" mode regrades the failures of this judge's run (StudyInputError
+    when the study has runs but none of this judge). `prepare(item, request)` returns the request to grade
+    instead of the study's own; `item_ids` grades only those items.
     Raises PermissionDenied for a non-admin and StudyInputError for an unknown study, before grading.
     """
     if batch_size < 1:
         raise InputError("The batch size must be at least 1.")
     study = studies.get_study(actor, study_id)
-    chosen, skipped = select_items(studies, actor, study_id, store, which)
     max_new_tokens = int(study.judge_settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-    state = StudyGrading(study_id=study.id, which=which, total=len(chosen), skipped=skipped)
+    run, created = _choose_run(studies, actor, study.id, backend, max_new_tokens, which, new_run, run_id, item_ids)
+    if run is None:  # nothing to grade: no item, or no run of this judge to regrade failures in
+        _, skipped = select_items(studies, actor, study.id, store, which, item_ids=item_ids)
+        return StudyGrading(study_id=study.id, which=which, total=0, skipped=skipped)
+    chosen, skipped = select_items(studies, actor, study.id, store, which, run_id=run.id, item_ids=item_ids)
+    state = StudyGrading(study_id=study.id, which=which, total=len(chosen), skipped=skipped, run=run,
+                         run_created=created)
     started = time.perf_counter()
     errors: list[ItemError] = []
     failed_items: list[int] = []
@@ -152,16 +189,20 @@ def grade_study(
         batch = chosen[start:start + batch_size]
         requests = [GradeRequest(fields=dict(item.fields), pass_criteria=study.pass_criteria, rubric=study.rubric,
                                  max_new_tokens=max_new_tokens) for item in batch]
+        if prepare is not None:
+            requests = [prepare(item, request) for item, request in zip(batch, requests, strict=True)]
         try:
             outcomes = grade_batch(backend, requests, store)
         except JudgeError as error:  # the whole batch failed: nothing of it was stored
             return snapshot(halted=str(error))
         halted: str | None = None
         graded, failed = state.graded, state.failed_to_parse
+        # Every judgment of the batch joins the run in one transaction, failed answers too (what the model said).
+        studies.runs.attach(actor, run.id, [
+            (item.id, outcome.judgment_id) for item, outcome in zip(batch, outcomes, strict=True)
+            if isinstance(outcome, GradeResult) and outcome.judgment_id is not None])
         for item, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, GradeResult):
-                if outcome.judgment_id is not None:
-                    studies.attach_judgment(actor, item.id, outcome.judgment_id)
                 if outcome.judgment.status == PARSE_FAILED:
                     failed += 1
                     failed_items.append(item.id)
@@ -177,6 +218,28 @@ def grade_study(
         if halted is not None:
             return snapshot(halted=halted)
     return snapshot()
+
+
+def _choose_run(studies: Studies, actor: User, study_id: int, backend: JudgeBackend, max_new_tokens: int,
+                which: Which, new_run: bool | str, run_id: int | None, item_ids: Collection[int] | None
+                ) -> tuple[JudgeRun | None, bool]:
+    """(the run to grade into, whether it was made now); None when there is nothing to grade."""
+    if run_id is not None:
+        return studies.runs.get(actor, study_id, run_id), False
+    wanted = None if item_ids is None else set(item_ids)
+    if not [item for item in studies.list_items(actor, study_id)
+            if item.removed_at is None and (wanted is None or item.id in wanted)]:
+        return None, False  # no item to grade: no run is made
+    config = run_config(backend.info, max_new_tokens)
+    if which == FAILED and not new_run:
+        found = studies.runs.find(actor, study_id, config)
+        if found is None and studies.runs.list_runs(actor, study_id):
+            raise StudyInputError("No judge run of this study was graded by this judge configuration "
+                                  f"({backend.info.describe()}, {max_new_tokens} new tokens): Regrade failed regrades "
+                                  "the failed answers of this judge's own run. Grade all items to grade them as a "
+                                  "new run.")
+        return found, False
+    return studies.runs.for_grading(actor, study_id, config, new_run=new_run)
 
 
 def _items_own_problem(error: GliderError) -> bool:

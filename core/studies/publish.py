@@ -27,7 +27,7 @@ from core.errors import StudyInputError
 from core.hub_dataset import Published, download_dataset, upload_dataset_folder
 from core.judgments import JudgmentRow
 from core.store import Store
-from core.studies import dataset
+from core.studies import dataset, runs
 from core.studies.card import dataset_card
 from core.studies.checks import check_id
 from core.studies.dataset import ReportHtml
@@ -190,6 +190,7 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
                                         reviewer_id=_person(session, row["reviewer"], people), score=row["score"],
                                         note=row["note"], created_at=row["created_at"]))
         session.flush()
+        runs.adopt_item_judgments(session, study.id, me.id)  # the items' judgments: the study's first judge run
         return to_study(study, me.username)
 
     try:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from core.accounts import User, UserRow
@@ -23,6 +23,7 @@ from core.studies import adjudications
 from core.studies.adjudications import Adjudication
 from core.studies.queue_order import RANDOM
 from core.studies.rows import AnnotationRow, ItemRow, StudyRow
+from core.studies.runs import RunJudgmentRow
 
 if TYPE_CHECKING:
     from core.studies.service import Studies
@@ -61,23 +62,36 @@ class ReportLine:
     adjudication: Adjudication | None = None  # the item's current adjudicated label (core.studies.review)
 
 
-_LINES = (
-    select(ItemRow, AnnotationRow, UserRow.username, JudgmentRow.id, JudgmentRow.score, JudgmentRow.status,
-           JudgmentRow.reasoning, JudgmentRow.highlights, JudgmentRow.spans, JudgmentRow.distribution,
-           JudgmentRow.expected_score, JudgmentRow.confidence)
-    .outerjoin(AnnotationRow, AnnotationRow.item_id == ItemRow.id)
-    .outerjoin(UserRow, UserRow.id == AnnotationRow.annotator_id)
-    .outerjoin(JudgmentRow, JudgmentRow.id == ItemRow.judgment_id)
+def _lines(run_id: int | None = None) -> Select[Any]:
+    """The one joined query; each item's judgment is items.judgment_id (the first judge run's) or run `run_id`'s."""
+    query = (
+        select(ItemRow, AnnotationRow, UserRow.username, JudgmentRow.id, JudgmentRow.score, JudgmentRow.status,
+               JudgmentRow.reasoning, JudgmentRow.highlights, JudgmentRow.spans, JudgmentRow.distribution,
+               JudgmentRow.expected_score, JudgmentRow.confidence)
+        .outerjoin(AnnotationRow, AnnotationRow.item_id == ItemRow.id)
+        .outerjoin(UserRow, UserRow.id == AnnotationRow.annotator_id)
+    )
+    if run_id is None:
+        query = query.outerjoin(JudgmentRow, JudgmentRow.id == ItemRow.judgment_id)
+    else:  # core.studies.runs: the run's judgment of each item
+        chosen = (select(RunJudgmentRow.item_id, RunJudgmentRow.judgment_id)
+                  .where(RunJudgmentRow.run_id == run_id).subquery())
+        query = (query.outerjoin(chosen, chosen.c.item_id == ItemRow.id)
+                 .outerjoin(JudgmentRow, JudgmentRow.id == chosen.c.judgment_id))
     # Items in the order they were added; an item's labels by annotator name.
-    .order_by(ItemRow.id, UserRow.username, AnnotationRow.id)
-)
+    return query.order_by(ItemRow.id, UserRow.username, AnnotationRow.id)
 
 
-def report_lines(session: Session, study: StudyRow) -> list[ReportLine]:
-    """(item, label, annotator, judgment, adjudication) per label plus (item, None, None, ...) per unlabelled item."""
+_LINES = _lines()
+
+
+def report_lines(session: Session, study: StudyRow, run_id: int | None = None) -> list[ReportLine]:
+    """(item, label, annotator, judgment, adjudication) per label plus (item, None, None, ...) per unlabelled item;
+    the judgments of the study's first judge run, or of run `run_id` (core.studies.runs)."""
     settled = adjudications.current(session, study.id)  # one more query, not one per item
     lines: list[ReportLine] = []
-    for item, label, annotator, judgment_id, *judgment in session.execute(_LINES.where(ItemRow.study_id == study.id)):
+    query = _LINES if run_id is None else _lines(run_id)
+    for item, label, annotator, judgment_id, *judgment in session.execute(query.where(ItemRow.study_id == study.id)):
         score, status, reasoning, highlights, spans, distribution, expected, confidence = judgment
         stored = None if judgment_id is None else ReportJudgment(
             id=judgment_id, score=score, status=status, reasoning=reasoning, highlights=list(highlights),

@@ -38,7 +38,7 @@ from core.judgments import JudgmentRow
 from core.people import People
 from core.prompt import infer_scale
 from core.store import Store
-from core.studies import assignment, imports, queue, reports
+from core.studies import assignment, imports, queue, reports, runs
 from core.studies.admin import StudyAdmin
 from core.studies.checks import (
     DuplicateItemError,
@@ -105,6 +105,7 @@ class Studies:
         self._store = store
         self._claim_seconds = float(claim_seconds)
         self.admin = StudyAdmin(store)  # editing, archiving, deleting studies; the item browser; progress
+        self.runs = runs.Runs(store)  # judge runs: several judge configurations grading the same items
 
     # -- sessions and permissions ----------------------------------------------------------------
 
@@ -272,13 +273,16 @@ class Studies:
         """
 
         def work(session: Session) -> Item:
-            self._admin(session, actor, "add items")
+            me = self._admin(session, actor, "add items")
             study = self._study_row(session, study_id)
             pairs = self._fields(study, fields)
             if judgment_id is not None:
                 self._check_judgment(session, judgment_id)
             known = self._item_keys(session, study)
-            return to_item(self._new_item(session, study, pairs, external_id, judgment_id, known))
+            row = self._new_item(session, study, pairs, external_id, judgment_id, known)
+            if judgment_id is not None:  # the item's judgment in the study's first run (core.studies.runs)
+                runs.record_in_first_run(session, row, judgment_id, me.id)
+            return to_item(row)
 
         return self._write("save an item to", work)
 
@@ -414,13 +418,15 @@ class Studies:
             return to_item(row, hide_judgment=hide)
 
     def attach_judgment(self, actor: User, item_id: int, judgment_id: int) -> None:
-        """Link the item to the model's stored judgment (admins only)."""
+        """Link the item to the model's stored judgment (admins only), as its judgment in the study's first judge
+        run (core.studies.runs; self.runs.attach attaches into another run)."""
 
         def work(session: Session) -> None:
-            self._admin(session, actor, "attach judgments")
+            me = self._admin(session, actor, "attach judgments")
             row = self._item_row(session, item_id)
             self._check_judgment(session, judgment_id)
             row.judgment_id = judgment_id
+            runs.record_in_first_run(session, row, judgment_id, me.id)
 
         self._write("save a judgment link to", work)
 
@@ -660,8 +666,11 @@ class Studies:
 
     # -- reporting (admins): core.studies.reports ------------------------------------------------
 
-    def ratings(self, actor: User, study_id: int) -> list[dict[str, Any]]:
+    def ratings(self, actor: User, study_id: int, run: int | str | None = None) -> list[dict[str, Any]]:
         """One row per annotation, the input of core.agreement.agreement_report (see its docstring).
+
+        `run` (a judge run's id or name, core.studies.runs) picks whose judgments are the model's; None: the
+        first run's.
 
         Items nobody has labelled yet add one row each with annotator and human_score None, so a report
         can count them. model_score is None when the item has no judgment or the judgment failed to parse.
@@ -670,7 +679,8 @@ class Studies:
         with self._read() as session:
             self._admin(session, actor, "see a study's ratings")
             study = self._study_row(session, study_id)
-            lines = [line for line in reports.report_lines(session, study) if line.item.removed_at is None]
+            chosen = None if run is None else runs.run_row(session, study.id, run).id
+            lines = [line for line in reports.report_lines(session, study, chosen) if line.item.removed_at is None]
             return reports.ratings(study, lines)  # removed items are left out of the report (kept in exports)
 
     def export_rows(self, actor: User, study_id: int) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from webapp.studies.audit_panel import AuditHandlers, AuditPanel
 from webapp.studies.decision_render import render_decision
 from webapp.studies.layout import StudyPage, stored_view
 from webapp.studies.review_render import render_adjudicated_metrics
+from webapp.studies.runs_panel import RunsHandlers, RunsPanel, judge_run_note, judgment_of
 
 DISAGREEMENT_HEADERS = ["Item", "Human (mean)", "Model", "|Human \u2212 Model|", "Labels", "Preview"]
 # What the report compares with: the annotators (humans vs the judge, as always), or the adjudicated labels.
@@ -59,6 +60,7 @@ class AgreementTab:
     decision: gr.HTML  # alt-test, judge vs people, calibration (webapp.studies.decision_render)
     reliability: gr.Plot
     audit: AuditPanel  # the robustness audit (webapp.studies.audit_panel)
+    runs: RunsPanel  # the "Judge run" picker and the "Compare judge runs" panel (webapp.studies.runs_panel)
 
     CHART_IDS = ("gl-agree-heatmap", "gl-agree-scatter", "gl-agree-distributions", "gl-agree-annotators")
     EXPORTS = (("Annotations CSV", "csv"), ("Annotations JSONL", "jsonl"), ("Report JSON", "json"),
@@ -72,6 +74,7 @@ class AgreementTab:
                 study = gr.Dropdown(choices=[], label="Study", scale=4, elem_id="gl-agree-study")
                 reference = gr.Radio(choices=REFERENCES, value="annotators", label="Reference", scale=2,
                                      elem_id="gl-agree-reference")
+                judge_run = RunsPanel.judge_picker()
                 run = gr.Button("Compute agreement", variant="primary", scale=1, elem_id="gl-agree-run")
             with gr.Row(equal_height=True):
                 epsilon = gr.Number(value=EPSILON, minimum=0, maximum=0.99, step=0.05, label="Alt-test margin ε",
@@ -102,12 +105,13 @@ class AgreementTab:
                                  column_widths=["7%", "11%", "8%", "13%", "8%", "53%"], visible=False,
                                  elem_id="gl-agree-disagreements")
             item = gr.HTML(visible=False, elem_id="gl-agree-item")
+            runs = RunsPanel.create(judge_run)
             publish = PublishPanel.create()
             audit = AuditPanel.create()
         shown = gr.State(None)
         return cls(tab, notice, body, study, run, message, metrics, notes,
                    [heatmap, scatter, distributions, annotators], table, item, exports, shown, reference, publish,
-                   epsilon, target, decision, reliability, audit)
+                   epsilon, target, decision, reliability, audit, runs)
 
     @property
     def outputs(self) -> list[Any]:
@@ -152,12 +156,13 @@ class AgreementHandlers(StudyPage):
     export_root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="glider-exports-")))
 
     def on_report(self, study_id: Any, reference: Any = "annotators", epsilon: Any = None, target: Any = None,
-                  request: gr.Request | None = None) -> dict[Any, Any]:
+                  request: gr.Request | None = None, judge_run: Any = None) -> dict[Any, Any]:
         """Compute the study's agreement report, draw its charts and prepare the export files.
 
         With reference "adjudicated": the judge and each annotator vs the adjudicated labels, as tables.
         `epsilon` (the alt-test's margin) and `target` (the auto-accept threshold's) are the report's: empty
-        boxes mean their defaults; a value out of range is the report's own message.
+        boxes mean their defaults; a value out of range is the report's own message. `judge_run`: whose verdicts
+        are the model's (a judge run's id, core.studies.runs); empty: the study's first run.
         """
         ag = self.ui.agreement
         cleared: dict[Any, Any] = {
@@ -172,7 +177,8 @@ class AgreementHandlers(StudyPage):
             if wanted is None:
                 return {**cleared, ag.message: _error("Choose a study first.")}
             study = self._studies.get_study(actor, wanted)
-            rows = self._studies.ratings(actor, wanted)
+            rows = self._studies.ratings(actor, wanted, run=_as_id(judge_run))
+            note = judge_run_note(self._studies.runs.list_runs(actor, wanted), judge_run)
             if not rows:
                 return {**cleared, ag.message: _notice("Nobody has labelled an item of this study yet."),
                         ag.shown: wanted}
@@ -188,7 +194,7 @@ class AgreementHandlers(StudyPage):
             return {**cleared, ag.message: _error(error)}
         updates: dict[Any, Any] = {
             **cleared,
-            ag.message: _html(""),
+            ag.message: _notice(note) if note else _html(""),
             ag.metrics: _html(render.render_agreement_metrics(report)),
             ag.decision: _html(render_decision(report)),
             ag.reliability: gr.update(value=reliability, visible=reliability is not None),
@@ -263,8 +269,10 @@ class AgreementHandlers(StudyPage):
             return {panel.message: _error(error)}
         return {panel.message: _notice(f"Published to {published.url} (commit {published.commit_oid[:12]}).")}
 
-    def on_disagreement_select(self, shown: Any, event: gr.SelectData, request: gr.Request) -> dict[Any, Any]:
-        """Show a disagreement's item with the model's highlights, its verdict and the human labels."""
+    def on_disagreement_select(self, shown: Any, event: gr.SelectData, request: gr.Request,
+                               judge_run: Any = None) -> dict[Any, Any]:
+        """Show a disagreement's item with the model's highlights, its verdict (the chosen judge run's) and the
+        human labels."""
         ag = self.ui.agreement
         row = event.row_value or []
         item_id = _as_id(row[0] if row else None)
@@ -275,9 +283,10 @@ class AgreementHandlers(StudyPage):
             item = self._studies.get_item(actor, item_id)
             labels = [(str(r["annotator"]), _shown_score(r), str(r.get("comment") or ""))
                       for r in self._studies.export_rows(actor, item.study_id) if int(r["item_id"]) == item_id]
+            judgment_id = judgment_of(self._studies, actor, item, judge_run)
         except Exception as error:
             return {ag.item: _error(error)}
-        view = stored_view(self.services, item.judgment_id)
+        view = stored_view(self.services, judgment_id)
         verdict = (render.render_score_card(view) + render.render_reasoning(view.reasoning) if view is not None
                    else render.render_hint("The model has not graded this item."))
         body = (render.render_item_header(item.id, item.external_id)
@@ -294,8 +303,9 @@ class AgreementHandlers(StudyPage):
         def on(trigger: Any, fn: Callable[..., Any], inputs: Any, outputs: Any, **options: Any) -> None:
             trigger(fn, inputs, outputs, api_visibility=PRIVATE, **options)
 
-        on(ag.run.click, self.on_report, [ag.study, ag.reference, ag.epsilon, ag.target], ag.outputs)
-        on(ag.table.select, self.on_disagreement_select, ag.shown, ag.item)
+        on(ag.run.click, self.on_report, [ag.study, ag.reference, ag.epsilon, ag.target, ag.runs.judge], ag.outputs)
+        on(ag.table.select, self.on_disagreement_select, [ag.shown, ag.runs.judge], ag.item)
+        RunsHandlers(self.services, self.ui).wire(demo)
         panel = ag.publish
         on(panel.button.click, self.on_publish, [ag.study, panel.repo, panel.private, panel.real_names], panel.message)
         AuditHandlers(self.services, self.ui).wire(demo)

@@ -15,6 +15,7 @@ from core.presets import Preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import Study, StudySpec, User
 from core.studies.queue_order import EXPLANATION, RANDOM
+from core.studies.runs import describe_config
 from core.study_grading import FAILED, UNGRADED, StudyGrading, Which, grade_study, summary_line
 from webapp import access, render
 from webapp.components import (
@@ -67,6 +68,7 @@ class StudiesTab:
     cancel_grading: gr.Button
     grade_status: gr.HTML
     grade_message: gr.HTML
+    new_run: gr.Checkbox  # grade every item again as a new judge run (core.studies.runs)
 
     @classmethod
     def create_in(cls, tab: gr.Tab, presets: list[Preset]) -> "StudiesTab":
@@ -119,13 +121,16 @@ class StudiesTab:
                     grade_all = gr.Button("Grade all items with the judge", variant="primary", elem_id="gl-grade-all")
                     regrade = gr.Button("Regrade failed", elem_id="gl-grade-failed")
                     cancel_grading = gr.Button("Cancel", variant="stop", elem_id="gl-grade-cancel")
+                new_run = gr.Checkbox(label="Grade as a new run", value=False, elem_id="gl-grade-new-run",
+                                      info="grade every item again, kept beside the study's other judge runs (a judge "
+                                           "configured differently always starts a new run)")
                 # The run's own progress line (not only Gradio's overlay): items done of the total, so far.
                 grade_status = gr.HTML(visible=False, elem_id="gl-grade-all-status")
                 grade_message = gr.HTML(visible=False, elem_id="gl-grade-all-message")
         return cls(tab, notice, body, name, description, form, tags, overlap, blind, queue_order, random_first, create,
                    create_message, refresh,
                    table, import_study, upload, preview, mapping, id_column, import_button, import_report, grade_all,
-                   regrade, cancel_grading, grade_status, grade_message)
+                   regrade, cancel_grading, grade_status, grade_message, new_run)
 
 
 @dataclass
@@ -249,9 +254,10 @@ class StudiesHandlers(StudyPage):
         rendered = render.render_import_report(report.added, [(e.row, e.message) for e in report.errors])
         return {s.import_report: _html(rendered), s.table: self.study_table(actor)}
 
-    def on_grade_all(self, study_id: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
-        """Grade every item of the study that has no judgment yet, in batches, showing progress as it goes."""
-        yield from self._grade_study(study_id, request, UNGRADED)
+    def on_grade_all(self, study_id: Any, request: gr.Request, new_run: Any = False) -> Iterator[dict[Any, Any]]:
+        """Grade every item of the study that has no judgment yet in this judge's run (or, `new_run`, every item as
+        a new judge run), in batches, showing progress as it goes."""
+        yield from self._grade_study(study_id, request, UNGRADED, bool(new_run))
 
     def on_regrade_failed(self, study_id: Any, request: gr.Request) -> Iterator[dict[Any, Any]]:
         """Grade again the items of the study whose judgment failed to parse."""
@@ -267,7 +273,8 @@ class StudiesHandlers(StudyPage):
         stop.set()
         return {s.grade_message: _notice("Stopping after the batch in progress \u2026")}
 
-    def _grade_study(self, study_id: Any, request: gr.Request, which: Which) -> Iterator[dict[Any, Any]]:
+    def _grade_study(self, study_id: Any, request: gr.Request, which: Which,
+                     new_run: bool = False) -> Iterator[dict[Any, Any]]:
         """Run core.study_grading.grade_study in a worker thread; yield the progress line after every batch.
 
         grade_study blocks and reports through a callback, so it runs in its own thread and hands each
@@ -301,7 +308,7 @@ class StudiesHandlers(StudyPage):
         def work() -> None:
             try:
                 final = grade_study(self._studies, actor, study.id, judge, self.services.store, which=which,
-                                    batch_size=self.services.api_batch_size, should_stop=stop.is_set,
+                                    batch_size=self.services.api_batch_size, should_stop=stop.is_set, new_run=new_run,
                                     on_progress=lambda state: events.put(("batch", state)))
                 events.put(("end", final))
             except BaseException as error:  # handed to the page
@@ -388,7 +395,8 @@ class StudiesHandlers(StudyPage):
            [s.import_report, s.table])
         # The run shows its own progress line (grade_status), so no overlay covers the tab's outputs.
         grading = {"concurrency_id": JUDGE_CONCURRENCY_ID, "concurrency_limit": 1, "show_progress": "hidden"}
-        on(s.grade_all.click, self.on_grade_all, s.import_study, [s.grade_status, s.grade_message, s.table], **grading)
+        on(s.grade_all.click, self.on_grade_all, [s.import_study, s.new_run],
+           [s.grade_status, s.grade_message, s.table], **grading)
         on(s.regrade.click, self.on_regrade_failed, s.import_study, [s.grade_status, s.grade_message, s.table],
            **grading)
         # Not queued: Cancel must get through while the run holds the judge's queue.
@@ -413,13 +421,18 @@ def _grading_progress(study: Study, state: StudyGrading) -> str:
 
 def _grading_outcome(study: Study, result: StudyGrading) -> Any:
     """The message after a run: what was graded, what failed (as a failure), and what is left to do."""
+    run = result.run
+    # The first run is the study's judge as before runs existed: only other runs are named (core.studies.runs).
+    where = "" if run is None or run.is_default else (
+        f"{'New judge run' if result.run_created else 'Judge run'} \u201c{run.name}\u201d (#{run.id}, "
+        f"{describe_config(run.config)}): ")
     if result.total == 0:
         if result.which == FAILED:
-            return _notice(f"No item of \u201c{study.name}\u201d has a judgment that failed to parse.")
-        return _notice("Every item of this study already has a judgment.")
+            return _notice(f"{where}No item of \u201c{study.name}\u201d has a judgment that failed to parse.")
+        return _notice(f"{where}Every item of this study already has a judgment.")
     chosen = (f"{_plural(result.total, 'item')} without a judgment" if result.which == UNGRADED
               else f"{_plural(result.total, 'item')} whose judgment failed to parse")
-    text = f"{summary_line(result)} ({result.done} of {chosen} in \u201c{study.name}\u201d)."
+    text = f"{where}{summary_line(result)} ({result.done} of {chosen} in \u201c{study.name}\u201d)."
     again = "Grade all items" if result.which == UNGRADED else "Regrade failed"
     if result.cancelled:
         text = f"Cancelled: {text} {result.pending} left; press {again} to grade them."

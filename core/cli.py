@@ -10,6 +10,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The top-level parser; each command module adds its own sub-command."""
     from core import (
         agreement_cli,
+        compare_cli,
         grade_cli,
         people_cli,
         publish_cli,
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agreement_cli.register(commands)
     grade_cli.register(commands)
+    compare_cli.register(commands)
     studies_cli.register(commands)
     people_cli.register(commands)
     study_grading_cli.register(commands)

@@ -133,7 +133,7 @@ def test_an_mcp_client_lists_grade_with_its_inputs_and_a_call_through_it_stores_
 
     with launched(services, **mcp_options(parse_args(["--mcp"]))) as url:
         tools, answer = asyncio.run(list_and_call(url))
-    assert set(tools) == {"grade", "status"}
+    assert set(tools) == {"grade", "status", "compare"}
     schema = tools["grade"].inputSchema
     assert list(schema["properties"])[:6] == list(fields)  # the six inputs, in order; then max_new_tokens
     assert all(schema["properties"][name]["type"] == "string" for name in fields)

@@ -71,7 +71,9 @@ class PairRequest:
         texts = self.responses()
         fields = {CONTEXT: self.context or "", USER_INPUT: self.user_input or "", OUTPUT_1: texts[order[0]],
                   OUTPUT_2: texts[order[1]], GOLD_ANSWER: self.gold_answer or ""}
-        return GradeRequest(fields=fields, pass_criteria=self.pass_criteria or "",
+        # Blank optional fields are left out, so the stored judgment holds only what was sent.
+        sent = {tag: text for tag, text in fields.items() if text.strip() or tag in (OUTPUT_1, OUTPUT_2)}
+        return GradeRequest(fields=sent, pass_criteria=self.pass_criteria or "",
                             rubric=self.rubric if (self.rubric or "").strip() else DEFAULT_PAIR_RUBRIC,
                             max_new_tokens=self.max_new_tokens)
 

@@ -218,13 +218,25 @@ def pair_judge(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer):  # noq
         examples.append((torch.tensor([ids]), torch.tensor([labels])))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
-    for _ in range(400):
-        losses = [model(input_ids=ids, labels=labels).loss for ids, labels in examples]
-        if max(float(loss) for loss in losses) < 0.01:
+    for _ in range(600):
+        outputs = [model(input_ids=ids, labels=labels) for ids, labels in examples]
+        # As tiny_model.teach: every answer token must win its argmax by MARGIN logits, so that greedy decoding
+        # (batched, left-padded) reproduces the answers exactly.
+        margins = []
+        for (ids, labels), output in zip(examples, outputs, strict=True):
+            taught = labels[0, 1:] != -100
+            logits = output.logits[0, :-1][taught].detach()
+            targets = ids[0, 1:][taught]
+            correct = logits.gather(1, targets[:, None])[:, 0]
+            rivals = logits.scatter(1, targets[:, None], float("-inf")).max(-1).values
+            margins.append(float((correct - rivals).min()))
+        if min(margins) >= tiny_model.MARGIN:
             break
         optimizer.zero_grad()
-        sum(losses).backward()
+        sum(output.loss for output in outputs).backward()
         optimizer.step()
+    else:
+        raise AssertionError(f"the tiny pair judge did not learn both answers (margins {margins})")
     model.eval()
     directory = tiny_model.save(model, tiny_tokenizer, tmp_path_factory.mktemp("pair-judge"))
     return create_backend("transformers", model=str(directory), quantization="none", device="cpu")

@@ -153,3 +153,19 @@ def test_compare_through_the_launched_app(tmp_path: Path) -> None:
         finally:
             client.close()
     services.store.close()
+
+
+def test_the_demo_limits_apply_to_anonymous_comparisons(tmp_path: Path) -> None:
+    from webapp.demo_limits import DemoLimits
+
+    services = make_services(tmp_path, judge=PairJudge(prefers(PARIS)))
+    services.demo_limits = DemoLimits(max_input_chars=200)
+    demo = build(services)
+    long_b = "Lyon " * 60
+    with pytest.raises(gr.Error, match="at most 200 characters"):
+        handler(demo, "compare")("", "", PARIS, long_b, "", CRITERIA, "")
+    refused = by_id(demo, handler(demo, "on_compare")(*form(b=long_b)))
+    assert "at most 200 characters" in text_of(refused["gl-compare-message"])
+    assert handler(demo, "compare")("", "", PARIS, LYON, "", "Which is right?", "")["verdict"] == "A"
+    assert services.store.count_judgments() == 2
+    services.store.close()

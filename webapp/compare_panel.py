@@ -113,7 +113,7 @@ class ComparePanel:
 
     def show(self, result: PairResult) -> dict[Any, Any]:
         """The verdict, both responses with every order's highlights, and each order's reasoning."""
-        spans = [span for order in result.orders for span in order.spans]
+        spans = list(dict.fromkeys(span for order in result.orders for span in order.spans))  # once each
         texts = result.request.responses()
         orders = "".join(
             render_pair_order(order.label, order.preferred, order.result.judgment.score, order.result.judgment.status,

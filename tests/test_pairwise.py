@@ -36,7 +36,6 @@ from tests.pair_fakes import (
     prefers,
     unreadable_when_first,
 )
-from tests.webapp_helpers import answer
 
 
 @pytest.fixture
@@ -185,74 +184,28 @@ def test_a_pairwise_preset_with_a_wider_scale_is_refused(tmp_path: Path) -> None
 
 
 # --- the real tiny model through the real transformers back-end -------------------------------------
-
-TINY_PAIR = PairRequest(response_a=PARIS, response_b=LYON, pass_criteria=CRITERIA, user_input=QUESTION,
-                        max_new_tokens=160)
-
-
-def _answers() -> dict[tuple[str, str], str]:
-    """What the tiny judge is taught for each order: always A (PARIS), in whichever slot it sits."""
-    return {order: answer(f'- "{PARIS}" is right.', [PARIS], 0 if order == ("A", "B") else 1)
-            for order in (("A", "B"), ("B", "A"))}
+# An untrained tiny Phi-3 (a pair judge taught both orders took minutes of CPU: too slow for the default run).
+# What it proves: both orders go through the real back-end's batched generation, its unreadable answers make
+# the pair undecided (never a made-up verdict), and both judgments are stored with the real record.
 
 
-@pytest.fixture(scope="module")
-def pair_judge(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer):  # noqa: ANN001, ANN201
-    """A tiny Phi-3 taught both orders' answers, saved and loaded as a user's local model."""
-    import torch
-
+def test_the_real_tiny_model_compares_in_both_orders(untrained_model_dir: Path, store: Store) -> None:
     from core.judge import create_backend
-    from tests import tiny_model
 
-    model = tiny_model.build_model(tiny_tokenizer, seed=1)
-    taught = [(build_prompt(TINY_PAIR.grade_request(order).fields, CRITERIA, DEFAULT_PAIR_RUBRIC), text)
-              for order, text in _answers().items()]
-    end = tiny_tokenizer.convert_tokens_to_ids("<|end|>")
-    examples = []
-    for prompt, text in taught:
-        chat = tiny_tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                  add_generation_prompt=True)
-        prompt_ids = tiny_tokenizer(chat, add_special_tokens=False)["input_ids"]
-        ids = prompt_ids + tiny_tokenizer(text, add_special_tokens=False)["input_ids"] + [end]
-        labels = [-100] * len(prompt_ids) + ids[len(prompt_ids):]
-        examples.append((torch.tensor([ids]), torch.tensor([labels])))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(600):
-        outputs = [model(input_ids=ids, labels=labels) for ids, labels in examples]
-        # As tiny_model.teach: every answer token must win its argmax by MARGIN logits, so that greedy decoding
-        # (batched, left-padded) reproduces the answers exactly.
-        margins = []
-        for (ids, labels), output in zip(examples, outputs, strict=True):
-            taught = labels[0, 1:] != -100
-            logits = output.logits[0, :-1][taught].detach()
-            targets = ids[0, 1:][taught]
-            correct = logits.gather(1, targets[:, None])[:, 0]
-            rivals = logits.scatter(1, targets[:, None], float("-inf")).max(-1).values
-            margins.append(float((correct - rivals).min()))
-        if min(margins) >= tiny_model.MARGIN:
-            break
-        optimizer.zero_grad()
-        sum(output.loss for output in outputs).backward()
-        optimizer.step()
-    else:
-        raise AssertionError(f"the tiny pair judge did not learn both answers (margins {margins})")
-    model.eval()
-    directory = tiny_model.save(model, tiny_tokenizer, tmp_path_factory.mktemp("pair-judge"))
-    return create_backend("transformers", model=str(directory), quantization="none", device="cpu")
-
-
-def test_the_real_tiny_model_compares_in_both_orders(pair_judge, store: Store) -> None:  # noqa: ANN001
-    result = compare(pair_judge, TINY_PAIR, store)
-    texts = [order.result.judgment.raw for order in result.orders]
-    assert texts == list(_answers().values()), texts
-    assert result.verdict == "A" and [o.preferred for o in result.orders] == ["A", "A"]
-    assert all(isinstance(order.result, GradeResult) and order.result.judgment.status == "ok"
-               for order in result.orders)
-    for order in result.orders:
-        assert {span.field for span in order.spans} == {"A"}
-        assert all(PARIS[span.start:span.end] == PARIS for span in order.spans)
-        assert order.result.repro["backend"] == "transformers"
+    judge = create_backend("transformers", model=str(untrained_model_dir), quantization="none", device="cpu")
+    request = PairRequest(response_a=PARIS, response_b=LYON, pass_criteria=CRITERIA, user_input=QUESTION,
+                          max_new_tokens=8)
+    result = compare(judge, request, store)
+    assert result.verdict == UNDECIDED and [o.label for o in result.orders] == ["A,B", "B,A"]
+    assert all(isinstance(order.result, GradeResult) and order.result.judgment.status == "failed"
+               and order.preferred is None for order in result.orders)
+    assert "A,B order's answer has no readable score" in result.reason
+    prompts = [order.result.prompt for order in result.orders]
+    assert prompts == [build_prompt(request.grade_request(o).fields, CRITERIA, DEFAULT_PAIR_RUBRIC)
+                       for o in (("A", "B"), ("B", "A"))]
     stored = [store.get_judgment(i) for i in result.judgment_ids if i]
-    assert [s.repro["pairwise"]["order"] for s in stored if s] == ["A,B", "B,A"]
-    assert all(s is not None and s.repro["quantization"] == "none" for s in stored)
+    assert len(stored) == 2
+    for order, judgment in zip(result.orders, stored, strict=True):
+        assert judgment is not None and judgment.raw_output == order.result.judgment.raw
+        assert judgment.repro["backend"] == "transformers" and judgment.repro["quantization"] == "none"
+        assert judgment.repro["pairwise"]["order"] == order.label and judgment.repro["max_new_tokens"] == 8

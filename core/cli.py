@@ -11,6 +11,7 @@ def build_parser() -> argparse.ArgumentParser:
     from core import (
         agreement_cli,
         audit_cli,
+        compare_cli,
         grade_cli,
         people_cli,
         publish_cli,
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agreement_cli.register(commands)
     grade_cli.register(commands)
+    compare_cli.register(commands)
     studies_cli.register(commands)
     people_cli.register(commands)
     study_grading_cli.register(commands)

@@ -143,7 +143,7 @@ def test_nothing_answers_a_visitor_who_is_not_signed_in(secured: Secured) -> Non
     dependencies = {d["id"]: d for found in dependency_index(base, "ada").values()
                     for d in (found if isinstance(found, list) else [found])}
     endpoints = named_endpoints(base)
-    assert endpoints == ["/grade", "/status"] and len(dependencies) > 40
+    assert endpoints == ["/compare", "/grade", "/status"] and len(dependencies) > 40
     refused: list[str] = []
     with httpx.Client(timeout=60) as anonymous:
         for path in ("/config", "/gradio_api/info", "/gradio_api/queue/status"):

@@ -137,7 +137,7 @@ def test_an_mcp_client_lists_grade_with_its_inputs_and_a_call_through_it_stores_
         # thread's event loop running, and asyncio.run refuses to start inside one.
         with ThreadPoolExecutor(max_workers=1) as pool:
             tools, answer = pool.submit(asyncio.run, list_and_call(url)).result(timeout=120)
-    assert set(tools) == {"grade", "status"}
+    assert set(tools) == {"grade", "status", "compare"}
     schema = tools["grade"].inputSchema
     assert list(schema["properties"])[:6] == list(fields)  # the six inputs, in order; then max_new_tokens
     assert all(schema["properties"][name]["type"] == "string" for name in fields)

@@ -394,7 +394,7 @@ def test_grade_events_queue_apart_and_only_grade_and_status_are_public(demo: gr.
     assert fns["grade"].concurrency_id == "grade-api" and fns["grade"].concurrency_limit == 16
     assert fns["grade"].api_name == "grade" and fns["grade"].api_visibility == "public"
     public = [fn.name for fn in demo.fns.values() if fn.api_visibility == "public"]
-    assert sorted(public) == ["grade", "status"]
+    assert sorted(public) == ["compare", "grade", "status"]  # compare: webapp.compare_panel
 
 
 def test_the_app_builds_without_presets(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from core.presets import Preset
 from core.spans import locate
 from core.storage import StorageStatus
 from tests.webapp_helpers import XSS_PAYLOADS
-from webapp import render, report_html
+from webapp import compare_render, render, report_html
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
@@ -136,6 +136,11 @@ RENDERERS = {
     "batch status": lambda p: render.render_batch_status(3, p, p, 10, 4, 1, rate=p, eta=p, message=p),
     "batch judge": lambda p: render.render_batch_judge(p, p, p),
     "storage notice": lambda p: render.render_storage_notice(StorageStatus(False, True, p, p)),
+    "pair verdict": lambda p: compare_render.render_pair_verdict(p, p, False),
+    "pair response": lambda p: compare_render.render_pair_response(
+        p, f"x {p} y", [FieldSpan(p, 2, 2 + len(p), p), FieldSpan("B", 0, 1, p)]),
+    "pair order": lambda p: compare_render.render_pair_order(f"{p},{p}", p, 1, p, [p], f"- {p}"),
+    "pair order, no score": lambda p: compare_render.render_pair_order(p, None, None, "failed", [], None),
 }
 
 

@@ -103,7 +103,7 @@ def test_bad_input_raises_a_clear_error(
 def test_only_the_grade_and_status_endpoints_are_public(server: tuple[str, Client, Store, CountingJudge]) -> None:
     _, client, _, _ = server
     info = client.view_api(print_info=False, return_format="dict")
-    assert sorted(info["named_endpoints"]) == ["/grade", "/status"]
+    assert sorted(info["named_endpoints"]) == ["/compare", "/grade", "/status"]
     status = client.predict(api_name="/status")
     assert status["state"] == "ready" and status["judge"]["model_id"] == "tests/scripted-judge"
     params = [p["parameter_name"] for p in info["named_endpoints"]["/grade"]["parameters"]]

@@ -742,7 +742,7 @@ def test_history_is_for_admins_when_sign_in_is_on(demo: gr.Blocks) -> None:
 def test_every_study_event_is_private_and_grading_a_study_waits_for_the_judge(demo: gr.Blocks) -> None:
     fns = {fn.name: fn for fn in demo.fns.values()}
     public = sorted(fn.name for fn in demo.fns.values() if fn.api_visibility != "private")
-    assert public == ["grade", "status"]
+    assert public == ["compare", "grade", "status"]
     for grading in ("on_grade_all", "on_regrade_failed"):
         assert fns[grading].concurrency_id == "judge" and fns[grading].concurrency_limit == 1
         assert fns[grading].show_progress == "hidden"  # the tab's own progress line shows the run instead
@@ -804,7 +804,7 @@ def test_the_http_api_exposes_no_label_handler_and_refuses_anyone_not_signed_in(
         client = Client(url, auth=("ann", PASSWORD), verbose=False, httpx_kwargs=SLOW_MACHINE)
         try:
             info = client.view_api(print_info=False, return_format="dict")
-            assert sorted(info["named_endpoints"]) == ["/grade", "/status"]
+            assert sorted(info["named_endpoints"]) == ["/compare", "/grade", "/status"]
             assert info.get("unnamed_endpoints", {}) == {}
             assert client.predict(api_name="/status")["state"] == "ready"
             with pytest.raises(AppError, match="Grading is for admins"):  # an annotator without the grade right

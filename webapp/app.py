@@ -1,6 +1,7 @@
 """The Gradio app: `build_app(services)` lays out the tabs and wires each tab's handlers; launch settings.
 
-Each tab has its module: Grade (webapp.grade_tab, with the `/grade` and `/status` API), History
+Each tab has its module: Grade (webapp.grade_tab, with the `/grade` and `/status` API; its "Compare two
+responses" mode and `/compare` in webapp.compare_panel), History
 (webapp.history_tab), Batch (webapp.batch_ui, in its own queue) and the human-agreement tabs Studies,
 Label and Agreement (webapp.studies). This module holds what is app-wide: the header, the judge banner,
 which tabs a signed-in role sees, Gradio's queue, and the options for `Blocks.launch` (sign-in included).
@@ -17,6 +18,7 @@ import gradio as gr
 from core.storage import StorageStatus, storage_status
 from webapp import access, hub_sign_in, render
 from webapp.batch_ui import BatchHandlers, BatchTab
+from webapp.compare_panel import CompareHandlers, ComparePanel
 from webapp.components import PRIVATE
 from webapp.grade_tab import GradeHandlers, GradeTab, ResultPanel, no_judge_message
 from webapp.history_tab import HistoryHandlers, HistoryTab
@@ -152,7 +154,10 @@ def build_app(services: Services) -> gr.Blocks:
         password = PasswordPanel.create()  # only for a user whose password an admin reset
         with gr.Tabs(elem_id="gl-tabs", **_tab_options(services)) as tabs:
             with gr.Tab("Grade", id="grade"):
-                grade_tab = GradeTab.create(services.presets)
+                mode = ComparePanel.mode_picker()  # one response, or two compared (webapp.compare_panel)
+                with gr.Column(elem_id="gl-single") as single:
+                    grade_tab = GradeTab.create(services.presets)
+                compare = ComparePanel.create(mode, single)
             with gr.Tab("History", id="history") as history:
                 history_tab = HistoryTab.create(history)
             with gr.Tab("Batch", id="batch") as batch:
@@ -170,7 +175,8 @@ def build_app(services: Services) -> gr.Blocks:
                 manage = ManageTab.create_in(manage_tab)
             with gr.Tab("People", id="people"):
                 people = PeopleTab.create()
-        GradeHandlers(services, grade_tab).wire(demo)  # before History's: the events keep their order
+        grade_handlers = GradeHandlers(services, grade_tab)
+        grade_handlers.wire(demo)  # before History's: the events keep their order
         HistoryHandlers(services, tabs, history_tab, grade_tab).wire(demo)
         if services.auth_enabled:
             def show_tabs(request: gr.Request) -> Any:
@@ -186,4 +192,5 @@ def build_app(services: Services) -> gr.Blocks:
         PeopleHandlers(services, people).wire(demo)
         PasswordHandlers(services, password).wire(demo)
         ReviewHandlers(services, review).wire(demo)
+        CompareHandlers(services, compare, grade_handlers.demo, no_judge_message).wire(demo)
     return demo

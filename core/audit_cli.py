@@ -87,6 +87,7 @@ def other_judge_config(args: argparse.Namespace, backend: str, options: dict[str
 
 def run(args: argparse.Namespace) -> int:
     """Run the audit; print the table (stdout) and progress (stderr); returns the exit code."""
+    from core.audit.judge_runs import as_judge_runs
     from core.audit.perturbations import OTHER_JUDGE, resolve
     from core.audit.runner import run_audit
     from core.judge import create_backend
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = run_audit(studies, actor, study.id, judge, store, perturbations, sample=args.sample,
                                seed=args.seed, batch_size=args.batch_size, n_resamples=args.resamples,
-                               on_progress=progress)
+                               on_progress=progress, record_run=as_judge_runs(studies, actor, study.id))
         except KeyboardInterrupt:
             return _fail(EXIT_INTERRUPTED, "Interrupted; the judgments graded so far are kept in the database.")
         except InputError as error:

@@ -9,11 +9,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.audit.judge_runs import as_judge_runs
 from core.audit.perturbations import OTHER_JUDGE, JudgeConfig, default_other_judge, resolve
 from core.audit.runner import UNPERTURBED, choose_items, run_audit
 from core.errors import InputError, PermissionDenied
@@ -175,11 +177,33 @@ def test_the_cli_prints_the_table_and_writes_the_json(studies: Studies, ada: Use
     written = json.loads(out.read_text(encoding="utf-8"))
     assert [run["name"] for run in written["runs"]] == [UNPERTURBED, "whitespace", OTHER_JUDGE]
     assert "transformers · nf4" in written["audit"]["rows"][1]["judge"] and len(written["item_ids"]) == 2
+    with Store.from_path(db) as opened:
+        kept = [run.name.split(": ", 1)[1] for run in Studies(opened).runs.list_runs(ada, study_id)]
+    assert kept == [UNPERTURBED, "whitespace", OTHER_JUDGE]  # each run of the audit is a judge run of the study
 
     refused = _cli(str(study_id), "--as", "ann", "--db", f"sqlite:///{db}", *judge)
     assert refused.returncode == 2 and "Only an admin" in refused.stderr
     unknown = _cli(str(study_id), "--as", "ada", "--db", f"sqlite:///{db}", "--perturb", "shuffle", *judge)
     assert unknown.returncode == 2 and "Unknown perturbation 'shuffle'" in unknown.stderr
+
+
+def test_each_run_of_the_audit_is_kept_as_a_judge_run_of_the_study(studies: Studies, store: Store,
+                                                                    ada: User) -> None:
+    """As the CLI and the Audit panel run it: the unperturbed and each perturbed run become judge runs (never the
+    study's own judgments), listed and compared like any other run."""
+    study_id = make_study(studies, ada)
+    started = datetime(2026, 12, 5, 23, 0, tzinfo=UTC)
+    result = run_audit(studies, ada, study_id, ScriptedJudge(), store, resolve(["whitespace", "reverse-rubric"]),
+                       n_resamples=0, record_run=as_judge_runs(studies, ada, study_id, started=started))
+    runs = studies.runs.list_runs(ada, study_id)
+    assert [run.name for run in runs] == [f"Audit 2026-12-05 23:00:00 UTC: {name}"
+                                         for name in (UNPERTURBED, "whitespace", "reverse-rubric")]
+    for run, audited in zip(runs, [result.baseline, *result.runs], strict=True):
+        assert studies.runs.judgments(ada, study_id, run.id) == audited.judgment_ids and run.graded == 3
+        assert run.config["audit_started"] == "2026-12-05 23:00:00 UTC"
+    assert studies.runs.compare(ada, study_id, runs[0].id, runs[1].id, n_resamples=0) is not None
+    with pytest.raises(PermissionDenied):  # an annotator's audit keeps nothing either
+        as_judge_runs(studies, studies.get_user("ann"), study_id)("x", {}, {})  # type: ignore[arg-type]
 
 
 def test_the_unperturbed_run_can_be_given_as_stored_judgments(studies: Studies, store: Store, ada: User) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from core.audit.judge_runs import as_judge_runs
 from core.audit.perturbations import OTHER_JUDGE, PERTURBATIONS, TEXT_DEFAULTS, default_other_judge, resolve
 from core.audit.runner import run_audit
 from core.errors import InputError
@@ -86,7 +87,8 @@ class AuditHandlers(StudyPage):
                 return {**cleared, panel.message: _error(reason)}
             result = run_audit(self._studies, actor, wanted, judge, self.services.store, perturbations,
                                sample=None if sample in (None, "") else int(sample),
-                               seed=0 if seed in (None, "") else int(seed), n_resamples=N_RESAMPLES)
+                               seed=0 if seed in (None, "") else int(seed), n_resamples=N_RESAMPLES,
+                               record_run=as_judge_runs(self._studies, actor, wanted))
         except Exception as error:
             return {**cleared, panel.message: _error(error)}
         figure = audit_figure(result.block)

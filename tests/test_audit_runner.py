@@ -202,8 +202,12 @@ def test_each_run_of_the_audit_is_kept_as_a_judge_run_of_the_study(studies: Stud
         assert studies.runs.judgments(ada, study_id, run.id) == audited.judgment_ids and run.graded == 3
         assert run.config["audit_started"] == "2026-12-05 23:00:00 UTC"
     assert studies.runs.compare(ada, study_id, runs[0].id, runs[1].id, n_resamples=0) is not None
+    run_audit(studies, ada, study_id, ScriptedJudge(), store, resolve(["whitespace"]), n_resamples=0,
+              record_run=as_judge_runs(studies, ada, study_id, started=started))  # again, in the same second
+    assert [run.name for run in studies.runs.list_runs(ada, study_id)][3:] == [
+        f"Audit 2026-12-05 23:00:00 UTC (2): {name}" for name in (UNPERTURBED, "whitespace")]
     with pytest.raises(PermissionDenied):  # an annotator's audit keeps nothing either
-        as_judge_runs(studies, studies.get_user("ann"), study_id)("x", {}, {})  # type: ignore[arg-type]
+        as_judge_runs(studies, studies.get_user("ann"), study_id)  # type: ignore[arg-type]
 
 
 def test_the_unperturbed_run_can_be_given_as_stored_judgments(studies: Studies, store: Store, ada: User) -> None:

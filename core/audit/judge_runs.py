@@ -21,8 +21,14 @@ def audit_run_name(stamp: str, run: str) -> str:
 
 def as_judge_runs(studies: Studies, actor: User, study_id: int, *, started: datetime | None = None) -> RecordRun:
     """A record_run that creates one judge run per audit run ("Audit <UTC start>: <run>") and attaches its
-    judgments, item by item; admins only (the runs module checks)."""
+    judgments, item by item; admins only (the runs module checks, here already: it lists the study's runs)."""
     stamp = (started or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    # Two audits of a study started within the same second (a quick re-run) get " (2)", " (3)", ...
+    names = {run.name for run in studies.runs.list_runs(actor, study_id)}
+    base, again = stamp, 1
+    while any(name.startswith(audit_run_name(stamp, "")) for name in names):
+        again += 1
+        stamp = f"{base} ({again})"
 
     def record(name: str, config: Mapping[str, Any], judgments: Mapping[int, int]) -> int:
         run = studies.runs.create(actor, study_id, audit_run_name(stamp, name), {**config, "audit_started": stamp})

@@ -396,6 +396,36 @@ def _m007_judge_runs(connection: Connection) -> None:
             for row in rows])
 
 
+def _m008_pairwise_studies(connection: Connection) -> None:
+    """Pairwise studies, frozen: a study either grades one response ('single', every study so far) or compares two
+    ('pairwise'), with or without a tie; a pairwise label records the annotator's choice and the order the two
+    responses were shown in; a judge run keeps the second order's judgment of a pairwise item.
+
+    Existing rows lose nothing: every existing study is 'single' and its labels carry no choice.
+    """
+    for statement in (
+        "ALTER TABLE studies ADD COLUMN mode VARCHAR(16) NOT NULL DEFAULT 'single'",
+        "ALTER TABLE studies ADD COLUMN allow_tie BOOLEAN NOT NULL DEFAULT FALSE",
+        # 'A' / 'B' / 'tie' in the item's own terms; NULL in a single-response study.
+        "ALTER TABLE annotations ADD COLUMN choice VARCHAR(8) NULL",
+        # 'AB': response A was shown first (on the left); 'BA': B was; NULL in a single-response study.
+        "ALTER TABLE annotations ADD COLUMN shown_order VARCHAR(4) NULL",
+    ):
+        connection.execute(text(statement))
+    metadata = MetaData()
+    for name in ("judge_runs", "items", "judgments"):  # referenced only; earlier migrations created them
+        Table(name, metadata, Column("id", Integer, primary_key=True))
+    # The (B, A) order's judgment of a pairwise item in a run; run_judgments holds its (A, B) order's.
+    Table(
+        "run_second_orders",
+        metadata,
+        Column("run_id", Integer, ForeignKey("judge_runs.id", ondelete="CASCADE"), primary_key=True),
+        Column("item_id", Integer, ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True),
+        Column("judgment_id", Integer, ForeignKey("judgments.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("attached_at", DateTime(timezone=True), nullable=False),
+    ).create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
@@ -405,6 +435,7 @@ MIGRATIONS: list[Migration] = [
     Migration(5, "study_administration", _m005_study_administration),
     Migration(6, "queue_order", _m006_queue_order),
     Migration(7, "judge_runs", _m007_judge_runs),
+    Migration(8, "pairwise_studies", _m008_pairwise_studies),
 ]
 
 

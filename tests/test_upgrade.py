@@ -54,7 +54,7 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     old_columns = {table: columns(old_db, table) for table in tables}
     before = {table: rows(old_db, table) for table in tables}
     store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 7
+    assert store.schema_version() == len(MIGRATIONS) == 8
     store.close()
     for table, old_rows in before.items():
         # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
@@ -79,6 +79,12 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     with sqlite3.connect(old_db) as connection:
         linked = connection.execute("SELECT run_id, item_id, judgment_id FROM run_judgments").fetchall()
     assert linked == [(1, 1, 1)] and rows(old_db, "items", ["id", "judgment_id"])[0] == (1, 1)
+    # Migration 8: the study grades one response, as before; no label is a pairwise choice; no run has a second order.
+    assert rows(old_db, "studies", ["mode", "allow_tie"]) == [("single", 0)]
+    assert rows(old_db, "annotations", ["choice", "shown_order"]) == [(None, None)] * 3
+    assert columns(old_db, "run_second_orders") == ["run_id", "item_id", "judgment_id", "attached_at"]
+    with sqlite3.connect(old_db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM run_second_orders").fetchone() == (0,)
 
 
 def test_the_old_data_reads_through_this_release(old_db: Path) -> None:

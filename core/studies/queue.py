@@ -88,7 +88,8 @@ _SQL_MY_CLAIM = select(_claims.c.item_id, _claims.c.claimed_at).where(_MY_CLAIM)
 _SQL_ITEM_FOR_LABEL = (select(_items.c.id, _items.c.study_id, _items.c.fields, _studies.c.scale_min,
                               _studies.c.scale_max, _studies.c.overlap_target, _items.c.removed_at,
                               _studies.c.archived_at, _studies.c.name, _studies.c.assignment,
-                              _studies.c.split_items, _studies.c.queue_order, _studies.c.random_first)
+                              _studies.c.split_items, _studies.c.queue_order, _studies.c.random_first,
+                              _studies.c.mode, _studies.c.allow_tie)
                        .join_from(_items, _studies, _studies.c.id == _items.c.study_id)
                        .where(_items.c.id == bindparam("item")))
 _SQL_MY_LABEL = select(*_labels.c).where(_labels.c.item_id == bindparam("item"),

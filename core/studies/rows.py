@@ -47,6 +47,10 @@ class StudyRow(Base):
     # Added by migration 6 (core.studies.queue_order).
     queue_order: Mapped[str] = mapped_column(String(16), default="random")
     random_first: Mapped[int] = mapped_column(Integer, default=0)
+    # "single" (one response graded) or "pairwise" (two compared; core.studies.pairs), and whether a pairwise
+    # label may be a tie (migration 8).
+    mode: Mapped[str] = mapped_column(String(16), default="single")
+    allow_tie: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ItemRow(Base):
@@ -84,6 +88,10 @@ class AnnotationRow(Base):
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Pairwise studies only (migration 8; core.studies.pairs): "A" / "B" / "tie", and "AB" / "BA", the order the
+    # two responses were shown in. `score` then holds pairs.CHOICES.index(choice).
+    choice: Mapped[str | None] = mapped_column(String(8), default=None)
+    shown_order: Mapped[str | None] = mapped_column(String(4), default=None)
 
 
 class AnnotationEditRow(Base):
@@ -201,6 +209,8 @@ def to_study(row: StudyRow, created_by: str) -> Study:
         split_items=bool(row.split_items),
         queue_order=row.queue_order or "random",
         random_first=int(row.random_first or 0),
+        mode=getattr(row, "mode", None) or "single",
+        allow_tie=bool(getattr(row, "allow_tie", False)),
     )
 
 
@@ -219,6 +229,8 @@ def to_annotation(row: Any, annotator: str) -> Annotation:
         seconds=row.seconds,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        choice=getattr(row, "choice", None),
+        shown_order=getattr(row, "shown_order", None),
     )
 
 

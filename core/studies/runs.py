@@ -69,6 +69,18 @@ class RunJudgmentRow(Base):
     attached_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RunSecondOrderRow(Base):
+    """A run's (B, A) order judgment of a pairwise item (table `run_second_orders`, migration 8); the item's
+    (A, B) order judgment is its RunJudgmentRow (core.studies.pairs)."""
+
+    __tablename__ = "run_second_orders"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("judge_runs.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True, index=True)
+    judgment_id: Mapped[int] = mapped_column(ForeignKey("judgments.id", ondelete="CASCADE"), index=True)
+    attached_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 @dataclass(frozen=True)
 class JudgeRun:
     """A study's judge run: its configuration, and how many of the study's items it has a judgment for."""

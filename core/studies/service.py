@@ -36,9 +36,9 @@ from core.accounts import (
 from core.errors import PermissionDenied, RubricError, StudyInputError
 from core.judgments import JudgmentRow
 from core.people import People
-from core.prompt import infer_scale
+from core.prompt import DEFAULT_TAGS, infer_scale
 from core.store import Store
-from core.studies import assignment, imports, queue, reports, runs
+from core.studies import assignment, imports, pairs, queue, reports, runs
 from core.studies.admin import StudyAdmin
 from core.studies.checks import (
     DuplicateItemError,
@@ -85,6 +85,13 @@ T = TypeVar("T")
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _label_scale(study: StudyRow) -> tuple[int, int]:
+    """The scores a label may take: the rubric's scale, or a pairwise study's choice indexes (core.studies.pairs)."""
+    if study.mode == pairs.PAIRWISE:
+        return pairs.label_scale(bool(study.allow_tie))
+    return (study.scale_min, study.scale_max)
 
 
 class Studies:
@@ -214,11 +221,18 @@ class Studies:
             raise StudyInputError("The pass criteria are empty: say what a passing text must do.")
         if not isinstance(spec.rubric, str):
             raise StudyInputError("The rubric must be text.")
+        mode = pairs.check_mode(spec.mode)
+        rubric = spec.rubric
+        if mode == pairs.PAIRWISE:
+            # The default tags of a study are a single response's: a pairwise study's are PAIR_STUDY_TAGS.
+            tags = check_tags(pairs.PAIR_STUDY_TAGS if tuple(spec.tags) == DEFAULT_TAGS else spec.tags)
+            rubric = pairs.check_pair_study(spec.rubric, tags)
+        else:
+            tags = check_tags(spec.tags)
         try:
-            scale = infer_scale(spec.rubric)
+            scale = infer_scale(rubric)
         except RubricError as error:
             raise StudyInputError(str(error)) from error
-        tags = check_tags(spec.tags)
         overlap = check_int(spec.overlap_target, "overlap target")
         if overlap < 1:
             raise StudyInputError("The overlap target (annotators per item) must be at least 1.")
@@ -230,10 +244,11 @@ class Studies:
             me = self._admin(session, actor, "create a study")
             now = _now()
             row = StudyRow(
-                name=name, description=description, pass_criteria=spec.pass_criteria, rubric=spec.rubric,
+                name=name, description=description, pass_criteria=spec.pass_criteria, rubric=rubric,
                 scale_min=scale[0], scale_max=scale[1], tags=tags, overlap_target=overlap, blind=bool(spec.blind),
                 judge_settings=settings, created_by_id=me.id, created_at=now, updated_at=now,
-                queue_order=order, random_first=random_first,
+                queue_order=order, random_first=random_first, mode=mode,
+                allow_tie=bool(spec.allow_tie) and mode == pairs.PAIRWISE,
             )
             session.add(row)
             session.flush()
@@ -275,11 +290,11 @@ class Studies:
         def work(session: Session) -> Item:
             me = self._admin(session, actor, "add items")
             study = self._study_row(session, study_id)
-            pairs = self._fields(study, fields)
+            item_fields = self._fields(study, fields)
             if judgment_id is not None:
                 self._check_judgment(session, judgment_id)
             known = self._item_keys(session, study)
-            row = self._new_item(session, study, pairs, external_id, judgment_id, known)
+            row = self._new_item(session, study, item_fields, external_id, judgment_id, known)
             if judgment_id is not None:  # the item's judgment in the study's first run (core.studies.runs)
                 runs.record_in_first_run(session, row, judgment_id, me.id)
             return to_item(row)
@@ -297,10 +312,12 @@ class Studies:
         for tag, text in fields.items():
             if text is not None and not isinstance(text, str):
                 raise StudyInputError(f"The {tag} field must be text; got {type(text).__name__}.")
-        pairs = [[tag, fields[tag]] for tag in study.tags if fields.get(tag) and fields[tag].strip()]
-        if not pairs:
+        found = [[tag, fields[tag]] for tag in study.tags if fields.get(tag) and fields[tag].strip()]
+        if not found:
             raise StudyInputError("Every field of the item is empty.")
-        return pairs
+        if study.mode == pairs.PAIRWISE:
+            pairs.check_pair_fields(fields)
+        return found
 
     @staticmethod
     def _check_judgment(session: Session, judgment_id: int) -> None:
@@ -311,20 +328,20 @@ class Studies:
     def _item_keys(session: Session, study: StudyRow) -> dict[ItemKey, tuple[int, str | None]]:
         """The study's items by item_key: (item id, external id) of the first item with those fields."""
         known: dict[ItemKey, tuple[int, str | None]] = {}
-        for item_id, external_id, pairs in session.execute(
+        for item_id, external_id, stored in session.execute(
             select(ItemRow.id, ItemRow.external_id, ItemRow.fields).where(ItemRow.study_id == study.id)
             .order_by(ItemRow.id)
         ):
-            known.setdefault(item_key(pairs), (item_id, external_id))
+            known.setdefault(item_key(stored), (item_id, external_id))
         return known
 
     @staticmethod
-    def _new_item(session: Session, study: StudyRow, pairs: list[list[str]], external_id: str | None,
+    def _new_item(session: Session, study: StudyRow, item_fields: list[list[str]], external_id: str | None,
                   judgment_id: int | None, known: dict[ItemKey, tuple[int, str | None]]) -> ItemRow:
         """Insert one item; DuplicateItemError when `known` (the study's items, kept up to date) has its fields."""
         if external_id is not None and not isinstance(external_id, str):
             raise StudyInputError("The external id must be text.")
-        key = item_key(pairs)
+        key = item_key(item_fields)
         if key in known:
             item_id, existing_id = known[key]
             raise DuplicateItemError(
@@ -332,7 +349,7 @@ class Studies:
                 "A copy would be labelled and counted twice, so nothing was added.",
                 item_id=item_id, external_id=existing_id,
             )
-        row = ItemRow(study_id=study.id, fields=pairs, external_id=external_id, judgment_id=judgment_id,
+        row = ItemRow(study_id=study.id, fields=item_fields, external_id=external_id, judgment_id=judgment_id,
                       order_key=0, created_at=_now())
         session.add(row)
         session.flush()  # the key is derived from the id, which the database assigns
@@ -369,7 +386,13 @@ class Studies:
             row_of_item: dict[int, int] = {}  # item id -> the row of this file that added it
             ids: list[int] = []
             repeated: list[RowError] = []
-            for number, pairs, external_id in read.good:
+            for number, item_fields, external_id in read.good:
+                if study.mode == pairs.PAIRWISE:
+                    try:
+                        pairs.check_pair_fields(dict(item_fields))
+                    except StudyInputError as problem:
+                        repeated.append(RowError(number, str(problem)))
+                        continue
                 if external_id is not None:
                     if external_id in taken:
                         repeated.append(RowError(number, f"An item with id {external_id!r} is already in the study."))
@@ -379,7 +402,7 @@ class Studies:
                                                          f"{first_row[external_id]}."))
                         continue
                 try:
-                    added = self._new_item(session, study, pairs, external_id, None, known)
+                    added = self._new_item(session, study, item_fields, external_id, None, known)
                 except DuplicateItemError as duplicate:
                     earlier = row_of_item.get(duplicate.item_id)
                     repeated.append(RowError(number, (
@@ -503,8 +526,44 @@ class Studies:
         One label per item and annotator: submitting the very same label again (score, spans, comment)
         returns the stored one (a double click or a retried request); a different one is refused with
         StudyInputError, pointing to edit(). A label for an item that reached its overlap target in the
-        meantime is still kept: next_item is what stops offering full items.
+        meantime is still kept: next_item is what stops offering full items. A pairwise study's items take
+        submit_choice instead.
         """
+
+        def label(item: Any, me: Any) -> tuple[int, dict[str, Any]]:
+            if item.mode == pairs.PAIRWISE:
+                raise StudyInputError(f"Item {item.id} is in a pairwise study: choose a response (submit_choice).")
+            return check_score(score, (item.scale_min, item.scale_max)), {}
+
+        return self._submit(actor, item_id, label, spans, comment, seconds)
+
+    def submit_choice(
+        self, actor: User, item_id: int, slot: str, *, spans: Sequence[Mapping[str, Any]] = (), comment: str = "",
+        seconds: float = 0.0,
+    ) -> Annotation:
+        """Store the annotator's (blind) choice on a pairwise item: `slot` is what they clicked, "1" (the response
+        shown first), "2", or "tie" where the study allows it. It is stored in the item's terms ("A", "B", "tie")
+        with the order the responses were shown in (pair_order); otherwise as submit."""
+
+        def label(item: Any, me: Any) -> tuple[int, dict[str, Any]]:
+            if item.mode != pairs.PAIRWISE:
+                raise StudyInputError(f"Item {item.id} is not in a pairwise study: give it a score (submit).")
+            order = pairs.shown_order(item.study_id, item.id, me.id)
+            choice = pairs.choice_of_slot(order, slot, allow_tie=bool(item.allow_tie))
+            return pairs.score_of_choice(choice), {"choice": choice, "shown_order": order}
+
+        return self._submit(actor, item_id, label, spans, comment, seconds)
+
+    def pair_order(self, actor: User, item_id: int) -> str:
+        """"AB" or "BA": the order the signed-in user is shown this pairwise item's responses in (A first: "AB")."""
+        with self._read() as session:
+            me = self._actor(session, actor)
+            item = self._item_row(session, item_id)
+            assignment.check_open_to(session, item.study_id, me)
+            return pairs.shown_order(item.study_id, item.id, me.id)
+
+    def _submit(self, actor: User, item_id: int, label: Callable[[Any, Any], tuple[int, dict[str, Any]]],
+                spans: Sequence[Mapping[str, Any]], comment: str, seconds: float) -> Annotation:
         comment = check_comment(comment)
         seconds = check_seconds(seconds)
 
@@ -517,7 +576,7 @@ class Studies:
             share = assignment.share_of(sql, rule, me)  # None: every item
             if share is not None and item.id not in share:
                 raise PermissionDenied(f"Item {item.id} is not among the items dealt to {me.username!r} in this study.")
-            value = check_score(score, (item.scale_min, item.scale_max))
+            value, extra = label(item, me)
             checked = check_spans(spans, {tag: text for tag, text in item.fields})
             existing = queue.my_label(sql, item.id, me.id)
             if existing is not None:
@@ -529,7 +588,7 @@ class Studies:
             now = _now()
             values = {"study_id": item.study_id, "item_id": item.id, "annotator_id": me.id, "score": value,
                       "score_before_reveal": value, "score_after_reveal": None, "spans": checked,
-                      "comment": comment, "seconds": seconds, "created_at": now, "updated_at": now}
+                      "comment": comment, "seconds": seconds, "created_at": now, "updated_at": now, **extra}
             added = queue.add_label(sql, values)
             # The label now holds its place itself. Claim the annotator's next item in this same
             # transaction, so the next_item call that follows is a read, not a second commit.
@@ -548,13 +607,15 @@ class Studies:
             me = self._actor(session, actor)
             row = self._annotation_row(session, me, annotation_id, "confirm", admin_may=False)
             study = self._study_row(session, row.study_id)
-            value = check_score(score, (study.scale_min, study.scale_max))
+            value = check_score(score, _label_scale(study))
             if row.score_after_reveal is not None:
                 raise StudyInputError(
                     f"Annotation {row.id} was already confirmed after the reveal; change it with edit instead."
                 )
             row.score_after_reveal = value
             row.score = value
+            if study.mode == pairs.PAIRWISE:
+                row.choice = pairs.choice_of_score(value)
             row.updated_at = _now()
             return to_annotation(row, me.username)
 
@@ -578,9 +639,11 @@ class Studies:
             changes: dict[str, list[Any]] = {}
             if score is not None:
                 study = self._study_row(session, row.study_id)
-                value = check_score(score, (study.scale_min, study.scale_max))
+                value = check_score(score, _label_scale(study))
                 if value != row.score:
                     changes["score"] = [row.score, value]
+                    if study.mode == pairs.PAIRWISE:  # a pairwise score is the index of its choice
+                        changes["choice"] = [row.choice, pairs.choice_of_score(value)]
             if spans is not None:
                 item = self._item_row(session, row.item_id)
                 checked = check_spans(spans, {tag: text for tag, text in item.fields})

@@ -29,6 +29,11 @@ class StudySpec:
     # whose first `random_first` items handed out still come from the random order.
     queue_order: str = "random"
     random_first: int = 0
+    # "single": each item's response is graded on the rubric; "pairwise": each item holds two responses
+    # (RESPONSE A, RESPONSE B; core.studies.pairs), annotators choose the better one, the judge compares them in
+    # both orders. `allow_tie`: pairwise annotators may answer "tie".
+    mode: str = "single"
+    allow_tie: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,12 @@ class Study:
     split_items: bool = False  # items split among the allowed annotators, each to overlap_target of them
     queue_order: str = "random"  # "random" or "uncertainty" (least-confident judgment first)
     random_first: int = 0  # with "uncertainty": the first N items handed out come from the random order
+    mode: str = "single"  # "single" or "pairwise" (core.studies.pairs)
+    allow_tie: bool = False  # pairwise: annotators may answer "tie"
+
+    @property
+    def pairwise(self) -> bool:
+        return self.mode == "pairwise"
 
     @property
     def archived(self) -> bool:
@@ -86,6 +97,10 @@ class Annotation:
     seconds: float  # time spent on the item
     created_at: datetime
     updated_at: datetime
+    # Pairwise studies: the choice in the item's terms ("A", "B", "tie"; score is its index in pairs.CHOICES) and
+    # the order the responses were shown in ("AB": A first). None in single-response studies.
+    choice: str | None = None
+    shown_order: str | None = None
 
 
 @dataclass(frozen=True)

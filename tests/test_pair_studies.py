@@ -119,3 +119,17 @@ def test_single_response_items_still_take_scores(studies: Studies, ada: User) ->
     label = studies.submit(ann, item.id, 1)
     assert (label.choice, label.shown_order) == (None, None)
 
+
+
+@pytest.mark.parametrize(("ab", "ba", "verdict", "slot"), [
+    (0, 1, "A", None), (1, 0, "B", None), (0, 0, "inconsistent", 1), (1, 1, "inconsistent", 2),
+    (None, 0, "undecided", None), (1, None, "undecided", None),
+])
+def test_the_verdict_of_two_orders(ab: int | None, ba: int | None, verdict: str, slot: int | None) -> None:
+    assert pairs.verdict_of(ab, ba) == verdict and pairs.slot_picked(ab, ba) == slot
+
+
+def test_pair_judgments_stay_hidden_until_labelled(studies: Studies, ada: User) -> None:
+    study_id = pair_study(studies, ada, items=1)
+    item = studies.list_items(ada, study_id)[0]
+    assert studies.pair_judgments(ada, item.id) == pairs.PairJudgments(item.id, None, None)  # not graded yet

@@ -14,10 +14,20 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from core.errors import StudyInputError
-from core.pairwise import DEFAULT_PAIR_RUBRIC, A, B, PairRequest, PairRubricError, check_pair_rubric
+from core.pairwise import (
+    DEFAULT_PAIR_RUBRIC,
+    INCONSISTENT,
+    UNDECIDED,
+    A,
+    B,
+    PairRequest,
+    PairRubricError,
+    check_pair_rubric,
+)
 from core.prompt import CONTEXT, GOLD_ANSWER, USER_INPUT
 
 SINGLE, PAIRWISE = "single", "pairwise"
@@ -106,3 +116,27 @@ def pair_request(fields: Mapping[str, str], pass_criteria: str, rubric: str, *, 
         pass_criteria=pass_criteria, rubric=rubric if (rubric or "").strip() else DEFAULT_PAIR_RUBRIC,
         context=fields.get(CONTEXT, ""), user_input=fields.get(USER_INPUT, ""),
         gold_answer=fields.get(GOLD_ANSWER, ""), both_orders=both_orders, max_new_tokens=max_new_tokens)
+
+
+def verdict_of(score_ab: int | None, score_ba: int | None) -> str:
+    """The judge's verdict on a pair from its two orders' scores (0: slot 1 better, 1: slot 2 better), the rules of
+    core.pairwise.decide: "A"/"B" when both orders prefer it, "inconsistent" when they disagree (the same slot
+    picked twice), "undecided" when an order has no score."""
+    if score_ab is None or score_ba is None:
+        return UNDECIDED
+    first, second = "AB"[score_ab], "BA"[score_ba]
+    return first if first == second else INCONSISTENT
+
+
+def slot_picked(score_ab: int | None, score_ba: int | None) -> int | None:
+    """The slot (1 or 2) the judge picked in both orders when inconsistent (its position bias), else None."""
+    return score_ab + 1 if verdict_of(score_ab, score_ba) == INCONSISTENT and score_ab is not None else None
+
+
+@dataclass(frozen=True)
+class PairJudgments:
+    """A pairwise item's judgments in a run: the (A, B) order's and the (B, A) order's (None: not graded)."""
+
+    item_id: int
+    ab: int | None
+    ba: int | None

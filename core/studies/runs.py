@@ -219,6 +219,13 @@ def _link(session: Session, run: JudgeRunRow, item: ItemRow, judgment_id: int, n
         item.judgment_id = judgment_id
 
 
+def first_run_id(session: Session, study_id: int) -> int | None:
+    """The id of the study's first run (its default), or None before it is graded."""
+    found: int | None = session.scalar(select(JudgeRunRow.id).where(JudgeRunRow.study_id == study_id,
+                                                                    JudgeRunRow.position == 1))
+    return found
+
+
 def record_in_first_run(session: Session, item: ItemRow, judgment_id: int, creator_id: int | None) -> None:
     """A judgment attached to the item outside a run (Studies.attach_judgment, add_item): the item's judgment in
     its study's first run, that run made from the judgment's reproducibility record when the study has none."""

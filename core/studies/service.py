@@ -440,6 +440,22 @@ class Studies:
                 hide = self._label_id(session, row.id, me.id) is None
             return to_item(row, hide_judgment=hide)
 
+    def pair_judgments(self, actor: User, item_id: int) -> pairs.PairJudgments:
+        """A pairwise item's two judgments in its study's first run (the (A, B) and (B, A) orders); in a blind
+        study an annotator gets None for both until they have labelled the item (as get_item)."""
+        with self._read() as session:
+            me = self._actor(session, actor)
+            row = self._item_row(session, item_id)
+            assignment.check_open_to(session, row.study_id, me)
+            if me.role != ADMIN and session.scalar(select(StudyRow.blind).where(StudyRow.id == row.study_id)):
+                if self._label_id(session, row.id, me.id) is None:
+                    return pairs.PairJudgments(row.id, None, None)
+            first = runs.first_run_id(session, row.study_id)
+            second = None if first is None else session.scalar(
+                select(runs.RunSecondOrderRow.judgment_id).where(runs.RunSecondOrderRow.run_id == first,
+                                                                 runs.RunSecondOrderRow.item_id == row.id))
+            return pairs.PairJudgments(row.id, row.judgment_id, second)
+
     def attach_judgment(self, actor: User, item_id: int, judgment_id: int) -> None:
         """Link the item to the model's stored judgment (admins only), as its judgment in the study's first judge
         run (core.studies.runs; self.runs.attach attaches into another run)."""

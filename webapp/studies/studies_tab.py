@@ -14,6 +14,7 @@ import pandas as pd
 from core.presets import Preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import Study, StudySpec, User
+from core.studies.pairs import PAIRWISE, SINGLE
 from core.studies.queue_order import EXPLANATION, RANDOM
 from core.studies.runs import describe_config
 from core.study_grading import FAILED, UNGRADED, StudyGrading, Which, grade_study, summary_line
@@ -32,6 +33,7 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.components import session_of as _session
 from webapp.studies.layout import QUEUE_ORDER_CHOICES, StudyPage
+from webapp.studies.pair_form import MODE_CHOICES, mode_defaults, scale_column
 from webapp.view_models import parse_tags, request_fields
 
 STUDY_HEADERS = ["ID", "Name", "Scale", "Items", "Complete", "Overlap", "Blind", "Created by"]
@@ -69,6 +71,8 @@ class StudiesTab:
     grade_status: gr.HTML
     grade_message: gr.HTML
     new_run: gr.Checkbox  # grade every item again as a new judge run (core.studies.runs)
+    mode: gr.Radio  # one response graded, or two compared (core.studies.pairs)
+    allow_tie: gr.Checkbox  # pairwise only: annotators may answer "tie"
 
     @classmethod
     def create_in(cls, tab: gr.Tab, presets: list[Preset]) -> "StudiesTab":
@@ -77,6 +81,11 @@ class StudiesTab:
             with gr.Column(scale=5, elem_classes="gl-inputs"):
                 gr.HTML(render.render_subtitle("New study"))
                 name = gr.Textbox(label="Name", max_lines=1, elem_id="gl-study-name")
+                with gr.Row(equal_height=True):
+                    mode = gr.Radio(choices=MODE_CHOICES, value=SINGLE, label="Annotators", scale=3,
+                                    elem_id="gl-study-mode")
+                    allow_tie = gr.Checkbox(label="Allow ties", value=False, visible=False, scale=1,
+                                            elem_id="gl-study-allow-tie")
                 description = gr.Textbox(label="Description (shown to annotators)", lines=2, max_lines=6,
                                          elem_id="gl-study-description")
                 form = RubricForm.create(presets, RubricForm.picker(presets, "gl-study-preset"),
@@ -130,7 +139,7 @@ class StudiesTab:
         return cls(tab, notice, body, name, description, form, tags, overlap, blind, queue_order, random_first, create,
                    create_message, refresh,
                    table, import_study, upload, preview, mapping, id_column, import_button, import_report, grade_all,
-                   regrade, cancel_grading, grade_status, grade_message, new_run)
+                   regrade, cancel_grading, grade_status, grade_message, new_run, mode, allow_tie)
 
 
 @dataclass
@@ -168,7 +177,7 @@ class StudiesHandlers(StudyPage):
         rows = []
         for study in self._studies.list_studies(actor):
             progress = self._studies.progress(actor, study.id)
-            rows.append([str(study.id), study.name, f"{study.scale[0]}\u2013{study.scale[1]}",
+            rows.append([str(study.id), study.name, scale_column(study),
                          str(progress.total_items), str(progress.items_complete), str(study.overlap_target),
                          "yes" if study.blind else "no", study.created_by])
         return pd.DataFrame(rows, columns=STUDY_HEADERS)
@@ -183,9 +192,18 @@ class StudiesHandlers(StudyPage):
     def on_study_rubric(self, rubric: str) -> dict[Any, Any]:
         return self.ui.studies.form.scale_of(rubric)
 
+    def on_study_mode(self, mode: str, tags: str, rubric: str, preset: str | None) -> dict[Any, Any]:
+        """Pairwise: the pair tags and the 0/1 pairwise rubric (where the boxes hold the other mode's defaults),
+        and "Allow ties"; back to one response: its defaults again (the chosen preset's rubric)."""
+        s = self.ui.studies
+        chosen = s.form.chosen(preset)
+        new_tags, new_rubric = mode_defaults(mode, tags, rubric, chosen.rubric if chosen is not None else "")
+        return {s.tags: new_tags, s.form.rubric: new_rubric, **s.form.scale_of(new_rubric),
+                s.allow_tie: gr.update(visible=mode == PAIRWISE)}
+
     def on_create_study(self, name: str, description: str, pass_criteria: str, rubric: str, tags: str,
                         overlap: Any, blind: bool, request: gr.Request, queue_order: str = RANDOM,
-                        random_first: Any = 0) -> dict[Any, Any]:
+                        random_first: Any = 0, mode: str = SINGLE, allow_tie: bool = False) -> dict[Any, Any]:
         s = self.ui.studies
         try:
             actor = self.actor(request)
@@ -193,9 +211,11 @@ class StudiesHandlers(StudyPage):
                              tags=parse_tags(tags) or DEFAULT_TAGS, description=(description or "").strip(),
                              overlap_target=int(overlap) if overlap not in (None, "") else 3, blind=bool(blind),
                              queue_order=queue_order or RANDOM,
-                             random_first=random_first if random_first not in (None, "") else 0)
+                             random_first=random_first if random_first not in (None, "") else 0,
+                             mode=mode or SINGLE, allow_tie=bool(allow_tie))
             study = self._studies.create_study(actor, spec)
-            return {s.create_message: _notice(f"Created the study \u201c{study.name}\u201d (#{study.id}). "
+            kind = f" ({scale_column(study)})" if study.pairwise else ""
+            return {s.create_message: _notice(f"Created the study \u201c{study.name}\u201d (#{study.id}){kind}. "
                                               "Import its items on the right."),
                     s.table: self.study_table(actor), **self._pickers(actor, {s.import_study: study.id})}
         except Exception as error:
@@ -384,8 +404,10 @@ class StudiesHandlers(StudyPage):
         s.form.wire(self.on_study_preset, self.on_study_rubric, also=[s.form.scale])
         on(s.create.click, self.on_create_study,
            [s.name, s.description, s.form.pass_criteria, s.form.rubric, s.tags, s.overlap, s.blind, s.queue_order,
-            s.random_first],
+            s.random_first, s.mode, s.allow_tie],
            [s.create_message, s.table, *ui.pickers])
+        on(s.mode.change, self.on_study_mode, [s.mode, s.tags, s.form.rubric, s.form.preset],
+           [s.tags, s.form.rubric, s.form.scale, s.allow_tie], queue=False)
         gr.on([s.refresh.click, s.tab.select], self.on_refresh_studies, None, [s.table, s.create_message],
               api_visibility=PRIVATE)
         preview_outputs = [s.preview, s.id_column, s.import_report, *s.mapping.boxes]

@@ -22,7 +22,8 @@ from webapp.components import as_id as _as_id
 from webapp.components import error_update as _error
 from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
-from webapp.studies.layout import StudyPage, stored_view, study_choices
+from webapp.studies.layout import stored_view, study_choices
+from webapp.studies.pair_label import SLOT_BUTTONS, PairLabelHandlers, confirm_text, my_choice, render_pair_summary
 from webapp.view_models import add_span, failure_message, format_time, place_selection, progress_line, scale_values
 
 # Labelling events share one group that runs several at once: each is a few short database calls, and with
@@ -96,6 +97,10 @@ class LabelTab:
     mine: gr.Dataframe
     cursor: gr.State
     saved: gr.BrowserState
+    pair_row: gr.Row  # a pairwise item's answers (webapp.studies.pair_label)
+    pick_1: gr.Button
+    pick_2: gr.Button
+    pick_tie: gr.Button
 
     @classmethod
     def create_in(cls, tab: gr.Tab) -> "LabelTab":
@@ -127,6 +132,10 @@ class LabelTab:
                 score = gr.Radio(choices=[], label=SCORE_LABEL, elem_id="gl-label-score",
                                  elem_classes="gl-score-buttons")
                 comment = gr.Textbox(label="Comment (optional)", lines=2, max_lines=8, elem_id="gl-label-comment")
+                with gr.Row(visible=False, elem_id="gl-label-pair") as pair_row:
+                    pick_1 = gr.Button(SLOT_BUTTONS["1"], elem_id="gl-label-pick-1")
+                    pick_2 = gr.Button(SLOT_BUTTONS["2"], elem_id="gl-label-pick-2")
+                    pick_tie = gr.Button(SLOT_BUTTONS["tie"], elem_id="gl-label-pick-tie")
                 with gr.Row():
                     submit = gr.Button("Submit", variant="primary", elem_id="gl-label-submit")
                     skip = gr.Button("Skip", elem_id="gl-label-skip")
@@ -144,20 +153,21 @@ class LabelTab:
         saved = gr.BrowserState({}, storage_key="glider-label-study")
         return cls(tab, notice, study, refresh, summary, progress, message, work, item_header, fields, marking, mark,
                    clear, selection, evidence, model, score, comment, submit, skip, previous, resume, reveal,
-                   reveal_text, keep, change, mine_box, mine, cursor, saved)
+                   reveal_text, keep, change, mine_box, mine, cursor, saved, pair_row, pick_1, pick_2, pick_tie)
 
     @property
     def outputs(self) -> list[Any]:
         return [self.cursor, self.notice, self.summary, self.progress, self.message, self.work, self.item_header,
                 self.fields, self.marking, self.evidence, self.model, self.score, self.comment, self.submit, self.skip,
-                self.previous, self.resume, self.reveal, self.reveal_text, self.keep, self.change, self.mine]
+                self.previous, self.resume, self.reveal, self.reveal_text, self.keep, self.change, self.mine,
+                self.pair_row, self.pick_1, self.pick_2, self.pick_tie]
 
 
 # --- callbacks -------------------------------------------------------------------------------------
 
 
 @dataclass
-class LabelHandlers(StudyPage):
+class LabelHandlers(PairLabelHandlers):
     """The Label tab's callbacks."""
 
     def _label_error(self, error: Exception | str, cursor: Cursor | None = None) -> dict[Any, Any]:
@@ -175,10 +185,12 @@ class LabelHandlers(StudyPage):
         """The study's summary (with what each score means), the progress line and the annotator's own labels."""
         lt = self.ui.label
         p = self._studies.progress(actor, study.id)
+        summary = (render_pair_summary(study.name, study.description, study.pass_criteria, study.allow_tie,
+                                       study.blind) if study.pairwise else
+                   render.render_study_summary(study.name, study.description, study.pass_criteria, study.scale,
+                                               study.blind, rubric_levels(study.rubric)))
         return {
-            lt.summary: _html(render.render_study_summary(study.name, study.description, study.pass_criteria,
-                                                          study.scale, study.blind, rubric_levels(study.rubric))
-                                + render.render_guidelines(study.guidelines)),
+            lt.summary: _html(summary + render.render_guidelines(study.guidelines)),
             lt.progress: _html(render.render_progress(progress_line(p.labelled_by_me, p.total_items,
                                                                     p.items_complete, p.overlap_target,
                                                                     p.assigned_to_me))),
@@ -191,9 +203,9 @@ class LabelHandlers(StudyPage):
         """The annotator's own labels in the study, newest first (a revised score also shows the first one)."""
         rows = []
         for annotation, external_id in reversed(self._studies.my_labels(actor, study.id)):
-            score = str(annotation.score)
+            score = my_choice(annotation)  # a pairwise label in the annotator's slots, else the score
             if annotation.score != annotation.score_before_reveal:
-                score += f" (first {annotation.score_before_reveal})"
+                score += f" (first {my_choice(annotation, annotation.score_before_reveal)})"
             rows.append([str(annotation.item_id), external_id or "", score, format_time(annotation.created_at)])
         return pd.DataFrame(rows, columns=MY_LABEL_HEADERS)
 
@@ -223,7 +235,7 @@ class LabelHandlers(StudyPage):
             lt.fields: render.render_label_fields(item.fields, cursor.spans, model_spans),
             lt.evidence: render.render_evidence(item.fields, cursor.spans),
             lt.model: _html(model_html),
-            lt.score: gr.update(choices=choices, value=score_value, interactive=True,
+            lt.score: gr.update(choices=choices, value=score_value, interactive=True, visible=True,
                                 elem_classes=["gl-score-buttons", *(["gl-score-levels"] if described else [])]),
             lt.submit: gr.update(value="Save changes" if editing else "Submit", visible=not revealing),
             lt.skip: gr.update(visible=cursor.mode == "label"),
@@ -245,7 +257,12 @@ class LabelHandlers(StudyPage):
             updates[lt.reveal_text] = _html(render.render_reveal(int(cursor.submitted or 0), model_score,
                                                                  study.blind))
             updates[lt.keep] = gr.update(value=f"Keep my score ({cursor.submitted})", variant="primary")
-            updates[lt.change] = gr.update(value="Change to \u2026", interactive=False, variant="secondary")
+            updates[lt.change] = gr.update(value="Change to \u2026", interactive=False, variant="secondary",
+                                           visible=True)
+        if study.pairwise:  # the responses side by side and answer buttons instead of scores and spans
+            updates.update(self._pair_show(actor, study, item, cursor, annotation, reveal_model))
+        else:
+            updates[lt.pair_row] = gr.update(visible=False)
         return updates
 
     def _open_label(self, actor: User, study: Study, annotation: Annotation, cursor: Cursor,
@@ -425,7 +442,9 @@ class LabelHandlers(StudyPage):
             confirmed = self._studies.confirm_after_reveal(actor, cursor.annotation_id, int(score))
         except Exception as error:
             return self._label_error(error, cursor)
-        if confirmed.score_after_reveal == confirmed.score_before_reveal:
+        if study.pairwise:
+            text = confirm_text(item.id, confirmed)
+        elif confirmed.score_after_reveal == confirmed.score_before_reveal:
             text = f"Kept your score {confirmed.score_before_reveal} for item #{item.id}."
         else:
             text = (f"Changed your score for item #{item.id} from {confirmed.score_before_reveal} to "
@@ -528,6 +547,7 @@ class LabelHandlers(StudyPage):
         on(lt.clear.click, self.on_clear_marks, lt.cursor, [lt.cursor, lt.fields, lt.evidence, lt.message],
            **labelling)
         on(lt.submit.click, self.on_submit, [lt.score, lt.comment, lt.cursor], label_outputs, **labelling)
+        self.wire_pairs(on, label_outputs, **labelling)
         on(lt.score.change, self.on_score_change, [lt.score, lt.cursor], [lt.change, lt.keep], queue=False,
            show_progress="hidden")
         on(lt.keep.click, self.on_keep, lt.cursor, label_outputs, **labelling)

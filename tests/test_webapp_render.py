@@ -24,6 +24,7 @@ from core.spans import locate
 from core.storage import StorageStatus
 from tests.webapp_helpers import XSS_PAYLOADS
 from webapp import compare_render, render, report_html
+from webapp.studies import pair_label
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
@@ -141,6 +142,10 @@ RENDERERS = {
         p, f"x {p} y", [FieldSpan(p, 2, 2 + len(p), p), FieldSpan("B", 0, 1, p)]),
     "pair order": lambda p: compare_render.render_pair_order(f"{p},{p}", p, 1, p, [p], f"- {p}"),
     "pair order, no score": lambda p: compare_render.render_pair_order(p, None, None, "failed", [], None),
+    "pair item to label": lambda p: pair_label.render_pair_item({p: p, "RESPONSE A": p, "RESPONSE B": p}, "BA"),
+    "pair study summary": lambda p: pair_label.render_pair_summary(p, p, p, True, True),
+    "pair reveal": lambda p: pair_label.render_pair_reveal(p, p, True),
+    "pair judge": lambda p: pair_label.render_pair_judge(p, [(p, p, f"- {p}")]),
 }
 
 

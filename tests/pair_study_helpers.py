@@ -44,8 +44,9 @@ def judge_pair(studies: Studies, store: Store, admin: User, item_id: int, score_
     judge = ScriptedJudge()
     item = studies.get_item(admin, item_id)
     ids = []
-    for first, second, score in ((RESPONSE_A, RESPONSE_B, score_ab), (RESPONSE_B, RESPONSE_A, score_ba)):
-        judge.answer = (answer(f"{reasoning} ({first} first)", [], score) if score is not None
+    orders = ((RESPONSE_A, RESPONSE_B, score_ab, "first order"), (RESPONSE_B, RESPONSE_A, score_ba, "second order"))
+    for first, second, score, which in orders:
+        judge.answer = (answer(f"{reasoning} ({which})", [], score) if score is not None
                         else "no tags at all")
         fields = {"MODEL OUTPUT 1": item.fields[first], "MODEL OUTPUT 2": item.fields[second]}
         ids.append(grade(judge, GradeRequest(fields, PAIR_CRITERIA, DEFAULT_PAIR_RUBRIC), store).judgment_id)

@@ -20,7 +20,7 @@ from core.pairwise import INCONSISTENT, A, B
 from core.studies import Annotation, Item, Study, User, pairs
 from core.studies.pairs import RESPONSE_A, RESPONSE_B, SLOT_1, SLOT_2, TIE
 from webapp.components import html_update as _html
-from webapp.render import esc, render_field, render_hint, render_reasoning, render_subtitle
+from webapp.render import esc, render_hint, render_reasoning, render_subtitle
 from webapp.studies.layout import StudyPage, stored_view
 
 SLOT_BUTTONS = {SLOT_1: "Response 1 is better", SLOT_2: "Response 2 is better", TIE: "Tie"}
@@ -58,13 +58,15 @@ def verdict_line(score_ab: int | None, score_ba: int | None, order: str) -> str:
 def render_pair_item(fields: Mapping[str, str], order: str) -> str:
     """The item's context fields, then its two responses side by side: the one `order` puts first as
     "Response 1" ("AB": RESPONSE A), the other as "Response 2"."""
-    context = "".join(render_field(tag, text, ()) for tag, text in fields.items()
-                      if tag not in (RESPONSE_A, RESPONSE_B))
-    sides = "".join(
-        f'<section class="gl-field gl-pair-side"><div class="gl-field-tag">Response {number}</div>'
-        f'<div class="gl-field-text">{esc(fields.get(_TAG_OF[letter], ""))}</div></section>'
-        for number, letter in ((1, order[0]), (2, order[1])))
+    context = "".join(_field(tag, text, "") for tag, text in fields.items() if tag not in (RESPONSE_A, RESPONSE_B))
+    sides = "".join(_field(f"Response {number}", fields.get(_TAG_OF[letter], ""), " gl-pair-side")
+                    for number, letter in ((1, order[0]), (2, order[1])))
     return f'{context}<div class="gl-pair-sides">{sides}</div>'
+
+
+def _field(title: str, text: str, css_class: str) -> str:
+    return (f'<section class="gl-field{css_class}"><div class="gl-field-tag">{esc(title)}</div>'
+            f'<div class="gl-field-text">{esc(text)}</div></section>')
 
 
 def render_pair_summary(name: str, description: str, pass_criteria: str, allow_tie: bool, blind: bool) -> str:

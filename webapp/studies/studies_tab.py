@@ -82,7 +82,7 @@ class StudiesTab:
                 gr.HTML(render.render_subtitle("New study"))
                 name = gr.Textbox(label="Name", max_lines=1, elem_id="gl-study-name")
                 with gr.Row(equal_height=True):
-                    mode = gr.Radio(choices=MODE_CHOICES, value=SINGLE, label="Annotators", scale=3,
+                    mode = gr.Radio(choices=MODE_CHOICES, value=SINGLE, label="What annotators do", scale=3,
                                     elem_id="gl-study-mode")
                     allow_tie = gr.Checkbox(label="Allow ties", value=False, visible=False, scale=1,
                                             elem_id="gl-study-allow-tie")

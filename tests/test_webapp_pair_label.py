@@ -14,6 +14,7 @@ import gradio as gr
 import pytest
 
 from core.pairwise import DEFAULT_PAIR_RUBRIC
+from core.presets import get_preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import pairs
 from core.studies.pairs import PAIR_STUDY_TAGS, RESPONSE_A, RESPONSE_B
@@ -50,12 +51,21 @@ def annotations(services: Services, name: str, study_id: int) -> list[Any]:
 def test_the_mode_switch_fills_the_pair_tags_and_rubric_and_back(demo: gr.Blocks) -> None:
     single_tags = ", ".join(DEFAULT_TAGS)
     switch = handler(demo, "on_study_mode")
-    to_pairs = plain(switch("pairwise", single_tags, "0: no\n1: yes", None))
+    faithful = get_preset("faithfulness")
+    to_pairs = plain(switch("pairwise", single_tags, faithful.pass_criteria, faithful.rubric, faithful.key))
     assert v(to_pairs, "gl-study-tags") == ", ".join(PAIR_STUDY_TAGS)
-    assert v(to_pairs, "gl-study-rubric") == DEFAULT_PAIR_RUBRIC
+    assert v(to_pairs, "gl-study-rubric") == DEFAULT_PAIR_RUBRIC and v(to_pairs, "gl-study-criteria") == ""
     assert to_pairs["gl-study-allow-tie"]["visible"] is True
-    back = plain(switch("single", ", ".join(PAIR_STUDY_TAGS), DEFAULT_PAIR_RUBRIC, None))
+    # The pairwise presets are offered (none chosen, so nothing typed is overwritten); choosing one fills the form.
+    offered = to_pairs["gl-study-preset"]["choices"]
+    assert ("More helpful answer (A vs B)", "pair-helpfulness") in offered
+    assert to_pairs["gl-study-preset"]["value"] is None
+    filled = plain(handler(demo, "on_study_preset")("pair-helpfulness"))
+    assert v(filled, "gl-study-criteria").startswith("Which output answers the USER INPUT more helpfully?")
+    back = plain(switch("single", ", ".join(PAIR_STUDY_TAGS), "Which is kinder?", DEFAULT_PAIR_RUBRIC, None))
     assert v(back, "gl-study-tags") == single_tags and back["gl-study-allow-tie"]["visible"] is False
+    assert v(back, "gl-study-criteria") == "Which is kinder?"  # typed by the admin: kept
+    assert ("More helpful answer (A vs B)", "pair-helpfulness") not in back["gl-study-preset"]["choices"]
     # What the admin typed is kept.
     assert mode_defaults("pairwise", "QUESTION, RESPONSE A, RESPONSE B", "0: A\n1: B", "x") == (
         "QUESTION, RESPONSE A, RESPONSE B", DEFAULT_PAIR_RUBRIC)

@@ -3,13 +3,38 @@ refills, and how the study list names a study's scale."""
 
 from __future__ import annotations
 
+from functools import cache
+
+from core.errors import InputError
 from core.pairwise import DEFAULT_PAIR_RUBRIC
+from core.pairwise_presets import load_pairwise_presets
+from core.presets import Preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import Study
 from core.studies.pairs import PAIR_STUDY_TAGS, PAIRWISE, SINGLE
 from webapp.view_models import parse_tags
 
 MODE_CHOICES = [("Grade one response", SINGLE), ("Compare two responses (pairwise)", PAIRWISE)]
+
+
+@cache
+def pair_presets() -> tuple[Preset, ...]:
+    """The pairwise criteria presets (assets/pairwise_presets.json), offered while a pairwise study is set up; none
+    when the file cannot be read (the Compare panel says why)."""
+    try:
+        return tuple(load_pairwise_presets())
+    except InputError:
+        return ()
+
+
+def pair_preset(key: str | None) -> Preset | None:
+    return next((preset for preset in pair_presets() if preset.key == key), None)
+
+
+def mode_criteria(criteria: str, old: Preset | None) -> str:
+    """The pass criteria box after a mode switch: emptied when it holds the previous preset's criteria (they were
+    written for the other mode), else kept."""
+    return "" if old is not None and criteria.strip() == old.pass_criteria.strip() else criteria
 
 
 def mode_defaults(mode: str, tags: str, rubric: str, preset_rubric: str) -> tuple[str, str]:

@@ -33,7 +33,14 @@ from webapp.components import html_update as _html
 from webapp.components import notice_update as _notice
 from webapp.components import session_of as _session
 from webapp.studies.layout import QUEUE_ORDER_CHOICES, StudyPage
-from webapp.studies.pair_form import MODE_CHOICES, mode_defaults, scale_column
+from webapp.studies.pair_form import (
+    MODE_CHOICES,
+    mode_criteria,
+    mode_defaults,
+    pair_preset,
+    pair_presets,
+    scale_column,
+)
 from webapp.view_models import parse_tags, request_fields
 
 STUDY_HEADERS = ["ID", "Name", "Scale", "Items", "Complete", "Overlap", "Blind", "Created by"]
@@ -184,7 +191,7 @@ class StudiesHandlers(StudyPage):
 
     def on_study_preset(self, key: str | None) -> dict[Any, Any]:
         form = self.ui.studies.form
-        chosen = form.chosen(key)
+        chosen = form.chosen(key) or pair_preset(key)
         if chosen is None:
             return gr.skip()  # nothing to change ({} would be read as a value)
         return {**form.filled(chosen), **form.scale_of(chosen.rubric)}
@@ -192,13 +199,18 @@ class StudiesHandlers(StudyPage):
     def on_study_rubric(self, rubric: str) -> dict[Any, Any]:
         return self.ui.studies.form.scale_of(rubric)
 
-    def on_study_mode(self, mode: str, tags: str, rubric: str, preset: str | None) -> dict[Any, Any]:
+    def on_study_mode(self, mode: str, tags: str, criteria: str, rubric: str, preset: str | None
+                      ) -> dict[Any, Any]:
         """Pairwise: the pair tags and the 0/1 pairwise rubric (where the boxes hold the other mode's defaults),
-        and "Allow ties"; back to one response: its defaults again (the chosen preset's rubric)."""
+        the pairwise presets, and "Allow ties"; back to one response: its defaults and presets again. No preset is
+        chosen after a switch, so the criteria the admin typed stay (a preset's own criteria are cleared)."""
         s = self.ui.studies
         chosen = s.form.chosen(preset)
-        new_tags, new_rubric = mode_defaults(mode, tags, rubric, chosen.rubric if chosen is not None else "")
+        new_tags, new_rubric = mode_defaults(mode, tags or "", rubric or "", chosen.rubric if chosen else "")
+        offered = pair_presets() if mode == PAIRWISE else tuple(s.form.presets.values())
         return {s.tags: new_tags, s.form.rubric: new_rubric, **s.form.scale_of(new_rubric),
+                s.form.pass_criteria: mode_criteria(criteria or "", chosen or pair_preset(preset)),
+                s.form.preset: gr.update(choices=[(p.name, p.key) for p in offered], value=None),
                 s.allow_tie: gr.update(visible=mode == PAIRWISE)}
 
     def on_create_study(self, name: str, description: str, pass_criteria: str, rubric: str, tags: str,
@@ -406,8 +418,8 @@ class StudiesHandlers(StudyPage):
            [s.name, s.description, s.form.pass_criteria, s.form.rubric, s.tags, s.overlap, s.blind, s.queue_order,
             s.random_first, s.mode, s.allow_tie],
            [s.create_message, s.table, *ui.pickers])
-        on(s.mode.change, self.on_study_mode, [s.mode, s.tags, s.form.rubric, s.form.preset],
-           [s.tags, s.form.rubric, s.form.scale, s.allow_tie], queue=False)
+        on(s.mode.change, self.on_study_mode, [s.mode, s.tags, s.form.pass_criteria, s.form.rubric, s.form.preset],
+           [s.tags, s.form.pass_criteria, s.form.rubric, s.form.scale, s.form.preset, s.allow_tie], queue=False)
         gr.on([s.refresh.click, s.tab.select], self.on_refresh_studies, None, [s.table, s.create_message],
               api_visibility=PRIVATE)
         preview_outputs = [s.preview, s.id_column, s.import_report, *s.mapping.boxes]

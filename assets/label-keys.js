@@ -3,7 +3,8 @@
   // Scores are typed as numbers: on a scale with 10 or more levels "1" then "0" within a second chooses 10 (the
   // "1" alone chooses 1 meanwhile). Enter presses the highlighted (primary) button: Submit, Save changes, or on the
   // reveal whichever of Keep / Change is primary. When a new item comes up and its text is not on the screen (a
-  // phone, or after scrolling down to the buttons), the item is scrolled to the top of the screen.
+  // phone, or after scrolling down to the buttons), the item is scrolled to the top of the screen. On a pairwise
+  // item (webapp.studies.pair_label) "1" and "2" answer with that response and "T" with a tie.
   if (window.__glLabelKeys) { return; }
   window.__glLabelKeys = true;
   const usable = (el) => el && el.offsetParent !== null && !el.disabled;
@@ -28,6 +29,12 @@
     const typing = target && (target.isContentEditable || tag === "TEXTAREA" || tag === "SELECT"
       || (tag === "INPUT" && target.type !== "radio"));
     if (typing) { return; }
+    const pair = document.getElementById("gl-label-pair"), reveal = document.getElementById("gl-label-reveal");
+    if (usable(pair) && !usable(reveal)) {  // a pairwise item to answer: 1 and 2 choose a response, T a tie
+      const pick = {"1": "#gl-label-pick-1", "2": "#gl-label-pick-2", "t": "#gl-label-pick-tie",
+                    "T": "#gl-label-pick-tie"}[event.key];
+      if (pick && click(pick)) { event.preventDefault(); return; }
+    }
     if (/^[0-9]$/.test(event.key)) {
       const now = Date.now();
       const longer = (now - typedAt < 1000 ? typed : "") + event.key;

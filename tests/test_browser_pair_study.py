@@ -1,7 +1,7 @@
 """A pairwise study in headless Chromium: the admin creates it in the Studies tab (Compare two responses, Allow
-ties), two annotators label every item blind by clicking Response 1 / Response 2 / Tie and keep their choice on
-the judge's reveal; the stored labels carry the choice in the item's terms and the order the responses were shown
-in, and both orders occur.
+ties), two annotators label every item blind by clicking Response 1 / Response 2 / Tie (bob partly by keyboard: 2,
+T, Enter) and keep their choice on the judge's reveal; the stored labels carry the choice in the item's terms and
+the order the responses were shown in, and both orders occur.
 
 The judge's two orders are attached through core (tests.pair_study_helpers.judge_pair_study, a scripted judge), so
 the study this module leaves behind (`PairApp.study_id`) is graded and labelled by two annotators: a later test
@@ -116,7 +116,11 @@ def label_everything(page: sync_api.Page, app: PairApp, username: str) -> list[t
         text = page.locator("#gl-label-work").inner_text()
         assert "RESPONSE A" not in text and "RESPONSE B" not in text  # blind to which is A
         sync_api.expect(page.locator("#gl-label-score")).to_be_hidden()
-        page.locator(BUTTONS[slot]).click()
+        if username == "bob" and slot != "1":  # the keyboard: 2 and T answer, Enter keeps on the reveal
+            page.locator("#gl-label-item").click()
+            page.keyboard.press("2" if slot == "2" else "T")
+        else:
+            page.locator(BUTTONS[slot]).click()
         # Every item is graded: the reveal gives the judge's verdict in this annotator's slots.
         chose = "Tie" if slot == TIE else f"Response {slot}"
         sync_api.expect(page.locator("#gl-label-reveal-text")).to_contain_text(f"You chose {chose}.")
@@ -125,7 +129,11 @@ def label_everything(page: sync_api.Page, app: PairApp, username: str) -> list[t
         sync_api.expect(page.locator("#gl-label-model")).to_contain_text("with the responses swapped")
         revealed = page.locator("#gl-label-work").inner_text()
         assert "RESPONSE A" not in revealed and "RESPONSE B" not in revealed  # the reveal names slots only
-        page.locator("#gl-label-keep").click()
+        if username == "bob" and slot != "1":
+            page.locator("#gl-label-item").click()
+            page.keyboard.press("Enter")
+        else:
+            page.locator("#gl-label-keep").click()
         sync_api.expect(page.locator("#gl-label-message")).to_contain_text(
             f"Kept your choice ({chose}) for item #{item_id}.")
         done.append((item_id, slot, first_shown))

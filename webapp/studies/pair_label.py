@@ -150,7 +150,7 @@ class PairLabelHandlers(StudyPage):
             lt.fields: render_pair_item(item.fields, order),
             lt.evidence: "",
             lt.marking: gr.update(visible=False),
-            lt.score: gr.update(visible=False, value=None),
+            lt.score: gr.update(visible=False, value=None, choices=[]),  # so no typed number picks a score
             lt.submit: gr.update(visible=False),
             lt.change: gr.update(visible=False),
             lt.model: _html(judge_html),

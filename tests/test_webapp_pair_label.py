@@ -154,6 +154,11 @@ def test_an_annotator_picks_blind_and_sees_the_judge_in_their_own_slots(demo: gr
     assert "with the responses in your order" in model and "with the responses swapped" in model
     assert "The reply is kinder." in model and f"it preferred Response {judge_slot}" in model
 
+    reloaded = PairLabeller(demo, "ann")  # a reload on the reveal comes back to it
+    again = reloaded.open(study_id)
+    assert reloaded.cursor.mode == "reveal" and reloaded.cursor.item_id == item_id
+    assert v(again, "gl-label-keep") == "Keep my choice (Response 1)" and "not yet kept" in message(
+        again, "gl-label-message")
     after = ann.keep()
     assert message(after, "gl-label-message").startswith(f"Kept your choice (Response 1) for item #{item_id}.")
     assert ann.cursor.mode == "label"

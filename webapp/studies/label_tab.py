@@ -273,7 +273,8 @@ class LabelHandlers(PairLabelHandlers):
         if study.blind and annotation.score_after_reveal is None and item.judgment_id is not None:
             revealing = replace(cursor, study_id=study.id, item_id=item.id, mode="reveal", annotation_id=annotation.id,
                                 submitted=annotation.score, spans=spans)
-            note = "You have not yet kept or changed this score since the model's verdict was shown."
+            note = (f"You have not yet kept or changed this {'choice' if study.pairwise else 'score'} since the "
+                    f"{'judge' if study.pairwise else 'model'}'s verdict was shown.")
             return {**self._header(actor, study),
                     **self._show(actor, study, item, revealing, reveal_model=True, annotation=annotation,
                                  message=" ".join(m for m in (message, note) if m))}

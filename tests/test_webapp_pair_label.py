@@ -16,7 +16,7 @@ import pytest
 from core.pairwise import DEFAULT_PAIR_RUBRIC
 from core.presets import get_preset
 from core.prompt import DEFAULT_TAGS
-from core.studies import pairs
+from core.studies import pairs, runs
 from core.studies.pairs import PAIR_STUDY_TAGS, RESPONSE_A, RESPONSE_B
 from tests import test_webapp_studies as base
 from tests.pair_study_helpers import PAIR_CRITERIA, judge_pair, judge_pair_study, pair_study
@@ -198,6 +198,25 @@ def test_an_inconsistent_judge_is_revealed_as_such(demo: gr.Blocks, services: Se
     revealed = ann.pick("2")
     assert "flips with the order (it picked slot 2, the response shown second, both times)" in message(
         revealed, "gl-label-reveal-text")
+
+
+def test_a_judge_run_in_one_order_only_says_so(demo: gr.Blocks, services: Services) -> None:
+    assert services.studies is not None
+    ada = user(services, "ada")
+    study_id = pair_study(services.studies, ada, items=1)
+    item_id = services.studies.list_items(ada, study_id)[0].id
+    judge_pair(services.studies, services.store, ada, item_id, 1, 1)
+    with services.store.session(write=True) as session:  # forget the (B, A) order
+        session.query(runs.RunSecondOrderRow).delete()
+    ann = PairLabeller(demo, "ann")
+    ann.open(study_id)
+    order = services.studies.pair_order(user(services, "ann"), item_id)
+    revealed = ann.pick("1")
+    assert (f"The judge compared them in one order only and preferred Response {pairs.slot_of_choice(order, 'B')}."
+            in message(revealed, "gl-label-reveal-text"))
+    model = message(revealed, "gl-label-model")  # only the (A, B) order, titled in this annotator's terms
+    assert ("with the responses in your order" in model) == (order == "AB")
+    assert ("with the responses swapped" in model) == (order == "BA")
 
 
 def test_ties_only_where_allowed_and_an_ungraded_item_goes_on(demo: gr.Blocks, services: Services) -> None:

@@ -125,6 +125,10 @@ class PairLabelHandlers(StudyPage):
             return "", render_hint("The judge has not compared these responses yet.")
         scores = {key: view.score if view is not None else None for key, view in views.items()}
         line = verdict_line(scores["AB"], scores["BA"], order)
+        only = [key for key, view in views.items() if view is not None]
+        if len(only) == 1 and scores[only[0]] is not None:  # one order run: no verdict on position consistency
+            picked = pairs.slot_of_choice(order, only[0][int(scores[only[0]] or 0)])
+            line = f"The judge compared them in one order only and preferred {slot_text(picked)}."
         titles = _order_titles(order)
         orders = []
         for key, view in views.items():

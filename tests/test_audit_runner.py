@@ -17,6 +17,7 @@ import pytest
 
 from core.audit.judge_runs import as_judge_runs
 from core.audit.perturbations import OTHER_JUDGE, JudgeConfig, default_other_judge, resolve
+from core.audit.report import pair_consensus
 from core.audit.runner import UNPERTURBED, choose_items, run_audit
 from core.errors import InputError, PermissionDenied
 from core.store import Store
@@ -143,6 +144,32 @@ def test_swapped_responses_expose_a_judge_that_always_picks_the_second(studies: 
     [swap] = result.runs
     assert set(result.baseline.scores.values()) == {1} and set(swap.scores.values()) == {0}  # mapped back
     assert result.block["rows"][0]["flip_rate"]["value"] == 1.0
+
+
+def test_a_pairwise_study_is_audited_in_its_a_b_order_against_the_human_majority(studies: Studies, store: Store,
+                                                                                    ada: User) -> None:
+    """A pairwise study (RESPONSE A / RESPONSE B): the unperturbed run is the (A, B) order, swap-responses its (B, A)
+    order mapped back, so a judge that always answers 1 ("MODEL OUTPUT 2 is better") flips every item; the humans'
+    majority choice (ties and split items left out) is what agreement is measured against."""
+    study = studies.create_study(ada, StudySpec(name="Pairs", pass_criteria="Which response is faithful?", rubric="",
+                                                mode="pairwise", allow_tie=True, blind=False))
+    items = [studies.add_item(ada, study.id, {"CONTEXT": "Paris is the capital of France.",
+                                              "RESPONSE A": f"Paris {n}.", "RESPONSE B": f"Lyon {n}."})
+             for n in range(4)]
+    people = [studies.create_user(name, PASSWORD, role=ANNOTATOR) for name in ("ann", "bob", "cy")]
+    wanted = {0: ("A", "A", "B"), 1: ("B", "B", "tie"), 2: ("tie", "tie", "A"), 3: ("A", "B", "tie")}
+    for index, choices in wanted.items():
+        for person, choice in zip(people, choices, strict=True):
+            order = studies.pair_order(person, items[index].id)
+            studies.submit_choice(person, items[index].id, "tie" if choice == "tie" else str(order.index(choice) + 1))
+    judge = ScriptedJudge()
+    result = run_audit(studies, ada, study.id, judge, store, resolve(["swap-responses"]), n_resamples=0)
+    assert "<MODEL OUTPUT 1>\nParis 0." in judge.prompts[0]  # the (A, B) order: A in slot 1
+    [swap] = result.runs
+    assert set(result.baseline.scores.values()) == {1} and set(swap.scores.values()) == {0}
+    assert result.block["rows"][0]["flip_rate"]["value"] == 1.0
+    # Majorities: item 0 A (0), item 1 B (1); item 2's majority is a tie and item 3 has none: both left out.
+    assert pair_consensus(studies.ratings(ada, study.id), blind=False) == {items[0].id: 0, items[1].id: 1}
 
 
 def test_annotators_may_not_run_an_audit(studies: Studies, store: Store, ada: User) -> None:

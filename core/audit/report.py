@@ -10,7 +10,7 @@ report's: `value` (None with a `reason`), `n`, `ci_low` / `ci_high`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +65,25 @@ def human_consensus(rows: Iterable[Mapping[str, Any]], blind: bool) -> dict[Item
         sums[row["item_id"]] += int(score)
         counts[row["item_id"]] += 1
     return {item: (2 * sums[item] + counts[item]) // (2 * counts[item]) for item in counts}
+
+
+def pair_consensus(rows: Iterable[Mapping[str, Any]], blind: bool) -> dict[ItemId, int]:
+    """Per item of a pairwise study: the response a strict majority of its annotators chose, as the (A, B) order's
+    score means it (0: A, 1: B); items with a tie as majority, or none, are absent (a 0/1 judge cannot match them).
+    A pairwise label's score is its choice's index in core.studies.pairs.CHOICES ("A", "B", "tie")."""
+    votes: dict[ItemId, Counter[int]] = defaultdict(Counter)
+    for row in rows:
+        if row.get("annotator") is None:
+            continue
+        score = row.get(BEFORE) if blind else row.get("human_score")
+        if score is not None:
+            votes[row["item_id"]][int(score)] += 1
+    consensus: dict[ItemId, int] = {}
+    for item, counted in votes.items():
+        choice, count = counted.most_common(1)[0]
+        if 2 * count > sum(counted.values()) and choice in (0, 1):
+            consensus[item] = choice
+    return consensus
 
 
 def flip_rate(flips: int, n: int) -> dict[str, Any]:

@@ -17,16 +17,19 @@ from typing import Any
 
 from core.accounts import User
 from core.audit.perturbations import Perturbation, PerturbationNotApplicable, Perturbed, unchanged
-from core.audit.report import RunScores, audit_report, human_consensus
+from core.audit.report import RunScores, audit_report, human_consensus, pair_consensus
 from core.batch import DEFAULT_BATCH_SIZE
 from core.errors import InputError, JudgeError, StudyInputError
 from core.grading import GradeRequest, GradeResult, grade_batch
 from core.judge.base import DEFAULT_MAX_NEW_TOKENS, JudgeBackend
+from core.pairwise import ORDERS
 from core.parse import FAILED as PARSE_FAILED
 from core.store import Store
+from core.studies import pairs
 from core.studies.service import Studies
 
 UNPERTURBED = "unperturbed"
+AB = ORDERS[0]  # ("A", "B"): response A in MODEL OUTPUT 1
 
 # record_run(name, config, {item_id: judgment_id}): keep one run's judgments (e.g. as a judge run of the study).
 RecordRun = Callable[[str, Mapping[str, Any], Mapping[int, int]], Any]
@@ -147,8 +150,15 @@ def run_audit(
     wanted = set(chosen_ids)
     chosen = [item for item in items if item.id in wanted]
     max_new_tokens = int(study.judge_settings.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
-    requests = {item.id: GradeRequest(fields=dict(item.fields), pass_criteria=study.pass_criteria,
-                                      rubric=study.rubric, max_new_tokens=max_new_tokens) for item in chosen}
+    if study.pairwise:
+        # A pairwise item is audited in its (A, B) order: score 0 prefers A, 1 prefers B. The swap-responses
+        # perturbation is then its (B, A) order, mapped back: the judge's position consistency as a flip rate.
+        requests = {item.id: pairs.pair_request(item.fields, study.pass_criteria, study.rubric,
+                                                max_new_tokens=max_new_tokens).grade_request(AB)
+                    for item in chosen}
+    else:
+        requests = {item.id: GradeRequest(fields=dict(item.fields), pass_criteria=study.pass_criteria,
+                                          rubric=study.rubric, max_new_tokens=max_new_tokens) for item in chosen}
     scale = (int(study.scale[0]), int(study.scale[1]))
 
     def grade_run(name: str, description: str, kind: str, runner: JudgeBackend,
@@ -185,7 +195,8 @@ def run_audit(
         runs.append(_perturbed_run(perturbation, requests, judge, load_judge, grade_run))
 
     rows = studies.ratings(actor, study_id)
-    consensus = human_consensus(rows, bool(study.blind))
+    consensus = (pair_consensus(rows, bool(study.blind)) if study.pairwise
+                 else human_consensus(rows, bool(study.blind)))
     humans = {item: consensus[item] for item in chosen_ids if item in consensus} or None
     block = audit_report(baseline.scores, [run.for_report() for run in runs], scale, humans,
                          n_resamples=n_resamples, seed=seed, sample=how, baseline_judge=baseline.judge)

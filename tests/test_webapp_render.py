@@ -23,7 +23,7 @@ from core.presets import Preset
 from core.spans import locate
 from core.storage import StorageStatus
 from tests.webapp_helpers import XSS_PAYLOADS
-from webapp import compare_render, render, report_html
+from webapp import compare_render, render, report_html, report_judge_run
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
 # The only markup the renderers may produce: no links, images, scripts or event handlers.
@@ -141,6 +141,8 @@ RENDERERS = {
         p, f"x {p} y", [FieldSpan(p, 2, 2 + len(p), p), FieldSpan("B", 0, 1, p)]),
     "pair order": lambda p: compare_render.render_pair_order(f"{p},{p}", p, 1, p, [p], f"- {p}"),
     "pair order, no score": lambda p: compare_render.render_pair_order(p, None, None, "failed", [], None),
+    "judge run line": lambda p: report_judge_run.render_judge_run({"id": p, "name": p, "description": p,
+                                                                   "first": True}),
 }
 
 
@@ -213,6 +215,8 @@ def _hostile_audit(payload: str) -> str:
             RunScores("b", {}, not_applicable=payload)]
     block = audit_report({1: 1, 2: 1}, runs, (0, 1), {1: 1, 2: 0}, n_resamples=0, sample={"note": payload},
                          baseline_judge=payload)
+    # As kept with the study (core.studies.audits): which audit, by whom (a username), under which label.
+    block["stored"] = {"audit_id": 1, "label": payload, "by": payload, "judge_runs": {payload: 1}}
     return render_audit(block)
 
 

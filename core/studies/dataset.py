@@ -11,6 +11,7 @@ Tables (Parquet, written with pyarrow so nullable integers stay integers):
   judgments.parquet      the judge's stored judgments of the items: raw output, parsed parts, spans,
                          distribution and the full reproducibility record (repro)
   adjudications.parquet  reviewers' adjudicated labels, every decision (the newest per item counts); only if any
+audit.json holds the study's newest robustness audit (its summary block), when it was audited.
 JSON-valued columns (spans, highlights, distribution, repro, ...) are JSON text, as in the CSV export.
 People are pseudonymised (annotator-1, annotator-2, ... in order of their first label; reviewer-1, ... for
 those who adjudicated; owner for the study's creator) unless `real_names` is chosen.
@@ -36,6 +37,7 @@ from core.studies.rows import AdjudicationRow, AnnotationEditRow, AnnotationRow,
 FORMAT = "glider-study/1"  # study.json's "format": what core.studies.reopen knows how to read
 ITEMS, LABELS, EDITS, JUDGMENTS, ADJUDICATIONS = "items", "labels", "label_edits", "judgments", "adjudications"
 STUDY_FILE, REPORT_FILE, REPORT_HTML_FILE, CARD_FILE = "study.json", "report.json", "report.html", "README.md"
+AUDIT_FILE = "audit.json"  # the study's newest robustness audit, its summary block (core.studies.audits)
 
 # Each table's columns and their Arrow type names ("json": JSON text; "time": UTC timestamp).
 COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -171,7 +173,7 @@ def _arrow_table(name: str, rows: list[dict[str, Any]], extra: Mapping[str, str]
 
 
 def write_folder(tables: StudyTables, folder: str | Path, *, report: Mapping[str, Any] | None,
-                 report_html: str | None, card: str) -> list[Path]:
+                 report_html: str | None, card: str, audit: Mapping[str, Any] | None = None) -> list[Path]:
     """Write the dataset folder (created if needed; the files are replaced whole); the paths written."""
     import pyarrow.parquet as pq  # heavy; only needed here
 
@@ -195,6 +197,10 @@ def write_folder(tables: StudyTables, folder: str | Path, *, report: Mapping[str
     if report_html is not None:
         (folder / REPORT_HTML_FILE).write_text(report_html, encoding="utf-8")
         files.append(REPORT_HTML_FILE)
+    if audit is not None:
+        (folder / AUDIT_FILE).write_text(json.dumps(reports.jsonable(audit), ensure_ascii=False, indent=2),
+                                         encoding="utf-8")
+        files.append(AUDIT_FILE)
     meta = {**tables.study, "field_columns": columns, "files": files}
     (folder / STUDY_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     (folder / CARD_FILE).write_text(card, encoding="utf-8")

@@ -1,7 +1,8 @@
 """Publish a study to the Hugging Face Hub as a dataset, and reopen a published study as a new study.
 
 export_study writes the dataset folder (core.studies.dataset: Parquet tables, study.json, report.json,
-optionally report.html, and the card README.md) from ONE read transaction in which the actor is checked to
+optionally report.html, audit.json (the newest robustness audit's summary, core.studies.audits), and the card
+README.md) from ONE read transaction in which the actor is checked to
 be an admin. publish_study exports into a fresh temporary folder and uploads it (core.hub_dataset); each
 publish is one new commit replacing the files whole, so publishing again never duplicates rows.
 reopen_study reads such a folder (or a repo snapshot) back into a new study with its items, judgments,
@@ -32,6 +33,7 @@ from core.studies.card import dataset_card
 from core.studies.checks import check_id
 from core.studies.dataset import ReportHtml
 from core.studies.queue import queue_key
+from core.studies.report_context import context_in
 from core.studies.rows import AdjudicationRow, AnnotationEditRow, AnnotationRow, ItemRow, StudyRow, to_study
 from core.studies.types import Study
 
@@ -60,16 +62,19 @@ def export_study(store: Store, actor: User, study_id: int, folder: str | Path, *
         if study is None:
             raise StudyInputError(f"There is no study with id {study_id!r}.")
         tables = dataset.read_tables(session, study, real_names=real_names)
+        context = context_in(session, study.id)  # the first run (the tables' judgments) and the newest audit
+    audit = context.get("audit")
     labelled = [row for row in tables.ratings if row["annotator"] is not None]
-    report = (agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
-                               n_resamples=n_resamples) if labelled else None)
+    report = ({**agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
+                                  n_resamples=n_resamples), **context} if labelled else None)
     html = report_html(report) if report is not None and report_html is not None else None
     counts = {name: len(rows) for name, rows in tables.tables.items()}
     names = [f"{name}.parquet" for name, rows in tables.tables.items()
              if rows or name != dataset.ADJUDICATIONS]
     names += [dataset.REPORT_FILE] * (report is not None) + [dataset.REPORT_HTML_FILE] * (html is not None)
-    card = dataset_card(tables.study, counts, report, repo_id=repo_id, files=names)
-    files = dataset.write_folder(tables, folder, report=report, report_html=html, card=card)
+    names += [dataset.AUDIT_FILE] * (audit is not None)
+    card = dataset_card(tables.study, counts, report, repo_id=repo_id, files=names, audit=audit)
+    files = dataset.write_folder(tables, folder, report=report, report_html=html, card=card, audit=audit)
     return Exported(Path(folder), files, counts, report)
 
 

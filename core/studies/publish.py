@@ -5,8 +5,8 @@ optionally report.html, audit.json (the newest robustness audit's summary, core.
 README.md) from ONE read transaction in which the actor is checked to
 be an admin. publish_study exports into a fresh temporary folder and uploads it (core.hub_dataset); each
 publish is one new commit replacing the files whole, so publishing again never duplicates rows.
-reopen_study reads such a folder (or a repo snapshot) back into a new study with its items, judgments,
-labels, edit history and adjudications; the people are matched by name, and names the database does not
+reopen_study reads such a folder (or a repo snapshot) back into a new study with its items, judgments (every judge
+run's), labels, edit history and adjudications; the people are matched by name, and names the database does not
 know become deactivated accounts (they cannot sign in; an admin may reactivate them in People).
 """
 
@@ -69,8 +69,7 @@ def export_study(store: Store, actor: User, study_id: int, folder: str | Path, *
                                   n_resamples=n_resamples), **context} if labelled else None)
     html = report_html(report) if report is not None and report_html is not None else None
     counts = {name: len(rows) for name, rows in tables.tables.items()}
-    names = [f"{name}.parquet" for name, rows in tables.tables.items()
-             if rows or name != dataset.ADJUDICATIONS]
+    names = [f"{name}.parquet" for name, rows in tables.tables.items() if rows or name not in dataset.OPTIONAL]
     names += [dataset.REPORT_FILE] * (report is not None) + [dataset.REPORT_HTML_FILE] * (html is not None)
     names += [dataset.AUDIT_FILE] * (audit is not None)
     card = dataset_card(tables.study, counts, report, repo_id=repo_id, files=names, audit=audit)
@@ -127,6 +126,24 @@ def _study_row(meta: Mapping[str, Any], me_id: int, name: str | None) -> StudyRo
         created_at=now, updated_at=now, guidelines=meta.get("guidelines") or "",
         assignment="open", split_items=False,  # the chosen annotators are this database's people: choose again
     )
+
+
+def _reopen_runs(session: Session, study_id: int, tables: Mapping[str, list[dict[str, Any]]], items: dict[int, int],
+                 judgments: dict[int, int], people: dict[str, int]) -> None:
+    """The published judge runs, in their order, with every run's judgments (a pairwise item's second order too)."""
+    made: dict[int, int] = {}
+    for row in sorted(tables[dataset.JUDGE_RUNS], key=lambda run: run["position"]):
+        run = runs.JudgeRunRow(study_id=study_id, position=row["position"], name=row["name"],
+                               config=runs.check_config(row["config"]), created_at=row["created_at"],
+                               created_by_id=_person(session, row["created_by"], people) if row["created_by"]
+                               else None)
+        session.add(run)
+        session.flush()
+        made[row["run_id"]] = run.id
+    for row in tables[dataset.RUN_JUDGMENTS]:
+        kind = runs.RunSecondOrderRow if row["second_order"] else runs.RunJudgmentRow
+        session.add(kind(run_id=made[row["run_id"]], item_id=items[row["item_id"]],
+                         judgment_id=judgments[row["judgment_id"]], attached_at=row["attached_at"]))
 
 
 def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | None = None,
@@ -195,7 +212,11 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
                                         reviewer_id=_person(session, row["reviewer"], people), score=row["score"],
                                         note=row["note"], created_at=row["created_at"]))
         session.flush()
-        runs.adopt_item_judgments(session, study.id, me.id)  # the items' judgments: the study's first judge run
+        if tables[dataset.JUDGE_RUNS]:  # every judge run, as published (core.studies.runs)
+            # The published study's owner made its runs: the admin who reopens it owns the new study and them.
+            _reopen_runs(session, study.id, tables, items, judgments, {**people, str(meta.get("created_by")): me.id})
+        else:  # a study published before judge runs were: the items' judgments are its first run
+            runs.adopt_item_judgments(session, study.id, me.id)
         return to_study(study, me.username)
 
     try:

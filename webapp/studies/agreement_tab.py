@@ -134,7 +134,8 @@ class PublishPanel:
     def create(cls) -> "PublishPanel":
         with gr.Accordion("Publish to the Hub", open=False, elem_id="gl-publish"):
             gr.Markdown("Upload the study as a dataset repo: Parquet tables of items, labels (with their edits), "
-                        "the judge's judgments and adjudications, the agreement report and a dataset card. "
+                        "every judge run's judgments, adjudications, the agreement report, the newest robustness audit "
+                        "and a dataset card. "
                         "Publishing again replaces the files in a new commit. Uses your Hugging Face sign-in on a "
                         "Space, `HF_TOKEN` elsewhere.")
             with gr.Row(equal_height=True):

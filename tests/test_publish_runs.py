@@ -18,6 +18,7 @@ from core.audit.judge_runs import audit_study
 from core.audit.perturbations import resolve
 from core.store import Store
 from core.studies import ADMIN, ANNOTATOR, Studies, StudySpec, User
+from core.studies.audits import latest_audit
 from core.studies.grading import grade_study
 from core.studies.publish import export_study, reopen_study
 from core.studies.runs import RunSecondOrderRow
@@ -109,6 +110,16 @@ def test_every_judge_run_is_published_and_comes_back_on_reopening(studies: Studi
 
     reopened = reopen_study(store, ada, tmp_path / "out")
     assert run_view(studies, store, ada, reopened.id) == before
+    # The newest audit comes back too, naming the new study's runs and items.
+    original, again = latest_audit(store, ada, study_id), latest_audit(store, ada, reopened.id)
+    assert original is not None and again is not None and again.study_id == reopened.id
+    assert (again.label, again.started_at, again.created_by) == (original.label, original.started_at, "ada")
+    names = {run.id: run.name for run in studies.runs.list_runs(ada, reopened.id)}
+    assert {name: names[run] for name, run in again.runs.items()} == {
+        name: f"Audit {original.label}: {name}" for name in ("unperturbed", "whitespace")}
+    externals = {item.id: item.external_id for item in studies.list_items(ada, reopened.id)}
+    assert [externals[item] for item in again.item_ids] == ["q0", "q1", "q2"]
+    assert again.summary["rows"][0]["flip_rate"] == original.summary["rows"][0]["flip_rate"]
     assert second_orders(store, reopened.id) == [("again", "q0")] == second_orders(store, study_id)
     # The first run is still the items' judgment (the reveal, the exports), and its ratings are the same.
     assert [row["model_score"] for row in studies.ratings(ada, reopened.id)] == [

@@ -60,7 +60,7 @@ class StoredAudit:
         the HTML report (webapp.report_audit), report.json, audit.json and the dataset card show."""
         return {**self.summary, "stored": {
             "audit_id": self.id, "label": self.label, "started_at": self.started_at.isoformat(),
-            "by": self.created_by, "judge_runs": dict(self.runs), "n_items": len(self.item_ids),
+            "by": self.created_by, "judge_runs": dict(self.runs), "item_ids": list(self.item_ids),
             "seconds": self.seconds}}
 
 
@@ -78,6 +78,15 @@ def which_audit(block: Mapping[str, Any]) -> str:
     return (f"Audit #{stored.get('audit_id')}, started {stored.get('label')}{who}, on {items}; seed {seed}, "
             f"{boot.get('n_resamples', 0)} bootstrap resamples. Its verdicts are the study's judge runs named "
             f"\u201cAudit {stored.get('label')}: \u2026\u201d.")
+
+
+def with_names(block: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The block with who ran the audit named as in a dataset (`names`: username -> name shown, e.g. annotator-1 or
+    owner, core.studies.dataset); someone the dataset does not name becomes "an admin"."""
+    stored = block.get("stored")
+    if not isinstance(stored, Mapping) or not stored.get("by"):
+        return dict(block)
+    return {**block, "stored": {**stored, "by": names.get(str(stored["by"]), "an admin")}}
 
 
 def _to_audit(session: Session, row: StudyAuditRow) -> StoredAudit:

@@ -12,6 +12,7 @@ know become deactivated accounts (they cannot sign in; an admin may reactivate t
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from core.hub_dataset import Published, download_dataset, upload_dataset_folder
 from core.judgments import JudgmentRow
 from core.store import Store
 from core.studies import dataset, runs
+from core.studies.audits import StudyAuditRow, with_names
 from core.studies.card import dataset_card
 from core.studies.checks import check_id
 from core.studies.dataset import ReportHtml
@@ -63,6 +65,8 @@ def export_study(store: Store, actor: User, study_id: int, folder: str | Path, *
             raise StudyInputError(f"There is no study with id {study_id!r}.")
         tables = dataset.read_tables(session, study, real_names=real_names)
         context = context_in(session, study.id)  # the first run (the tables' judgments) and the newest audit
+    if "audit" in context:  # who ran it, named as the dataset names people
+        context["audit"] = with_names(context["audit"], tables.people)
     audit = context.get("audit")
     labelled = [row for row in tables.ratings if row["annotator"] is not None]
     report = ({**agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
@@ -129,7 +133,7 @@ def _study_row(meta: Mapping[str, Any], me_id: int, name: str | None) -> StudyRo
 
 
 def _reopen_runs(session: Session, study_id: int, tables: Mapping[str, list[dict[str, Any]]], items: dict[int, int],
-                 judgments: dict[int, int], people: dict[str, int]) -> None:
+                 judgments: dict[int, int], people: dict[str, int]) -> dict[int, int]:
     """The published judge runs, in their order, with every run's judgments (a pairwise item's second order too)."""
     made: dict[int, int] = {}
     for row in sorted(tables[dataset.JUDGE_RUNS], key=lambda run: run["position"]):
@@ -144,6 +148,25 @@ def _reopen_runs(session: Session, study_id: int, tables: Mapping[str, list[dict
         kind = runs.RunSecondOrderRow if row["second_order"] else runs.RunJudgmentRow
         session.add(kind(run_id=made[row["run_id"]], item_id=items[row["item_id"]],
                          judgment_id=judgments[row["judgment_id"]], attached_at=row["attached_at"]))
+    return made  # published run id -> the new run's id
+
+
+def _reopen_audit(session: Session, study_id: int, audit: Mapping[str, Any], items: dict[int, int],
+                  made: dict[int, int], people: dict[str, int]) -> None:
+    """The published newest audit (audit.json) kept with the new study, its item and judge run ids renumbered."""
+    stored = dict(audit.get("stored") or {})
+    summary = {key: value for key, value in audit.items() if key != "stored"}
+    summary["rows"] = [{**row, **{key: [{**entry, "item_id": items.get(entry.get("item_id"), entry.get("item_id"))}
+                                        for entry in row.get(key) or []] for key in ("changed", "errors")}}
+                       for row in summary.get("rows") or []]
+    by = stored.get("by")
+    session.add(StudyAuditRow(
+        study_id=study_id, label=str(stored.get("label") or "reopened")[:200],
+        started_at=datetime.fromisoformat(str(stored.get("started_at") or datetime.now(UTC).isoformat())),
+        created_by_id=_person(session, str(by), people) if by else None, summary=summary,
+        runs={name: made[run] for name, run in (stored.get("judge_runs") or {}).items() if run in made},
+        item_ids=[items[item] for item in stored.get("item_ids") or [] if item in items],
+        seconds=stored.get("seconds")))
 
 
 def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | None = None,
@@ -161,6 +184,8 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
             raise StudyInputError(f"{source} is not a published GLIDER study (it has no {dataset.STUDY_FILE}).")
     try:
         meta, tables = dataset.read_folder(folder)
+        audit_file = folder / dataset.AUDIT_FILE  # the newest audit, when the study had one
+        audit = json.loads(audit_file.read_text(encoding="utf-8")) if audit_file.exists() else None
     except (OSError, ValueError, KeyError) as error:
         raise StudyInputError(f"Could not read the published study in {source}: {error}") from error
     if meta.get("format") != dataset.FORMAT:
@@ -214,7 +239,10 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
         session.flush()
         if tables[dataset.JUDGE_RUNS]:  # every judge run, as published (core.studies.runs)
             # The published study's owner made its runs: the admin who reopens it owns the new study and them.
-            _reopen_runs(session, study.id, tables, items, judgments, {**people, str(meta.get("created_by")): me.id})
+            owned = {**people, str(meta.get("created_by")): me.id}
+            made = _reopen_runs(session, study.id, tables, items, judgments, owned)
+            if audit is not None:
+                _reopen_audit(session, study.id, audit, items, made, owned)
         else:  # a study published before judge runs were: the items' judgments are its first run
             runs.adopt_item_judgments(session, study.id, me.id)
         return to_study(study, me.username)

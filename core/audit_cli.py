@@ -87,9 +87,8 @@ def other_judge_config(args: argparse.Namespace, backend: str, options: dict[str
 
 def run(args: argparse.Namespace) -> int:
     """Run the audit; print the table (stdout) and progress (stderr); returns the exit code."""
-    from core.audit.judge_runs import as_judge_runs
+    from core.audit.judge_runs import audit_study
     from core.audit.perturbations import OTHER_JUDGE, resolve
-    from core.audit.runner import run_audit
     from core.judge import create_backend
     from core.judge.options import describe_options, judge_options
     from core.store import Store
@@ -128,9 +127,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: {done} of {total} items", file=sys.stderr)
 
         try:
-            result = run_audit(studies, actor, study.id, judge, store, perturbations, sample=args.sample,
-                               seed=args.seed, batch_size=args.batch_size, n_resamples=args.resamples,
-                               on_progress=progress, record_run=as_judge_runs(studies, actor, study.id))
+            result, kept = audit_study(studies, actor, study.id, judge, store, perturbations, sample=args.sample,
+                                       seed=args.seed, batch_size=args.batch_size, n_resamples=args.resamples,
+                                       on_progress=progress)
         except KeyboardInterrupt:
             return _fail(EXIT_INTERRUPTED, "Interrupted; the judgments graded so far are kept in the database.")
         except InputError as error:
@@ -138,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         except GliderError as error:
             return _fail(EXIT_FAILED, f"{error}\nThe judgments graded so far are kept in the database.")
     print(f"Audit of {result.study_name!r} (#{result.study_id}): {result.sample['note']}; judge "
-          f"{result.baseline.judge}; {result.seconds:.1f} s.")
+          f"{result.baseline.judge}; {result.seconds:.1f} s. Kept with the study as audit #{kept.id} "
+          f"(judge runs 'Audit {kept.label}: ...').")
     print(format_table(result.block))
     if args.out is not None:
         args.out.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n",

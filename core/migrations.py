@@ -426,6 +426,29 @@ def _m008_pairwise_studies(connection: Connection) -> None:
     ).create(connection)
 
 
+def _m009_study_audits(connection: Connection) -> None:
+    """Robustness audits kept with their study, frozen: one row per audit (append only; the newest is the one the
+    report and the published study show), its summary block (core.audit.report.audit_report) and the judge runs
+    that hold its verdicts. Nothing existing changes: studies audited before this step have no stored audit.
+    """
+    metadata = MetaData()
+    for name in ("users", "studies"):  # referenced only; earlier migrations created them
+        Table(name, metadata, Column("id", Integer, primary_key=True))
+    Table(
+        "study_audits",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("study_id", Integer, ForeignKey("studies.id", ondelete="CASCADE"), nullable=False, index=True),
+        Column("label", String(200), nullable=False),  # "<UTC start>[ (n)]": its judge runs' "Audit <label>: " prefix
+        Column("started_at", DateTime(timezone=True), nullable=False),
+        Column("created_by_id", Integer, ForeignKey("users.id"), nullable=True),
+        Column("summary", JSON, nullable=False),  # the audit block: rows per perturbation, sample, bootstrap, methods
+        Column("runs", JSON, nullable=False),  # run name ("unperturbed", a perturbation) -> its judge run's id
+        Column("item_ids", JSON, nullable=False),  # the audited items, in study order
+        Column("seconds", Float, nullable=True),
+    ).create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
@@ -436,6 +459,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "queue_order", _m006_queue_order),
     Migration(7, "judge_runs", _m007_judge_runs),
     Migration(8, "pairwise_studies", _m008_pairwise_studies),
+    Migration(9, "study_audits", _m009_study_audits),
 ]
 
 

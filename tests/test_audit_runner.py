@@ -22,6 +22,7 @@ from core.audit.runner import UNPERTURBED, choose_items, run_audit
 from core.errors import InputError, PermissionDenied
 from core.store import Store
 from core.studies import ADMIN, ANNOTATOR, Studies, StudySpec, User
+from core.studies.audits import latest_audit
 from tests import tiny_gguf
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import ScriptedJudge
@@ -207,6 +208,10 @@ def test_the_cli_prints_the_table_and_writes_the_json(studies: Studies, ada: Use
     with Store.from_path(db) as opened:
         kept = [run.name.split(": ", 1)[1] for run in Studies(opened).runs.list_runs(ada, study_id)]
     assert kept == [UNPERTURBED, "whitespace", OTHER_JUDGE]  # each run of the audit is a judge run of the study
+    assert "Kept with the study as audit #1" in lines[0]  # and its summary, for the report and the published study
+    with Store.from_path(db) as opened:
+        summary = latest_audit(opened, ada, study_id)
+    assert summary is not None and summary.summary == written["audit"] and list(summary.runs) == kept
 
     refused = _cli(str(study_id), "--as", "ann", "--db", f"sqlite:///{db}", *judge)
     assert refused.returncode == 2 and "Only an admin" in refused.stderr

@@ -36,7 +36,8 @@ from tests.review_data import ADJUDICATED, make_review_study
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct horse battery"
-TABLES = ["items.parquet", "labels.parquet", "label_edits.parquet", "judgments.parquet", "adjudications.parquet"]
+TABLES = ["items.parquet", "labels.parquet", "label_edits.parquet", "judgments.parquet", "adjudications.parquet",
+          "judge_runs.parquet", "run_judgments.parquet"]
 
 
 @pytest.fixture
@@ -63,7 +64,8 @@ def test_the_exported_folder_reads_back_equal_to_the_database(study, tmp_path: P
     done = export_study(store, people["admin"], study_id, tmp_path / "out", n_resamples=50)
     names = sorted(path.name for path in done.files)
     assert names == sorted([*TABLES, "report.json", "study.json", "README.md"])
-    assert done.counts == {"items": 7, "labels": 14, "label_edits": 1, "judgments": 7, "adjudications": 6}
+    assert done.counts == {"items": 7, "labels": 14, "label_edits": 1, "judgments": 7, "adjudications": 6,
+                           "judge_runs": 1, "run_judgments": 7}
 
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     items = pd.read_parquet(tmp_path / "out" / "items.parquet")
@@ -139,7 +141,7 @@ def test_reopen_a_published_study_from_its_folder(study, tmp_path: Path) -> None
     assert reopened.id != study_id and reopened.name == "Helpfulness (reopened)"
     export_study(store, people["admin"], reopened.id, tmp_path / "second", n_resamples=20)
     (meta1, tables1), (meta2, tables2) = read_folder(tmp_path / "first"), read_folder(tmp_path / "second")
-    ids = {"item_id", "annotation_id", "judgment_id", "edit_id", "adjudication_id"}
+    ids = {"item_id", "annotation_id", "judgment_id", "edit_id", "adjudication_id", "run_id"}
     for name in tables1:
         assert [{k: v for k, v in row.items() if k not in ids} for row in tables1[name]] == \
                [{k: v for k, v in row.items() if k not in ids} for row in tables2[name]], name

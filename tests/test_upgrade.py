@@ -54,7 +54,7 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     old_columns = {table: columns(old_db, table) for table in tables}
     before = {table: rows(old_db, table) for table in tables}
     store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 8
+    assert store.schema_version() == len(MIGRATIONS) == 9
     store.close()
     for table, old_rows in before.items():
         # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
@@ -85,6 +85,8 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     assert columns(old_db, "run_second_orders") == ["run_id", "item_id", "judgment_id", "attached_at"]
     with sqlite3.connect(old_db) as connection:
         assert connection.execute("SELECT COUNT(*) FROM run_second_orders").fetchone() == (0,)
+    # Migration 9: the study was never audited: it has no kept audit.
+    assert rows(old_db, "study_audits") == []
 
 
 def test_the_old_data_reads_through_this_release(old_db: Path) -> None:

@@ -23,7 +23,7 @@ from core.presets import Preset
 from core.spans import locate
 from core.storage import StorageStatus
 from tests.webapp_helpers import XSS_PAYLOADS
-from webapp import compare_render, render, report_html
+from webapp import compare_render, render, report_html, report_judge_run
 from webapp.studies import pair_label
 from webapp.view_models import JudgmentView, describe_scale, fill_slots, request_fields
 
@@ -146,6 +146,8 @@ RENDERERS = {
     "pair study summary": lambda p: pair_label.render_pair_summary(p, p, p, True, True),
     "pair reveal": lambda p: pair_label.render_pair_reveal(p, p, True),
     "pair judge": lambda p: pair_label.render_pair_judge(p, [(p, p, f"- {p}")]),
+    "judge run line": lambda p: report_judge_run.render_judge_run({"id": p, "name": p, "description": p,
+                                                                   "first": True}),
 }
 
 
@@ -218,6 +220,8 @@ def _hostile_audit(payload: str) -> str:
             RunScores("b", {}, not_applicable=payload)]
     block = audit_report({1: 1, 2: 1}, runs, (0, 1), {1: 1, 2: 0}, n_resamples=0, sample={"note": payload},
                          baseline_judge=payload)
+    # As kept with the study (core.studies.audits): which audit, by whom (a username), under which label.
+    block["stored"] = {"audit_id": 1, "label": payload, "by": payload, "judge_runs": {payload: 1}}
     return render_audit(block)
 
 

@@ -4,6 +4,7 @@ the report, the "Compare judge runs" panel with its changed items one click away
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import gradio as gr
 import pytest
 
 from core.studies import StudySpec
+from core.studies.runs import describe_config
 from tests.fakes import ScriptedJudge
 from tests.test_webapp_render import Markup
 from tests.webapp_helpers import (
@@ -137,6 +139,45 @@ def test_grade_as_a_new_run_then_pick_the_judge_run_and_compare_runs(demo: gr.Bl
     both = text(clicked, "gl-runs-item")
     assert "Run A: Run 1" in both and "Run B: Run 2" in both
     assert both.index("run verdict 1") < both.index("run verdict 0") and "ann" in both
+
+
+def test_the_downloads_use_the_picked_judge_run_and_name_it(demo: gr.Blocks, services: Services,
+                                                          study_id: int) -> None:
+    """The CSV / JSONL / JSON / HTML downloads of a report carry the picked run's verdicts and say which run it is;
+    without a pick, the first run's. The HTML report also holds the study's newest robustness audit."""
+    import pandas as pd
+
+    from core.audit.perturbations import PERTURBATIONS
+
+    two_runs(demo, services, study_id)
+    ada = services.studies.get_user("ada")  # type: ignore[union-attr]
+    runs = services.studies.runs.list_runs(ada, study_id)  # type: ignore[union-attr,arg-type]
+    item = services.studies.list_items(ada, study_id)[1].id  # type: ignore[union-attr,arg-type]
+    for run, says in ((None, 1), (runs[0].id, 1), (runs[1].id, 0)):
+        shown = plain(handler(demo, "on_report")(study_id, "annotators", None, None, ADA, run))
+        assert "stay the first run" not in text(shown, "gl-agree-message")
+        csv = pd.read_csv(value(shown["gl-export-csv"]))
+        assert csv.loc[csv["item_id"] == item, "model_score"].tolist() == [says]
+        lines = Path(value(shown["gl-export-jsonl"])).read_text(encoding="utf-8").splitlines()
+        assert [json.loads(line)["model_score"] for line in lines if json.loads(line)["item_id"] == item] == [says]
+        chosen = runs[1] if run == runs[1].id else runs[0]
+        assert json.loads(Path(value(shown["gl-export-json"])).read_text(encoding="utf-8"))["judge_run"]["id"] \
+            == chosen.id
+        page = Markup(Path(value(shown["gl-export-html"])).read_text(encoding="utf-8")).all_text
+        assert f"Judge run: \u201c{chosen.name}\u201d (#{chosen.id})" in page
+        assert describe_config(chosen.config) in page and "Robustness audit" not in page
+    # Adjudicated reference: its exports follow the pick too.
+    adjudicated = plain(handler(demo, "on_report")(study_id, "adjudicated", None, None, ADA, runs[1].id))
+    csv = pd.read_csv(value(adjudicated["gl-export-csv"]))
+    assert csv.loc[csv["item_id"] == item, "model_score"].tolist() == [0]
+
+    # An audit from the Audit panel: the next report's HTML holds its table and says which audit it is.
+    flags = [name == "whitespace" for name in PERTURBATIONS]
+    audited = plain(handler(demo, "on_audit")(ADA, study_id, None, 4, *flags))
+    assert "Audit #1, started" in text(audited, "gl-audit-table")
+    shown = plain(handler(demo, "on_report")(study_id, "annotators", None, None, ADA, None))
+    page = Markup(Path(value(shown["gl-export-html"])).read_text(encoding="utf-8")).all_text
+    assert "Robustness audit" in page and "Audit #1, started" in page and "seed 4" in page and "whitespace" in page
 
 
 def test_the_runs_panel_explains_what_is_missing_and_refuses_annotators(demo: gr.Blocks, services: Services,

@@ -12,6 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from core.audit.report import summary_table
+from core.studies.audits import which_audit
 from webapp.charts import MODEL_COLOR
 from webapp.render import esc
 
@@ -40,6 +41,9 @@ def render_audit(block: Mapping[str, Any]) -> str:
     sample = block.get("sample") or {}
     facts = (f"Items: {sample.get('note') or block.get('n_items', 0)}. Unperturbed judge: "
              f"{block.get('baseline_judge') or 'unknown'}; {block.get('n_baseline_scored', 0)} items with a score.")
+    which = which_audit(block)  # a kept audit (core.studies.audits): which one it is
+    if which:
+        facts = f"{which} {facts}"
     rows = []
     descriptions = {row.get("perturbation"): row for row in block.get("rows") or []}
     for row in summary_table(block):

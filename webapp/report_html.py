@@ -17,6 +17,7 @@ from webapp.render import esc
 from webapp.report_alt_test import render_alt_test
 from webapp.report_audit import audit_figure, render_audit
 from webapp.report_calibration import reliability_figure, render_calibration
+from webapp.report_judge_run import render_judge_run
 from webapp.report_judge_vs_people import render_judge_vs_people
 from webapp.report_sampling import render_sampling
 
@@ -274,6 +275,8 @@ def report_to_html(
     basis = (
         f'<p class="basis"><strong>Scores used:</strong> {esc(headline["note"])}</p>\n' if headline.get("note") else ""
     )
+    # Which judge run's verdicts are the model's (core.studies.report_context), when the caller says.
+    basis += render_judge_run(report.get("judge_run"))
     boot = report.get("bootstrap") or {}
     boot_text = (
         f"95% confidence intervals: {boot.get('method', 'percentile')} bootstrap over items, "

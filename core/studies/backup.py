@@ -20,6 +20,7 @@ from sqlalchemy import select
 from core.hub_dataset import check_repo_id
 from core.store import Store
 from core.studies import dataset
+from core.studies.audits import latest_in
 from core.studies.card import dataset_card
 from core.studies.rows import StudyRow
 
@@ -28,18 +29,21 @@ _EXPORTING = threading.Lock()  # one export at a time into a backup folder
 
 
 def export_all(store: Store, folder: str | Path) -> list[Path]:
-    """Write every study into folder/study-N/ (its tables, study.json and card; no report: it is recomputed
-    on reopening); the study folders written."""
+    """Write every study into folder/study-N/ (its tables, every judge run included, study.json, the newest
+    audit's audit.json and the card; no report: it is recomputed on reopening); the study folders written."""
     written = []
     with store.session("read") as session:
         studies = list(session.scalars(select(StudyRow).order_by(StudyRow.id)))
-        everything = [dataset.read_tables(session, study, real_names=True) for study in studies]
-    for tables in everything:
+        everything = [(dataset.read_tables(session, study, real_names=True), latest_in(session, study.id))
+                      for study in studies]
+    for tables, kept in everything:
         target = Path(folder) / f"study-{tables.study['study_id']}"
         counts = {name: len(rows) for name, rows in tables.tables.items()}
-        files = [f"{name}.parquet" for name, rows in tables.tables.items() if rows or name != dataset.ADJUDICATIONS]
-        dataset.write_folder(tables, target, report=None, report_html=None,
-                             card=dataset_card(tables.study, counts, None, files=files))
+        files = [f"{name}.parquet" for name, rows in tables.tables.items() if rows or name not in dataset.OPTIONAL]
+        audit = kept.block() if kept is not None else None  # the newest robustness audit's summary (audit.json)
+        files += [dataset.AUDIT_FILE] * (audit is not None)
+        dataset.write_folder(tables, target, report=None, report_html=None, audit=audit,
+                             card=dataset_card(tables.study, counts, None, files=files, audit=audit))
         written.append(target)
     return written
 

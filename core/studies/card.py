@@ -2,7 +2,7 @@
 
 Markdown with the Hub's YAML front matter (license, tags, one config per Parquet table so the dataset
 viewer and `datasets.load_dataset(repo, "labels")` find them). Pure: built from study.json's values, the
-tables' row counts and the agreement report.
+tables' row counts, the agreement report and the newest robustness audit's summary.
 """
 
 from __future__ import annotations
@@ -42,8 +42,46 @@ def _yaml_text(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
+def _interval(metric: Mapping[str, Any] | None, percent: bool = False) -> str:
+    if not metric or metric.get("value") is None:
+        return "—"
+    shown = (lambda number: f"{number:.1%}") if percent else (lambda number: f"{number:.3f}")
+    if metric.get("ci_low") is None or metric.get("ci_high") is None:
+        return shown(metric["value"])
+    return f"{shown(metric['value'])} [{shown(metric['ci_low'])}, {shown(metric['ci_high'])}]"
+
+
+def _cell(text: object) -> str:
+    """User text (a perturbation's reason) inside a Markdown table cell: one line, no column breaks."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def audit_section(audit: Mapping[str, Any]) -> list[str]:
+    """The card's "Robustness audit" section: which audit, then one row per perturbation (the audit.json summary)."""
+    from core.studies.audits import which_audit
+
+    lines = ["## Robustness audit", "", which_audit(audit), "",
+             f"Unperturbed judge: {_cell(audit.get('baseline_judge') or 'unknown')}.", "",
+             "| perturbation | items | flips | flip rate [95% CI] | κ vs unperturbed [95% CI] | Δ exact with people "
+             "| Δ κ with people | note |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in audit.get("rows") or []:
+        difference = (row.get("humans") or {}).get("difference") or {}
+        changes = [(difference.get(key) or {}).get("value") for key in ("exact", "weighted_kappa")]
+        note = row.get("not_applicable") or (f"{row['n_unscored']} without a score" if row.get("n_unscored") else "")
+        lines.append(f"| {_cell(row.get('perturbation'))} | {row.get('n_items', 0)} | {row.get('flips', 0)} | "
+                     f"{_interval(row.get('flip_rate'), percent=True)} | {_interval(row.get('weighted_kappa'))} | "
+                     + " | ".join("—" if change is None else f"{change:+.3f}" for change in changes)
+                     + f" | {_cell(note)} |")
+    lines += ["", "Flip rate: items whose score under the perturbation differs from the unperturbed one (exact "
+              "Clopper-Pearson interval); κ: quadratic-weighted, percentile bootstrap over items. The whole summary "
+              "is `audit.json`.", ""]
+    return lines
+
+
 def dataset_card(study: Mapping[str, Any], counts: Mapping[str, int], report: Mapping[str, Any] | None,
-                 *, repo_id: str | None = None, files: Sequence[str] = ()) -> str:
+                 *, repo_id: str | None = None, files: Sequence[str] = (),
+                 audit: Mapping[str, Any] | None = None) -> str:
     """README.md for the dataset folder: front matter, task, rubric, scale, annotators, agreement, licence, reload."""
     tables = [name.removesuffix(".parquet") for name in files if name.endswith(".parquet")]
     front = ["---", "license: cc-by-nc-4.0", f"pretty_name: {_yaml_text(str(study['name']))}",
@@ -95,6 +133,8 @@ def dataset_card(study: Mapping[str, Any], counts: Mapping[str, int], report: Ma
             "The full report is `report.json`" + (" (and `report.html`, with charts)." if "report.html" in files
                                                  else "."), "",
         ]
+    if audit is not None and audit.get("available"):
+        lines += audit_section(audit)
     repo = repo_id or "USER/DATASET"
     lines += [
         "## Licence", "", GLIDER_NOTE, "",

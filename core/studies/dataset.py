@@ -8,9 +8,12 @@ Tables (Parquet, written with pyarrow so nullable integers stay integers):
   items.parquet          one row per item: its text (one column per field tag, and `fields` as JSON)
   labels.parquet         one row per label (annotation): scores before/after the reveal, spans, comment, timing
   label_edits.parquet    the labels' edit history: one row per later change (old -> new per attribute)
-  judgments.parquet      the judge's stored judgments of the items: raw output, parsed parts, spans,
-                         distribution and the full reproducibility record (repro)
+  judgments.parquet      the judge's stored judgments of the items, in every judge run: raw output, parsed parts,
+                         spans, distribution and the full reproducibility record (repro)
   adjudications.parquet  reviewers' adjudicated labels, every decision (the newest per item counts); only if any
+  judge_runs.parquet     the study's judge runs (core.studies.runs): position (1: the default run), name, config
+  run_judgments.parquet  each run's judgment of each item (second_order: a pairwise item's (B, A) order); only if any
+audit.json holds the study's newest robustness audit (its summary block), when it was audited.
 JSON-valued columns (spans, highlights, distribution, repro, ...) are JSON text, as in the CSV export.
 People are pseudonymised (annotator-1, annotator-2, ... in order of their first label; reviewer-1, ... for
 those who adjudicated; owner for the study's creator) unless `real_names` is chosen.
@@ -32,10 +35,13 @@ from core.accounts import UserRow
 from core.judgments import JudgmentRow
 from core.studies import reports
 from core.studies.rows import AdjudicationRow, AnnotationEditRow, AnnotationRow, ItemRow, StudyRow
+from core.studies.runs import JudgeRunRow, RunJudgmentRow, RunSecondOrderRow
 
 FORMAT = "glider-study/1"  # study.json's "format": what core.studies.reopen knows how to read
 ITEMS, LABELS, EDITS, JUDGMENTS, ADJUDICATIONS = "items", "labels", "label_edits", "judgments", "adjudications"
+JUDGE_RUNS, RUN_JUDGMENTS = "judge_runs", "run_judgments"  # every judge run of the study (core.studies.runs)
 STUDY_FILE, REPORT_FILE, REPORT_HTML_FILE, CARD_FILE = "study.json", "report.json", "report.html", "README.md"
+AUDIT_FILE = "audit.json"  # the study's newest robustness audit, its summary block (core.studies.audits)
 
 # Each table's columns and their Arrow type names ("json": JSON text; "time": UTC timestamp).
 COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -55,7 +61,13 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
                 ("repro", "json")),
     ADJUDICATIONS: (("adjudication_id", "int"), ("item_id", "int"), ("reviewer", "str"), ("score", "int"),
                     ("note", "str"), ("created_at", "time")),
+    JUDGE_RUNS: (("run_id", "int"), ("position", "int"), ("name", "str"), ("config", "json"), ("created_at", "time"),
+                 ("created_by", "str")),
+    # second_order: the run's (B, A) order judgment of a pairwise item (run_second_orders); else its judgment.
+    RUN_JUDGMENTS: (("run_id", "int"), ("item_id", "int"), ("judgment_id", "int"), ("second_order", "bool"),
+                    ("attached_at", "time")),
 }
+OPTIONAL = (ADJUDICATIONS, JUDGE_RUNS, RUN_JUDGMENTS)  # written only when they have rows
 # The judgment columns copied from JudgmentRow as they are (the others are renamed above).
 _JUDGMENT_COPIED = tuple(name for name, _ in COLUMNS[JUDGMENTS] if name not in ("judgment_id", "item_id"))
 
@@ -95,6 +107,11 @@ def _pseudonyms(session: Session, study: StudyRow, real_names: bool) -> dict[int
         .where(AnnotationRow.study_id == study.id)).scalars()
     for user_id in editors:  # only if an older version let someone else edit a label
         names.setdefault(user_id, f"editor-{user_id}")
+    graders = [user_id for user_id in session.execute(select(JudgeRunRow.created_by_id).where(
+        JudgeRunRow.study_id == study.id).order_by(JudgeRunRow.position)).scalars() if user_id is not None]
+    for user_id in graders:  # an admin who made a judge run without owning the study
+        if user_id not in names:
+            names[user_id] = f"grader-{sum(name.startswith('grader-') for name in names.values()) + 1}"
     if real_names:
         usernames = dict(session.execute(select(UserRow.id, UserRow.username).where(UserRow.id.in_(names))).all())
         names = {user_id: usernames.get(user_id, name) for user_id, name in names.items()}
@@ -119,7 +136,20 @@ def read_tables(session: Session, study: StudyRow, *, real_names: bool = False) 
              for row in session.scalars(select(AnnotationEditRow).join(
                  AnnotationRow, AnnotationRow.id == AnnotationEditRow.annotation_id)
                  .where(AnnotationRow.study_id == study.id).order_by(AnnotationEditRow.id))]
+    runs = list(session.scalars(select(JudgeRunRow).where(JudgeRunRow.study_id == study.id)
+                                .order_by(JudgeRunRow.position)))
+    run_rows = [{"run_id": run.id, "position": run.position, "name": run.name, "config": dict(run.config),
+                 "created_at": _utc(run.created_at),
+                 "created_by": None if run.created_by_id is None else names[run.created_by_id]} for run in runs]
+    linked: list[dict[str, Any]] = []
+    for table, second in ((RunJudgmentRow, False), (RunSecondOrderRow, True)):
+        found = session.execute(select(table.run_id, table.item_id, table.judgment_id, table.attached_at)
+                                .where(table.run_id.in_([run.id for run in runs]))
+                                .order_by(table.run_id, table.item_id)).all()
+        linked += [{"run_id": run_id, "item_id": item_id, "judgment_id": judgment_id, "second_order": second,
+                    "attached_at": _utc(attached_at)} for run_id, item_id, judgment_id, attached_at in found]
     judged = {item.judgment_id: item.id for item in items if item.judgment_id is not None}
+    judged.update({row["judgment_id"]: row["item_id"] for row in linked})  # every run's, the first's included
     judgments = []
     for row in session.scalars(select(JudgmentRow).where(JudgmentRow.id.in_(judged)).order_by(JudgmentRow.id)):
         values = {name: getattr(row, name) for name in _JUDGMENT_COPIED}
@@ -145,7 +175,8 @@ def read_tables(session: Session, study: StudyRow, *, real_names: bool = False) 
         "annotators": list(dict.fromkeys(label["annotator"] for label in labels)),  # in order of first label
     }
     tables: dict[str, list[dict[str, Any]]] = {ITEMS: item_rows, LABELS: labels, EDITS: edits,
-                                               JUDGMENTS: judgments, ADJUDICATIONS: adjudications}
+                                               JUDGMENTS: judgments, ADJUDICATIONS: adjudications,
+                                               JUDGE_RUNS: run_rows, RUN_JUDGMENTS: linked}
     return StudyTables(meta, tables, renamed, ratings)
 
 
@@ -171,7 +202,7 @@ def _arrow_table(name: str, rows: list[dict[str, Any]], extra: Mapping[str, str]
 
 
 def write_folder(tables: StudyTables, folder: str | Path, *, report: Mapping[str, Any] | None,
-                 report_html: str | None, card: str) -> list[Path]:
+                 report_html: str | None, card: str, audit: Mapping[str, Any] | None = None) -> list[Path]:
     """Write the dataset folder (created if needed; the files are replaced whole); the paths written."""
     import pyarrow.parquet as pq  # heavy; only needed here
 
@@ -180,8 +211,8 @@ def write_folder(tables: StudyTables, folder: str | Path, *, report: Mapping[str
     written: list[Path] = []
     columns = field_columns(list(tables.study["tags"]))
     for name, rows in tables.tables.items():
-        if name == ADJUDICATIONS and not rows:
-            continue  # "if any": most studies have none
+        if name in OPTIONAL and not rows:
+            continue  # "if any": most studies have no adjudications; an ungraded study has no judge run
         if name == ITEMS:
             rows = [{**row, **{columns[tag]: text for tag, text in row["fields"]}} for row in rows]
         path = folder / f"{name}.parquet"
@@ -195,6 +226,10 @@ def write_folder(tables: StudyTables, folder: str | Path, *, report: Mapping[str
     if report_html is not None:
         (folder / REPORT_HTML_FILE).write_text(report_html, encoding="utf-8")
         files.append(REPORT_HTML_FILE)
+    if audit is not None:
+        (folder / AUDIT_FILE).write_text(json.dumps(reports.jsonable(audit), ensure_ascii=False, indent=2),
+                                         encoding="utf-8")
+        files.append(AUDIT_FILE)
     meta = {**tables.study, "field_columns": columns, "files": files}
     (folder / STUDY_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
     (folder / CARD_FILE).write_text(card, encoding="utf-8")

@@ -1,16 +1,18 @@
 """Publish a study to the Hugging Face Hub as a dataset, and reopen a published study as a new study.
 
 export_study writes the dataset folder (core.studies.dataset: Parquet tables, study.json, report.json,
-optionally report.html, and the card README.md) from ONE read transaction in which the actor is checked to
+optionally report.html, audit.json (the newest robustness audit's summary, core.studies.audits), and the card
+README.md) from ONE read transaction in which the actor is checked to
 be an admin. publish_study exports into a fresh temporary folder and uploads it (core.hub_dataset); each
 publish is one new commit replacing the files whole, so publishing again never duplicates rows.
-reopen_study reads such a folder (or a repo snapshot) back into a new study with its items, judgments,
-labels, edit history and adjudications; the people are matched by name, and names the database does not
+reopen_study reads such a folder (or a repo snapshot) back into a new study with its items, judgments (every judge
+run's), labels, edit history and adjudications; the people are matched by name, and names the database does not
 know become deactivated accounts (they cannot sign in; an admin may reactivate them in People).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import tempfile
 from collections.abc import Mapping
@@ -28,10 +30,12 @@ from core.hub_dataset import Published, download_dataset, upload_dataset_folder
 from core.judgments import JudgmentRow
 from core.store import Store
 from core.studies import dataset, runs
+from core.studies.audits import StudyAuditRow, with_names
 from core.studies.card import dataset_card
 from core.studies.checks import check_id
 from core.studies.dataset import ReportHtml
 from core.studies.queue import queue_key
+from core.studies.report_context import context_in
 from core.studies.rows import AdjudicationRow, AnnotationEditRow, AnnotationRow, ItemRow, StudyRow, to_study
 from core.studies.types import Study
 
@@ -60,16 +64,20 @@ def export_study(store: Store, actor: User, study_id: int, folder: str | Path, *
         if study is None:
             raise StudyInputError(f"There is no study with id {study_id!r}.")
         tables = dataset.read_tables(session, study, real_names=real_names)
+        context = context_in(session, study.id)  # the first run (the tables' judgments) and the newest audit
+    if "audit" in context:  # who ran it, named as the dataset names people
+        context["audit"] = with_names(context["audit"], tables.people)
+    audit = context.get("audit")
     labelled = [row for row in tables.ratings if row["annotator"] is not None]
-    report = (agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
-                               n_resamples=n_resamples) if labelled else None)
+    report = ({**agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
+                                  n_resamples=n_resamples), **context} if labelled else None)
     html = report_html(report) if report is not None and report_html is not None else None
     counts = {name: len(rows) for name, rows in tables.tables.items()}
-    names = [f"{name}.parquet" for name, rows in tables.tables.items()
-             if rows or name != dataset.ADJUDICATIONS]
+    names = [f"{name}.parquet" for name, rows in tables.tables.items() if rows or name not in dataset.OPTIONAL]
     names += [dataset.REPORT_FILE] * (report is not None) + [dataset.REPORT_HTML_FILE] * (html is not None)
-    card = dataset_card(tables.study, counts, report, repo_id=repo_id, files=names)
-    files = dataset.write_folder(tables, folder, report=report, report_html=html, card=card)
+    names += [dataset.AUDIT_FILE] * (audit is not None)
+    card = dataset_card(tables.study, counts, report, repo_id=repo_id, files=names, audit=audit)
+    files = dataset.write_folder(tables, folder, report=report, report_html=html, card=card, audit=audit)
     return Exported(Path(folder), files, counts, report)
 
 
@@ -124,6 +132,43 @@ def _study_row(meta: Mapping[str, Any], me_id: int, name: str | None) -> StudyRo
     )
 
 
+def _reopen_runs(session: Session, study_id: int, tables: Mapping[str, list[dict[str, Any]]], items: dict[int, int],
+                 judgments: dict[int, int], people: dict[str, int]) -> dict[int, int]:
+    """The published judge runs, in their order, with every run's judgments (a pairwise item's second order too)."""
+    made: dict[int, int] = {}
+    for row in sorted(tables[dataset.JUDGE_RUNS], key=lambda run: run["position"]):
+        run = runs.JudgeRunRow(study_id=study_id, position=row["position"], name=row["name"],
+                               config=runs.check_config(row["config"]), created_at=row["created_at"],
+                               created_by_id=_person(session, row["created_by"], people) if row["created_by"]
+                               else None)
+        session.add(run)
+        session.flush()
+        made[row["run_id"]] = run.id
+    for row in tables[dataset.RUN_JUDGMENTS]:
+        kind = runs.RunSecondOrderRow if row["second_order"] else runs.RunJudgmentRow
+        session.add(kind(run_id=made[row["run_id"]], item_id=items[row["item_id"]],
+                         judgment_id=judgments[row["judgment_id"]], attached_at=row["attached_at"]))
+    return made  # published run id -> the new run's id
+
+
+def _reopen_audit(session: Session, study_id: int, audit: Mapping[str, Any], items: dict[int, int],
+                  made: dict[int, int], people: dict[str, int]) -> None:
+    """The published newest audit (audit.json) kept with the new study, its item and judge run ids renumbered."""
+    stored = dict(audit.get("stored") or {})
+    summary = {key: value for key, value in audit.items() if key != "stored"}
+    summary["rows"] = [{**row, **{key: [{**entry, "item_id": items.get(entry.get("item_id"), entry.get("item_id"))}
+                                        for entry in row.get(key) or []] for key in ("changed", "errors")}}
+                       for row in summary.get("rows") or []]
+    by = stored.get("by")
+    session.add(StudyAuditRow(
+        study_id=study_id, label=str(stored.get("label") or "reopened")[:200],
+        started_at=datetime.fromisoformat(str(stored.get("started_at") or datetime.now(UTC).isoformat())),
+        created_by_id=_person(session, str(by), people) if by else None, summary=summary,
+        runs={name: made[run] for name, run in (stored.get("judge_runs") or {}).items() if run in made},
+        item_ids=[items[item] for item in stored.get("item_ids") or [] if item in items],
+        seconds=stored.get("seconds")))
+
+
 def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | None = None,
                  token: str | None = None, endpoint: str | None = None) -> Study:
     """A new study from a published one (admins only): `source` is a dataset folder, or a repo id (owner/name)
@@ -139,6 +184,8 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
             raise StudyInputError(f"{source} is not a published GLIDER study (it has no {dataset.STUDY_FILE}).")
     try:
         meta, tables = dataset.read_folder(folder)
+        audit_file = folder / dataset.AUDIT_FILE  # the newest audit, when the study had one
+        audit = json.loads(audit_file.read_text(encoding="utf-8")) if audit_file.exists() else None
     except (OSError, ValueError, KeyError) as error:
         raise StudyInputError(f"Could not read the published study in {source}: {error}") from error
     if meta.get("format") != dataset.FORMAT:
@@ -190,7 +237,14 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
                                         reviewer_id=_person(session, row["reviewer"], people), score=row["score"],
                                         note=row["note"], created_at=row["created_at"]))
         session.flush()
-        runs.adopt_item_judgments(session, study.id, me.id)  # the items' judgments: the study's first judge run
+        if tables[dataset.JUDGE_RUNS]:  # every judge run, as published (core.studies.runs)
+            # The published study's owner made its runs: the admin who reopens it owns the new study and them.
+            owned = {**people, str(meta.get("created_by")): me.id}
+            made = _reopen_runs(session, study.id, tables, items, judgments, owned)
+            if audit is not None:
+                _reopen_audit(session, study.id, audit, items, made, owned)
+        else:  # a study published before judge runs were: the items' judgments are its first run
+            runs.adopt_item_judgments(session, study.id, me.id)
         return to_study(study, me.username)
 
     try:

@@ -199,16 +199,17 @@ def jsonable(value: Any) -> Any:
 
 
 def write_exports(studies: Studies, actor: User, study_id: int, report: Mapping[str, Any],
-                  folder: str | Path) -> list[Path]:
+                  folder: str | Path, run: int | str | None = None) -> list[Path]:
     """Write the study's labels and its agreement report into `folder`; the paths, in this order:
 
     study-N-annotations.csv and study-N-annotations.jsonl (Studies.export_rows: one row per label, read
-    back as they are by `python -m core agreement`), and study-N-report.json (`report`, from
-    core.agreement.agreement_report). Admins only (PermissionDenied otherwise); the folder must exist.
+    back as they are by `python -m core agreement`; the model columns are judge run `run`'s, None: the first
+    run's), and study-N-report.json (`report`, from core.agreement.agreement_report). Admins only
+    (PermissionDenied otherwise); the folder must exist.
     """
     import pandas as pd  # heavy; only needed here
 
-    rows = [jsonable(row) for row in studies.export_rows(actor, study_id)]
+    rows = [jsonable(row) for row in studies.export_rows(actor, study_id, run=run)]
     flat = [{key: json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value
              for key, value in row.items()} for row in rows]
     folder, stem = Path(folder), f"study-{study_id}"

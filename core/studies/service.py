@@ -762,14 +762,16 @@ class Studies:
             lines = [line for line in reports.report_lines(session, study, chosen) if line.item.removed_at is None]
             return reports.ratings(study, lines)  # removed items are left out of the report (kept in exports)
 
-    def export_rows(self, actor: User, study_id: int) -> list[dict[str, Any]]:
+    def export_rows(self, actor: User, study_id: int, run: int | str | None = None) -> list[dict[str, Any]]:
         """One row per annotation with the item's fields and the model's outputs, for CSV/JSONL export.
 
         Every row has the same keys: each field tag is a column (prefixed "field " if it would clash with
         another column); spans, highlights and the distribution are JSON text, so a CSV keeps them whole.
         `python -m core agreement` reads the file as it is (`blind` picks the before-reveal headline).
+        `run` (a judge run's id or name) picks whose judgments fill the model columns; None: the first run's.
         """
         with self._read() as session:
             self._admin(session, actor, "export a study")
             study = self._study_row(session, study_id)
-            return reports.export_rows(study, reports.report_lines(session, study))
+            chosen = None if run is None else runs.run_row(session, study.id, run).id
+            return reports.export_rows(study, reports.report_lines(session, study, chosen))

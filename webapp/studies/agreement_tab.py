@@ -17,6 +17,7 @@ from core.agreement.calibration import TARGET
 from core.errors import GliderError
 from core.studies import Study, User, write_exports
 from core.studies.publish import publish_study
+from core.studies.report_context import report_context
 from webapp import charts, render
 from webapp.components import PRIVATE
 from webapp.components import as_id as _as_id
@@ -133,7 +134,8 @@ class PublishPanel:
     def create(cls) -> "PublishPanel":
         with gr.Accordion("Publish to the Hub", open=False, elem_id="gl-publish"):
             gr.Markdown("Upload the study as a dataset repo: Parquet tables of items, labels (with their edits), "
-                        "the judge's judgments and adjudications, the agreement report and a dataset card. "
+                        "every judge run's judgments, adjudications, the agreement report, the newest robustness audit "
+                        "and a dataset card. "
                         "Publishing again replaces the files in a new commit. Uses your Hugging Face sign-in on a "
                         "Space, `HF_TOKEN` elsewhere.")
             with gr.Row(equal_height=True):
@@ -183,13 +185,15 @@ class AgreementHandlers(StudyPage):
                 return {**cleared, ag.message: _notice("Nobody has labelled an item of this study yet."),
                         ag.shown: wanted}
             if reference == "adjudicated":
-                return {**cleared, **self._adjudicated(actor, study, rows), ag.shown: wanted}
+                return {**cleared, **self._adjudicated(actor, study, rows, _as_id(judge_run)), ag.shown: wanted}
             report = agreement_report(rows, study.scale, blind=study.blind,
                                       epsilon=None if epsilon is None else float(epsilon),
                                       target=TARGET if target is None else float(target))
+            # Which judge run is the model, and the study's newest audit: said in the JSON and HTML downloads.
+            report = {**report, **report_context(self.services.store, actor, wanted, _as_id(judge_run))}
             figures = charts.report_figures(report)
             reliability = reliability_figure(report["calibration"])
-            exports = self._write_exports(actor, study, report, figures)
+            exports = self._write_exports(actor, study, report, figures, _as_id(judge_run))
         except Exception as error:
             return {**cleared, ag.message: _error(error)}
         updates: dict[Any, Any] = {
@@ -209,12 +213,13 @@ class AgreementHandlers(StudyPage):
             updates[button] = gr.update(value=str(path), visible=True)
         return updates
 
-    def _adjudicated(self, actor: User, study: Study, rows: list[dict[str, Any]]) -> dict[Any, Any]:
+    def _adjudicated(self, actor: User, study: Study, rows: list[dict[str, Any]],
+                     judge_run: int | None = None) -> dict[Any, Any]:
         """The report with the adjudicated labels as the reference, and its CSV, JSONL and JSON exports."""
         ag = self.ui.agreement
         report = adjudicated_report(rows, study.scale, blind=study.blind)
         folder = Path(tempfile.mkdtemp(prefix=f"study-{study.id}-", dir=self.export_root))
-        paths = write_exports(self._studies, actor, study.id, report, folder)
+        paths = write_exports(self._studies, actor, study.id, report, folder, run=judge_run)
         updates: dict[Any, Any] = {ag.message: _html(""), ag.metrics: _html(render_adjudicated_metrics(report)),
                                    ag.notes: _html(render.render_report_notes([report["note"]], None))}
         for button, path in zip(ag.exports, paths, strict=False):  # no HTML report (its charts are the others')
@@ -238,10 +243,11 @@ class AgreementHandlers(StudyPage):
         return pd.DataFrame(table, columns=DISAGREEMENT_HEADERS)
 
     def _write_exports(self, actor: User, study: Study, report: Mapping[str, Any],
-                       figures: Mapping[str, Any]) -> list[Path]:
-        """The four download files, in a fresh folder per report (Gradio serves them from its cache)."""
+                       figures: Mapping[str, Any], judge_run: int | None = None) -> list[Path]:
+        """The four download files, in a fresh folder per report (Gradio serves them from its cache); the model
+        columns of the CSV / JSONL are judge run `judge_run`'s (None: the first run's)."""
         folder = Path(tempfile.mkdtemp(prefix=f"study-{study.id}-", dir=self.export_root))
-        paths = write_exports(self._studies, actor, study.id, report, folder)  # CSV, JSONL, report JSON
+        paths = write_exports(self._studies, actor, study.id, report, folder, run=judge_run)  # CSV, JSONL, JSON
         paths.append(folder / f"study-{study.id}-report.html")  # the charts are the web layer's
         html = report_to_html(report, dict(figures), title=f"Agreement report: {study.name}")
         paths[3].write_text(html, encoding="utf-8")

@@ -11,9 +11,8 @@ from typing import Any
 
 import gradio as gr
 
-from core.audit.judge_runs import as_judge_runs
+from core.audit.judge_runs import audit_study
 from core.audit.perturbations import OTHER_JUDGE, PERTURBATIONS, TEXT_DEFAULTS, default_other_judge, resolve
-from core.audit.runner import run_audit
 from core.errors import InputError
 from webapp.components import JUDGE_CONCURRENCY_ID, PRIVATE
 from webapp.components import as_id as _as_id
@@ -44,7 +43,9 @@ class AuditPanel:
         with gr.Accordion("Robustness audit", open=False, elem_id="gl-audit"):
             gr.Markdown("Grade the study's items again, as they are and under changes that should not move the "
                         "verdict, and see how often the score flips. Every grade is saved; none replaces an item's "
-                        "own judgment. It takes one full grading per perturbation, plus one unperturbed.")
+                        "own judgment. It takes one full grading per perturbation, plus one unperturbed. Each run is "
+                        "kept as a judge run of the study, and the newest audit's summary goes into the study's HTML "
+                        "report and its published dataset.")
             # One checkbox each (a CheckboxGroup's preprocessing fails on a missing value with a bare TypeError).
             with gr.Column(elem_id="gl-audit-perturbations"):
                 perturbations = [gr.Checkbox(value=name in TEXT_DEFAULTS, label=f"{name}: {p.description}",
@@ -85,10 +86,9 @@ class AuditHandlers(StudyPage):
             if judge is None:
                 reason = self.services.judge_error or "The judge is still loading; try again in a moment."
                 return {**cleared, panel.message: _error(reason)}
-            result = run_audit(self._studies, actor, wanted, judge, self.services.store, perturbations,
-                               sample=None if sample in (None, "") else int(sample),
-                               seed=0 if seed in (None, "") else int(seed), n_resamples=N_RESAMPLES,
-                               record_run=as_judge_runs(self._studies, actor, wanted))
+            result, kept = audit_study(self._studies, actor, wanted, judge, self.services.store, perturbations,
+                                       sample=None if sample in (None, "") else int(sample),
+                                       seed=0 if seed in (None, "") else int(seed), n_resamples=N_RESAMPLES)
         except Exception as error:
             return {**cleared, panel.message: _error(error)}
         figure = audit_figure(result.block)
@@ -96,7 +96,7 @@ class AuditHandlers(StudyPage):
         path.write_text(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str), encoding="utf-8")
         return {
             panel.message: _notice(f"Audited {result.sample['note']} in {result.seconds:.1f} s."),
-            panel.table: _html(render_audit(result.block)),
+            panel.table: _html(render_audit(kept.block())),
             panel.chart: gr.update(value=figure, visible=figure is not None),
             panel.download: gr.update(value=str(path), visible=True),
         }

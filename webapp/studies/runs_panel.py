@@ -70,13 +70,13 @@ def run_choices(runs: Sequence[JudgeRun]) -> list[tuple[str, int]]:
 
 
 def judge_run_note(runs: Sequence[JudgeRun], judge_run: Any) -> str:
-    """A line saying which run is the judge of a report, when it is not the first (whose verdicts the exports
-    carry); empty otherwise."""
+    """A line saying which run is the judge of a report (and of its exports' model columns), when it is not the
+    first; empty otherwise."""
     chosen = next((run for run in runs if run.id == _as_id(judge_run)), None)
     if chosen is None or chosen.is_default:
         return ""
-    return (f"The model's scores here are judge run \u201c{chosen.name}\u201d's (#{chosen.id}). The annotation "
-            "exports' model columns stay the first run's.")
+    return (f"The model's scores here, and in the downloads' model columns, are judge run \u201c{chosen.name}\u201d's "
+            f"(#{chosen.id}).")
 
 
 def judgment_of(studies: Studies, actor: User, item: Item, judge_run: Any) -> int | None:

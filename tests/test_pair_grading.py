@@ -13,7 +13,7 @@ import pytest
 from core.store import Store
 from core.studies import ADMIN, ANNOTATOR, PermissionDenied, Studies, StudyInputError, StudySpec, User
 from core.studies.grading import FAILED, grade_study, select_items
-from core.studies.pair_runs import PairVerdict, pair_links, pair_verdicts
+from core.studies.pair_runs import PairVerdict, attach_pairs, pair_links, pair_verdicts
 from core.studies.pairs import RESPONSE_A, RESPONSE_B
 from tests.pair_fakes import PairJudge, always_slot, answer
 
@@ -119,6 +119,13 @@ def test_verdicts_are_for_admins_and_pairwise_studies_only(studies: Studies, ada
         pair_verdicts(studies, ann, study_id)
     with pytest.raises(PermissionDenied):
         pair_links(studies, ann, study_id)
+    reviewer = studies.create_user("rev", PASSWORD, role="reviewer")
+    with pytest.raises(PermissionDenied):
+        pair_verdicts(studies, reviewer, study_id)
+    run = studies.runs.create(ada, study_id, None, {"backend": "scripted"})
+    item = studies.list_items(ada, study_id)[0]
+    with pytest.raises(PermissionDenied):
+        attach_pairs(studies, ann, run.id, [(item.id, 1, 2)])
     assert {v.verdict for v in pair_verdicts(studies, ada, study_id).values()} == {None}  # no run yet
     single = studies.create_study(ada, StudySpec(name="s", pass_criteria="p", rubric="0: no\n1: yes"))
     with pytest.raises(StudyInputError, match="not a pairwise study"):
@@ -152,3 +159,51 @@ def test_the_real_tiny_model_grades_a_pair_study_in_both_orders(untrained_model_
     assert (again.total, again.failed_to_parse, again.run_created) == (2, 2, False)
     regraded = pair_verdicts(studies, ada, study_id)
     assert all(regraded[i].judgment_ab != verdicts[i].judgment_ab for i in verdicts)  # replaced in its own run
+
+
+def test_grade_study_grades_a_pair_study_as_a_process(tmp_path: Path, untrained_model_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_grade_cli import cli_env
+
+    db = tmp_path / "app.db"
+    with Store.from_path(db) as store:
+        studies = Studies(store, password_cost=16)
+        ada = studies.create_user("ada", PASSWORD, role=ADMIN)
+        study_id = pair_study(studies, ada, 2, max_new_tokens=8)
+    done = subprocess.run(
+        [sys.executable, "-m", "core", "grade-study", str(study_id), "--as", "ada", "--db", f"sqlite:///{db}",
+         "--backend", "transformers", "--model", str(untrained_model_dir), "--quantization", "none",
+         "--device", "cpu"],
+        cwd=Path(__file__).resolve().parents[1], env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 3, done.stderr  # done, but the untrained model's answers have no score
+    assert "2 failed to parse" in done.stderr and "regrade them with --failed" in done.stderr
+    with Store.from_path(db) as store:
+        studies = Studies(store, password_cost=16)
+        ada = studies.get_user("ada")
+        assert ada is not None
+        links = pair_links(studies, ada, study_id)
+        assert len(links) == 2 and all(None not in pair for pair in links.values())
+
+
+def test_a_perturbation_changes_both_orders_requests(studies: Studies, ada: User, store: Store) -> None:
+    """grade_study's `prepare` (the robustness audit's perturbations) applies to each order's request."""
+    from dataclasses import replace
+
+    from core.grading import GradeRequest
+    from core.studies.types import Item
+
+    study_id = pair_study(studies, ada, 1)
+    seen: list[str] = []
+
+    def shout(item: Item, request: GradeRequest) -> GradeRequest:
+        seen.append(request.fields["MODEL OUTPUT 1"])
+        return replace(request, fields={tag: text.upper() for tag, text in request.fields.items()})
+
+    judge = PairJudge(by_item(lambda number, first, second: answer("- ok.", [first], 0 if "KIND" in first else 1)))
+    result = grade_study(studies, ada, study_id, judge, store, new_run="Shouted", prepare=shout)
+    assert seen == ["Kind answer 0", "Curt answer 0"] and result.graded == 1
+    verdict = next(iter(pair_verdicts(studies, ada, study_id, "Shouted").values()))
+    stored = store.get_judgment(verdict.judgment_ab or 0)
+    assert verdict.verdict == "A" and stored is not None and stored.fields["MODEL OUTPUT 1"] == "KIND ANSWER 0"

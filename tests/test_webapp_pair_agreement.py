@@ -89,6 +89,8 @@ def test_refusals_and_the_adjudicated_reference(demo: gr.Blocks, services: Servi
     studies.create_user("ann2", "correct horse battery", role="annotator")
     refused = plain(handler(demo, "on_report")(study_id, "annotators", None, None, signed_in("ann2"), None))
     assert value(refused["gl-agree-metrics"]) in ("", None) and "admin" in text(refused, "gl-agree-message").lower()
+    visitor = plain(handler(demo, "on_report")(study_id, "annotators", None, None, signed_in(None), None))
+    assert value(visitor["gl-agree-metrics"]) in ("", None) and text(visitor, "gl-agree-message")
     adjudicated = plain(handler(demo, "on_report")(study_id, "adjudicated", None, None, ADA, None))
     assert "choose Annotators" in text(adjudicated, "gl-agree-message")
 

@@ -102,3 +102,22 @@ def test_bad_labels_are_refused(row: dict[str, Any], message: str) -> None:
         pairwise_report([row], {}, allow_tie=False)
     with pytest.raises(InputError, match="a verdict is one of"):
         pairwise_report([], {1: "maybe"}, allow_tie=False)
+
+
+def test_the_kappa_interval_equals_resampling_items() -> None:
+    from sklearn.metrics import cohen_kappa_score
+
+    from core.agreement.pairwise_report import cohen_kappa, kappa_ci
+
+    a = ["A"] * 12 + ["B"] * 10 + ["A"] * 3 + ["B"] * 5
+    b = ["A"] * 12 + ["B"] * 10 + ["B"] * 3 + ["A"] * 5
+    metric = kappa_ci(cohen_kappa(a, b), a, b, n_resamples=3000, seed=0)
+    assert metric["value"] == pytest.approx(cohen_kappa_score(a, b))
+    rng = np.random.default_rng(2)
+    left, right = np.array(a), np.array(b)
+    literal = []
+    for _ in range(600):
+        pick = rng.integers(0, len(a), len(a))
+        literal.append(cohen_kappa_score(left[pick], right[pick]))
+    assert np.percentile(literal, 2.5) == pytest.approx(metric["ci_low"], abs=0.06)
+    assert np.percentile(literal, 97.5) == pytest.approx(metric["ci_high"], abs=0.06)

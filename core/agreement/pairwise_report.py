@@ -34,7 +34,9 @@ Statistics.
   randomised sides, people with no position bias are near 0.5 too.
 - Shares carry 95% percentile-bootstrap intervals over items (over labels for the humans' slot-1 rate): a
   resample's share is drawn from its binomial distribution, which is exactly the resampled mean of 0/1 values
-  (the same shortcut as core.agreement.bootstrap's multinomial over cells); seeded.
+  (the same shortcut as core.agreement.bootstrap's multinomial over cells); seeded. Judge-vs-majority kappa
+  has one too (its contingency table drawn from the multinomial over cells); kappa among people has none, as in
+  the numeric report.
 """
 
 from __future__ import annotations
@@ -106,6 +108,29 @@ def cohen_kappa(a: list[str], b: list[str]) -> dict[str, Any]:
     if len(used) == 1:
         return _undefined(f"every label is {next(iter(used))!r}, so kappa is 0/0", n=n)
     return _defined(cohen_kappa_score(a, b, labels=sorted(used)), n=n)
+
+
+def kappa_ci(metric: dict[str, Any], a: list[str], b: list[str], *, n_resamples: int, seed: int) -> dict[str, Any]:
+    """`metric` (Cohen's kappa of a and b) with a percentile-bootstrap interval over items: each resample's (a, b)
+    contingency table is drawn from the multinomial over the observed cells (as core.agreement.bootstrap)."""
+    if metric.get("value") is None:
+        return metric
+    labels = sorted(set(a) | set(b))
+    index = {label: k for k, label in enumerate(labels)}
+    counts = np.zeros((len(labels), len(labels)))
+    for x, y in zip(a, b, strict=True):
+        counts[index[x], index[y]] += 1
+    n = len(a)
+    resampled = None
+    if n_resamples:
+        draws = np.random.default_rng(seed).multinomial(n, counts.ravel() / n, size=n_resamples)
+        tables = draws.reshape(n_resamples, len(labels), len(labels)) / n
+        observed = np.trace(tables, axis1=1, axis2=2)
+        expected = np.einsum("bi,bi->b", tables.sum(axis=2), tables.sum(axis=1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            resampled = np.where(expected < 1, (observed - expected) / (1 - expected), np.nan)
+    _add_ci(metric, resampled, n_resamples)
+    return metric
 
 
 def fleiss_kappa(counts: np.ndarray) -> dict[str, Any]:
@@ -203,8 +228,9 @@ def pairwise_report(choices: Iterable[Mapping[str, Any]], verdicts: Mapping[Any,
     consistent = [i for i, item in enumerate(compared) if verdicts[item] != INCONSISTENT]
     accuracy = share(hits, n_resamples=n_resamples, seed=seed)
     accuracy_consistent = share(hits[consistent], n_resamples=n_resamples, seed=seed + 1)
-    kappa = cohen_kappa([as_compared(str(verdicts[item])) for item in compared],
-                        [str(majority[item]) for item in compared])
+    judged = [as_compared(str(verdicts[item])) for item in compared]
+    majorities = [str(majority[item]) for item in compared]
+    kappa = kappa_ci(cohen_kappa(judged, majorities), judged, majorities, n_resamples=n_resamples, seed=seed + 5)
 
     shown: list[tuple[str, str]] = [(choice, order) for _, _, choice, order in labels
                                     if order is not None and choice != TIE]

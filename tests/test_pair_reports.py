@@ -133,6 +133,10 @@ def test_agreement_study_as_admin_prints_the_pairwise_report(tmp_path: Path) -> 
         ada = studies.create_user("ada", PASSWORD, role=ADMIN)
         study_id, _ = seed_study(studies, ada)
         grade_study(studies, ada, study_id, PairJudge(kind_first_or_slot_1), store)
+        single = studies.create_study(ada, StudySpec(name="s", pass_criteria="p", rubric="0: no\n1: yes"))
+        for number in range(3):
+            item = studies.add_item(ada, single.id, {"MODEL OUTPUT": f"text {number}"})
+            studies.submit(studies.get_user("ann"), item.id, number % 2)  # type: ignore[arg-type]
     url, out = f"sqlite:///{db}", tmp_path / "report.json"
     done = run_cli("agreement", str(study_id), "--as", "ada", "--db", url, "--resamples", "100", "--out", str(out))
     assert done.returncode == 0, done.stderr
@@ -143,3 +147,6 @@ def test_agreement_study_as_admin_prints_the_pairwise_report(tmp_path: Path) -> 
     assert refused.returncode == 2 and "error:" in refused.stderr and "Traceback" not in refused.stderr
     unknown = run_cli("agreement", str(study_id), "--as", "ada", "--db", url, "--run", "nope")
     assert unknown.returncode == 2 and "no judge run" in unknown.stderr
+    numeric = run_cli("agreement", str(single.id), "--as", "ada", "--db", url, "--resamples", "0")
+    assert numeric.returncode == 0, numeric.stderr
+    assert "Human vs model" in numeric.stdout and "Position consistency" not in numeric.stdout

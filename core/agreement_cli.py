@@ -88,7 +88,8 @@ def register(subparsers: Any) -> None:
             "annotator with the reviewers' adjudicated labels instead (the export's adjudicated_score column)."
         ),
     )
-    parser.add_argument("file", type=Path, help="ratings file (.csv, or .jsonl for JSON lines)")
+    parser.add_argument("file", type=Path, help="ratings file (.csv, or .jsonl for JSON lines); with --as, a study's "
+                        "number: its report from the app's database (a pairwise study's: core.pair_agreement_cli)")
     parser.add_argument("--out", metavar="PATH", help="write the JSON report here ('-' for stdout)")
     parser.add_argument(
         "--scale",
@@ -138,11 +139,20 @@ def register(subparsers: Any) -> None:
             "reaches it"
         ),
     )
+    parser.add_argument("--as", dest="username", default=None, metavar="ADMIN",
+                        help="read study FILE (its number) from the app's database as this admin")
+    parser.add_argument("--run", dest="judge_run", default=None, metavar="RUN",
+                        help="with --as: the judge run (id or name; default: the study's first run)")
+    parser.add_argument("--db", default=None, help="with --as: SQLAlchemy URL of the app's database (env GLIDER_DB)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute the report for args.file; 0 when done, 2 (message on stderr) when the input is unusable."""
+    if getattr(args, "username", None) is not None:  # a study in the app's database, by number
+        from core.pair_agreement_cli import run_study
+
+        return run_study(args)
     from core.agreement import adjudicated_report, agreement_report, load_ratings  # scipy/sklearn: only here
 
     try:

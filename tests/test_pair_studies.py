@@ -129,7 +129,20 @@ def test_the_verdict_of_two_orders(ab: int | None, ba: int | None, verdict: str,
     assert pairs.verdict_of(ab, ba) == verdict and pairs.slot_picked(ab, ba) == slot
 
 
-def test_pair_judgments_stay_hidden_until_labelled(studies: Studies, ada: User) -> None:
+def test_pair_judgments_stay_hidden_until_labelled(studies: Studies, ada: User, store: Store) -> None:
     study_id = pair_study(studies, ada, items=1)
     item = studies.list_items(ada, study_id)[0]
     assert studies.pair_judgments(ada, item.id) == pairs.PairJudgments(item.id, None, None)  # not graded yet
+    from core.studies.grading import grade_study
+    from core.studies.pair_runs import pair_verdicts
+    from tests.pair_fakes import PairJudge, prefers
+
+    grade_study(studies, ada, study_id, PairJudge(prefers("Kind answer 0")), store)
+    verdict = pair_verdicts(studies, ada, study_id)[item.id]
+    graded = pairs.PairJudgments(item.id, verdict.judgment_ab, verdict.judgment_ba)
+    assert verdict.verdict == "A" and None not in (graded.ab, graded.ba)
+    assert studies.pair_judgments(ada, item.id) == graded  # an admin sees both orders
+    ann = studies.create_user("ann", PASSWORD, role=ANNOTATOR)
+    assert studies.pair_judgments(ann, item.id) == pairs.PairJudgments(item.id, None, None)  # blind until labelled
+    studies.submit_choice(ann, item.id, "1")
+    assert studies.pair_judgments(ann, item.id) == graded

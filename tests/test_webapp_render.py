@@ -225,8 +225,31 @@ def _hostile_audit(payload: str) -> str:
     return render_audit(block)
 
 
+def _hostile_pairwise_report(payload: str) -> dict[str, object]:
+    """A pairwise study's report with the payload as an item id, annotators' names, the run's label and the study."""
+    from core.agreement.pairwise_report import pairwise_report
+
+    choices = [{"item_id": f"{payload}{item}", "annotator": name, "choice": "AB"[(item + k) % 2]}
+               for item in range(3) for k, name in enumerate((payload, f"{payload}2"))]
+    report = pairwise_report(choices, {f"{payload}{item}": None for item in range(3)}, allow_tie=True, n_resamples=0)
+    return {**report, "run": {"label": payload}, "choices_headline": payload}
+
+
+def _hostile_pairwise(payload: str) -> str:
+    """The pairwise report's sections (webapp.report_pairwise)."""
+    from webapp.report_pairwise import render_pairwise
+
+    return render_pairwise(_hostile_pairwise_report(payload))
+
+
+def _hostile_pairwise_page(payload: str) -> str:
+    """The downloadable report of a pairwise study, with the payload as its title too."""
+    return report_html.report_to_html(_hostile_pairwise_report(payload), [], title=payload)
+
+
 # Whole pages: a document's head and tables besides the fragments' markup, still no script, link or image.
-PAGES = {"agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test,
+PAGES = {"pairwise report": _hostile_pairwise, "pairwise report page": _hostile_pairwise_page,
+         "agreement report": _hostile_report_page, "alt-test table": _hostile_alt_test,
          "calibration section": _hostile_calibration, "sampling section": _hostile_sampling,
          "decision panel": _hostile_decision, "audit table": _hostile_audit}
 PAGE_TAGS = ALLOWED_TAGS | {"html", "head", "meta", "title", "style", "body", "h2", "h3", "section", "table", "thead",

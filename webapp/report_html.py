@@ -19,6 +19,7 @@ from webapp.report_audit import audit_figure, render_audit
 from webapp.report_calibration import reliability_figure, render_calibration
 from webapp.report_judge_run import render_judge_run
 from webapp.report_judge_vs_people import render_judge_vs_people
+from webapp.report_pairwise import position_figure, render_pairwise
 from webapp.report_sampling import render_sampling
 
 HEADLINE = tuple((key, METRIC_LABELS[key])
@@ -264,6 +265,15 @@ def report_to_html(
     title: str = "Agreement report",
 ) -> str:
     """A complete, self-contained HTML page for the report; every text from the report or title is escaped."""
+    if report.get("mode") == "pairwise":  # a pairwise study's report (core.agreement.pairwise_report)
+        charts = _figures(figures, [("Position consistency and position bias", position_figure(report))])
+        return (
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{esc(title)}</h1>\n"
+            f"<h2>Pairwise agreement</h2>{render_pairwise(report)}"
+            f"{'<h2>Charts</h2>' + charts if charts else ''}\n</body>\n</html>\n"
+        )
     scale = report.get("scale")
     scale_text = f"{scale['min']}–{scale['max']}" if scale else "none"
     facts = (

@@ -114,6 +114,11 @@ def select_items(studies: Studies, actor: User, study_id: int, store: Store, whi
         items = [item for item in live if item.id in wanted]
     else:
         items = live
+    if studies.get_study(actor, study_id).pairwise:  # graded: both orders stored (core.studies.pair_grading)
+        from core.studies.pair_grading import select_pairs
+
+        chosen = select_pairs(studies, actor, study_id, store, items, which, run_id, _failed)
+        return chosen, len(live) - len(chosen)
     judged = ({item.id: item.judgment_id for item in items} if run_id is None
               else studies.runs.judgments(actor, study_id, run_id))
     if which == UNGRADED:
@@ -174,6 +179,12 @@ def grade_study(
     state = StudyGrading(study_id=study.id, which=which, total=len(chosen), skipped=skipped, run=run,
                          run_created=created)
     started = time.perf_counter()
+    if study.pairwise:  # each item compared in both orders (core.studies.pair_grading)
+        from core.studies.pair_grading import grade_pairs
+
+        return grade_pairs(studies, actor, study, backend, store, run, chosen, state, batch_size=batch_size,
+                           max_new_tokens=max_new_tokens, on_progress=on_progress, should_stop=should_stop,
+                           prepare=prepare, started=started)
     errors: list[ItemError] = []
     failed_items: list[int] = []
 

@@ -183,6 +183,8 @@ def export_rows(study: StudyRow, lines: list[ReportLine]) -> list[dict[str, Any]
             "adjudicated_at": settled.at.isoformat() if settled is not None else None,
             "drawn_at_random": drawn_at_random(item),  # core.agreement.sampling
         })
+        if study.mode == "pairwise":  # core.studies.pairs: the choice in the item's terms and the sides shown
+            row.update({"choice": label.choice, "shown_order": label.shown_order})
         rows.append(row)
     return rows
 

@@ -29,6 +29,7 @@ from webapp.report_html import report_to_html
 from webapp.studies.audit_panel import AuditHandlers, AuditPanel
 from webapp.studies.decision_render import render_decision
 from webapp.studies.layout import StudyPage, stored_view
+from webapp.studies.pair_agreement import pairwise_updates
 from webapp.studies.review_render import render_adjudicated_metrics
 from webapp.studies.runs_panel import RunsHandlers, RunsPanel, judge_run_note, judgment_of
 
@@ -181,6 +182,9 @@ class AgreementHandlers(StudyPage):
             study = self._studies.get_study(actor, wanted)
             rows = self._studies.ratings(actor, wanted, run=_as_id(judge_run))
             note = judge_run_note(self._studies.runs.list_runs(actor, wanted), judge_run)
+            if study.pairwise:  # choices, not scores: the pairwise report (webapp.studies.pair_agreement)
+                return {**cleared, **pairwise_updates(ag, self._studies, actor, study, _as_id(judge_run), reference,
+                                                      self.export_root, note), ag.shown: wanted}
             if not rows:
                 return {**cleared, ag.message: _notice("Nobody has labelled an item of this study yet."),
                         ag.shown: wanted}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 from core.studies import Studies
+from core.studies.pair_reports import pair_report
 from core.studies.pairs import RESPONSE_A, RESPONSE_B, TIE
 from tests.pair_study_helpers import PAIR_CRITERIA, PAIR_ITEMS, judge_pair_study
 from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
@@ -171,3 +172,25 @@ def test_an_admin_creates_a_pairwise_study_and_two_annotators_label_it_blind(
                 expected, label.score, label.score)
             orders[order] += 1
     assert set(orders) == {"AB", "BA"}, orders  # both orders occur across the items
+
+
+def test_the_agreement_tab_reports_position_consistency_on_the_labelled_study(
+    context: sync_api.BrowserContext, app: PairApp
+) -> None:
+    """The study the two annotators labelled in the browser above: the admin's Agreement tab shows the pairwise
+    report, its position consistency included, over their 2 x 6 choices."""
+    assert app.study_id is not None, "runs after the labelling test"
+    page = context.new_page()
+    sign_in(page, app.url, "ada")
+    page.get_by_role("tab", name="Agreement").click()
+    page.locator("#gl-agree-study input").click()
+    page.get_by_role("option", name=re.compile(rf"^{STUDY_NAME}")).click()
+    page.locator("#gl-agree-run").click()
+    metrics = page.locator("#gl-agree-metrics")
+    sync_api.expect(metrics.locator("h3", has_text="Position consistency")).to_be_visible()
+    sync_api.expect(metrics).to_contain_text("Accuracy vs the human majority")
+    ada = app.studies.get_user("ada")
+    assert ada is not None
+    report = pair_report(app.studies, ada, app.study_id, n_resamples=0)
+    assert report["n_labels"] == 2 * len(CLICKS) and report["n_annotators"] == 2
+    assert report["position_consistency"]["n"] == len(PAIR_ITEMS)  # every item graded in both orders

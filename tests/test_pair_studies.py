@@ -14,6 +14,7 @@ from core.pairwise import DEFAULT_PAIR_RUBRIC
 from core.store import Store
 from core.studies import ADMIN, ANNOTATOR, Studies, StudyInputError, StudySpec, User, pairs
 from core.studies.pairs import PAIR_STUDY_TAGS, RESPONSE_A, RESPONSE_B, TIE
+from core.studies.publish import export_study, reopen_study
 
 PASSWORD = "correct horse battery"
 
@@ -146,3 +147,25 @@ def test_pair_judgments_stay_hidden_until_labelled(studies: Studies, ada: User, 
     assert studies.pair_judgments(ann, item.id) == pairs.PairJudgments(item.id, None, None)  # blind until labelled
     studies.submit_choice(ann, item.id, "1")
     assert studies.pair_judgments(ann, item.id) == graded
+
+
+def test_a_published_pairwise_study_reopens_pairwise_with_its_choices(studies: Studies, ada: User, store: Store,
+                                                                     tmp_path: Path) -> None:
+    study_id = pair_study(studies, ada, allow_tie=True, items=3)
+    ann = studies.create_user("ann", PASSWORD, role=ANNOTATOR)
+    for item, slot in zip(studies.list_items(ada, study_id), ("1", "2", TIE), strict=True):
+        studies.submit_choice(ann, item.id, slot)
+    done = export_study(store, ada, study_id, tmp_path / "out", n_resamples=0, real_names=True)  # labels back to ann
+    assert done.report is not None and done.report["mode"] == "pairwise" and done.report["n_labels"] == 3
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "A pairwise study" in card and "Judge position consistency" in card
+    reopened = reopen_study(store, ada, tmp_path / "out")
+    assert (reopened.mode, reopened.allow_tie, reopened.tags) == ("pairwise", True, PAIR_STUDY_TAGS)
+
+    def choices(study: int) -> list[tuple[str | None, str | None, int]]:
+        texts = {item.id: item.fields[RESPONSE_A] for item in studies.list_items(ada, study)}
+        return sorted((texts[label.item_id], label.choice, label.shown_order, label.score)  # type: ignore[misc]
+                      for label in studies.my_annotations(ann, study))
+
+    assert choices(reopened.id) == choices(study_id)
+    assert {choice for _, choice, _, _ in choices(study_id)} >= {TIE}  # type: ignore[misc]

@@ -33,6 +33,29 @@ def _metric(metric: Mapping[str, Any] | None) -> str:
     return text
 
 
+def _pairwise_section(report: Mapping[str, Any], files: Sequence[str]) -> list[str]:
+    """A pairwise study's agreement (core.agreement.pairwise_report) as card lines."""
+    people = report.get("human_human") or {}
+    kappa = people.get(people.get("statistic") == "fleiss_kappa" and "fleiss_kappa" or "mean_pairwise_cohen_kappa")
+    return [
+        f"A pairwise study: annotators chose the better of two responses"
+        f"{' or a tie' if report.get('allow_tie') else ''}; the judge compared them in both orders. "
+        f"Items compared with the human majority: {report.get('n_items_compared')} of {report.get('n_items')} "
+        f"({report.get('n_items_no_majority')} without a majority); human labels: {report.get('n_labels')}; "
+        f"choices {report.get('choices_headline')}. {report.get('ties_rule')} "
+        "Confidence intervals: 95% bootstrap over items.", "",
+        "| pairwise | value |", "| --- | --- |",
+        f"| Judge accuracy vs the human majority | {_metric(report.get('accuracy'))} |",
+        f"| Judge vs majority, Cohen's kappa | {_metric(report.get('judge_vs_majority_kappa'))} |",
+        f"| Judge position consistency (both orders agree) | {_metric(report.get('position_consistency'))} |",
+        f"| Judge position bias (slot 1 when inconsistent) | {_metric(report.get('position_bias'))} |",
+        f"| Humans among themselves, {'Fleiss' if people.get('statistic') == 'fleiss_kappa' else 'mean Cohen'}'s "
+        f"kappa | {_metric(kappa)} |", "",
+        "The full report is `report.json`" + (" (and `report.html`, with charts)." if "report.html" in files
+                                             else "."), "",
+    ]
+
+
 def _quote(text: str) -> str:
     """A block of user text as a Markdown blockquote (kept as written, one '> ' per line)."""
     return "\n".join(f"> {line}" if line else ">" for line in (text or "").strip().splitlines()) or "> (none)"
@@ -118,6 +141,8 @@ def dataset_card(study: Mapping[str, Any], counts: Mapping[str, int], report: Ma
     ]
     if report is None:
         lines += ["No labels yet: no agreement report.", ""]
+    elif report.get("mode") == "pairwise":
+        lines += _pairwise_section(report, files)
     else:
         headline = report.get("headline_score") or {}
         basis = ("scores given before the reveal (blind headline)" if headline.get("blind")

@@ -49,7 +49,8 @@ COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
             ("created_at", "time"), ("removed_at", "time")),
     LABELS: (("annotation_id", "int"), ("item_id", "int"), ("annotator", "str"), ("score", "int"),
              ("score_before_reveal", "int"), ("score_after_reveal", "int"), ("spans", "json"), ("comment", "str"),
-             ("seconds", "float"), ("created_at", "time"), ("updated_at", "time")),
+             ("seconds", "float"), ("created_at", "time"), ("updated_at", "time"), ("choice", "str"),
+             ("shown_order", "str")),  # choice, shown_order: pairwise studies only (core.studies.pairs)
     EDITS: (("edit_id", "int"), ("annotation_id", "int"), ("editor", "str"), ("at", "time"), ("changes", "json")),
     JUDGMENTS: (("judgment_id", "int"), ("item_id", "int"), ("created_at", "time"), ("model_id", "str"),
                 ("backend", "str"), ("prompt_sha256", "str"), ("fields", "json"), ("pass_criteria", "str"),
@@ -128,7 +129,8 @@ def read_tables(session: Session, study: StudyRow, *, real_names: bool = False) 
     labels = [{"annotation_id": row.id, "item_id": row.item_id, "annotator": names[row.annotator_id],
                "score": row.score, "score_before_reveal": row.score_before_reveal,
                "score_after_reveal": row.score_after_reveal, "spans": row.spans, "comment": row.comment,
-               "seconds": row.seconds, "created_at": _utc(row.created_at), "updated_at": _utc(row.updated_at)}
+               "seconds": row.seconds, "created_at": _utc(row.created_at), "updated_at": _utc(row.updated_at),
+               "choice": row.choice, "shown_order": row.shown_order}
               for row in session.scalars(select(AnnotationRow).where(AnnotationRow.study_id == study.id)
                                          .order_by(AnnotationRow.id))]
     edits = [{"edit_id": row.id, "annotation_id": row.annotation_id, "editor": names[row.editor_id],
@@ -170,6 +172,7 @@ def read_tables(session: Session, study: StudyRow, *, real_names: bool = False) 
         "scale": [study.scale_min, study.scale_max], "tags": list(study.tags), "overlap_target": study.overlap_target,
         "blind": bool(study.blind), "judge_settings": dict(study.judge_settings), "assignment": study.assignment,
         "split_items": bool(study.split_items), "created_by": names[study.created_by_id],
+        "mode": study.mode or "single", "allow_tie": bool(study.allow_tie),
         "created_at": study.created_at.replace(tzinfo=study.created_at.tzinfo or UTC).isoformat(),
         "real_names": bool(real_names),
         "annotators": list(dict.fromkeys(label["annotator"] for label in labels)),  # in order of first label

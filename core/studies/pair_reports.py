@@ -9,6 +9,7 @@ the current choice. The judge is a run's verdicts (core.studies.pair_runs.pair_v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from core.accounts import require_admin
@@ -65,4 +66,29 @@ def pair_report(studies: Studies, actor: User, study_id: int, run: int | str | N
     report["run"] = None if chosen is None else {"id": chosen.id, "name": chosen.name, "label": chosen.label}
     report["choices_headline"] = ("before the reveal (blind study)" if study.blind
                                   else "as given (not a blind study)")
+    return report
+
+
+def pair_dataset_report(store: object, actor: User, study: Mapping[str, Any],
+                        tables: Mapping[str, list[dict[str, Any]]],
+                        *, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any] | None:
+    """The pairwise report of a study's dataset folder (core.studies.dataset.read_tables: study.json's fields and
+    the tables, people named as the dataset names them) and its first run's verdicts; None without labels.
+    Admins only (pair_verdicts checks)."""
+    from core.agreement.pairwise_report import pairwise_report  # numpy/sklearn: only here
+
+    removed = {row["item_id"] for row in tables["items"] if row.get("removed_at") is not None}
+    blind = bool(study["blind"])
+    choices = [{"item_id": row["item_id"], "annotator": row["annotator"], "shown_order": row.get("shown_order"),
+                "choice": (pairs.choice_of_score(row["score_before_reveal"]) if blind
+                           else row.get("choice") or pairs.choice_of_score(row["score"]))}
+               for row in tables["labels"] if row["item_id"] not in removed]
+    if not choices:
+        return None
+    verdicts = pair_verdicts(store, actor, int(study["study_id"]))
+    report = pairwise_report(choices, {item: v.verdict for item, v in verdicts.items()},
+                             {item: v.slot for item, v in verdicts.items()}, allow_tie=bool(study.get("allow_tie")),
+                             n_resamples=n_resamples, seed=seed)
+    report["study"] = {"id": study["study_id"], "name": study["name"], "blind": blind}
+    report["choices_headline"] = "before the reveal (blind study)" if blind else "as given (not a blind study)"
     return report

@@ -29,11 +29,12 @@ from core.errors import StudyInputError
 from core.hub_dataset import Published, download_dataset, upload_dataset_folder
 from core.judgments import JudgmentRow
 from core.store import Store
-from core.studies import dataset, runs
+from core.studies import dataset, pairs, runs
 from core.studies.audits import StudyAuditRow, with_names
 from core.studies.card import dataset_card
 from core.studies.checks import check_id
 from core.studies.dataset import ReportHtml
+from core.studies.pair_reports import pair_dataset_report
 from core.studies.queue import queue_key
 from core.studies.report_context import context_in
 from core.studies.rows import AdjudicationRow, AnnotationEditRow, AnnotationRow, ItemRow, StudyRow, to_study
@@ -69,8 +70,13 @@ def export_study(store: Store, actor: User, study_id: int, folder: str | Path, *
         context["audit"] = with_names(context["audit"], tables.people)
     audit = context.get("audit")
     labelled = [row for row in tables.ratings if row["annotator"] is not None]
-    report = ({**agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
-                                  n_resamples=n_resamples), **context} if labelled else None)
+    report: dict[str, Any] | None
+    if tables.study.get("mode") == pairs.PAIRWISE:  # choices and verdicts, not scores (core.studies.pair_reports)
+        found = pair_dataset_report(store, actor, tables.study, tables.tables, n_resamples=n_resamples)
+        report = None if found is None else {**found, **context}
+    else:
+        report = ({**agreement_report(tables.ratings, tuple(tables.study["scale"]), blind=tables.study["blind"],
+                                      n_resamples=n_resamples), **context} if labelled else None)
     html = report_html(report) if report is not None and report_html is not None else None
     counts = {name: len(rows) for name, rows in tables.tables.items()}
     names = [f"{name}.parquet" for name, rows in tables.tables.items() if rows or name not in dataset.OPTIONAL]
@@ -129,6 +135,7 @@ def _study_row(meta: Mapping[str, Any], me_id: int, name: str | None) -> StudyRo
         blind=bool(meta["blind"]), judge_settings=dict(meta.get("judge_settings") or {}), created_by_id=me_id,
         created_at=now, updated_at=now, guidelines=meta.get("guidelines") or "",
         assignment="open", split_items=False,  # the chosen annotators are this database's people: choose again
+        mode=meta.get("mode") or "single", allow_tie=bool(meta.get("allow_tie", False)),  # older folders: single
     )
 
 
@@ -224,7 +231,8 @@ def reopen_study(store: Store, actor: User, source: str | Path, *, name: str | N
                                   score_before_reveal=row["score_before_reveal"],
                                   score_after_reveal=row["score_after_reveal"], spans=row["spans"],
                                   comment=row["comment"], seconds=row["seconds"], created_at=row["created_at"],
-                                  updated_at=row["updated_at"])
+                                  updated_at=row["updated_at"], choice=row.get("choice"),
+                                  shown_order=row.get("shown_order"))
             session.add(label)
             session.flush()
             labels[row["annotation_id"]] = label.id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ os.environ.setdefault("GLIDER_CACHE_DIR", tempfile.mkdtemp(prefix="glider-test-c
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from core.prompt import build_prompt  # noqa: E402
+from core.store import Store  # noqa: E402
+from core.studies import ADMIN, Studies, User  # noqa: E402
 from tests import tiny_model  # noqa: E402
 from tests.fakes import WELL_FORMED  # noqa: E402
 
@@ -78,3 +81,34 @@ def browser():  # noqa: ANN201 - a playwright Browser; imported lazily so other 
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
+
+
+# --- a study database: what the store, studies, runs, audit and publish tests share --------------------------------
+# Defined once here; a test module that needs another database (an older schema, a shared file) defines its own.
+
+STUDY_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The path of a fresh SQLite database file."""
+    return tmp_path / "glider.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    """A fresh database at `db`, migrated to the current schema."""
+    with Store.from_path(db) as opened:
+        yield opened
+
+
+@pytest.fixture
+def studies(store: Store) -> Studies:
+    """The Studies service on `store` (cheap password hashing for tests)."""
+    return Studies(store, password_cost=16)
+
+
+@pytest.fixture
+def ada(studies: Studies) -> User:
+    """An admin, "ada", with STUDY_PASSWORD."""
+    return studies.create_user("ada", STUDY_PASSWORD, role=ADMIN)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,27 +27,6 @@ from tests.fakes import ScriptedJudge
 from tests.test_audit_runner import PASSWORD, make_study
 from tests.test_webapp_render import Markup
 from webapp.report_html import report_to_html
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "glider.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    with Store.from_path(db) as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def test_migration_9_adds_an_empty_audit_table_to_an_existing_database(tmp_path: Path) -> None:

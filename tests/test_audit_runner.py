@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from core.audit.report import pair_consensus
 from core.audit.runner import UNPERTURBED, choose_items, run_audit
 from core.errors import InputError, PermissionDenied
 from core.store import Store
-from core.studies import ADMIN, ANNOTATOR, Studies, StudySpec, User
+from core.studies import ANNOTATOR, Studies, StudySpec, User
 from core.studies.audits import latest_audit
 from tests import tiny_gguf
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
@@ -31,27 +30,6 @@ from tests.tiny_model import has_real_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
 OUTPUTS = (TEACH_FIELDS["MODEL OUTPUT"], "Lyon is the capital of France.", "Paris.")
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "glider.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    with Store.from_path(db) as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def make_study(studies: Studies, admin: User) -> int:

@@ -5,7 +5,7 @@ the scripted pair judge where only the flow matters."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,22 +18,6 @@ from core.studies.pairs import RESPONSE_A, RESPONSE_B
 from tests.pair_fakes import PairJudge, always_slot, answer
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "glider.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def pair_study(studies: Studies, admin: User, items: int, *, max_new_tokens: int = 64) -> int:

@@ -8,7 +8,6 @@ import csv
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,22 +47,6 @@ def seed_study(studies: Studies, admin: User, *, allow_tie: bool = False, blind:
             wanted = "B" if person.username == "ann" and item.external_id == "p3" else "A"
             studies.submit_choice(person, item.id, str(order.index(wanted) + 1))
     return study.id, people
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "glider.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def test_the_study_report_is_the_pure_report_of_its_choices_and_verdicts(studies: Studies, ada: User,

@@ -5,34 +5,17 @@ the previous release's database: tests/test_upgrade.py."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.pairwise import DEFAULT_PAIR_RUBRIC
 from core.store import Store
-from core.studies import ADMIN, ANNOTATOR, Studies, StudyInputError, StudySpec, User, pairs
+from core.studies import ANNOTATOR, Studies, StudyInputError, StudySpec, User, pairs
 from core.studies.pairs import PAIR_STUDY_TAGS, RESPONSE_A, RESPONSE_B, TIE
 from core.studies.publish import export_study, reopen_study
 
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "glider.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def pair_study(studies: Studies, admin: User, *, allow_tie: bool = False, items: int = 0) -> int:

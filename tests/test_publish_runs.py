@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from core.audit.judge_runs import audit_study
 from core.audit.perturbations import resolve
 from core.store import Store
-from core.studies import ADMIN, ANNOTATOR, Studies, StudySpec, User
+from core.studies import ANNOTATOR, Studies, StudySpec, User
 from core.studies.audits import latest_audit
 from core.studies.grading import grade_study
 from core.studies.publish import export_study, reopen_study
@@ -28,22 +27,6 @@ from tests.test_judgments import make_result
 
 PASSWORD = "correct horse battery"
 RUBRIC = "0: The MODEL OUTPUT is not faithful to the CONTEXT.\n1: The MODEL OUTPUT is faithful to the CONTEXT."
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "glider.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def graded_study(studies: Studies, store: Store, ada: User) -> int:

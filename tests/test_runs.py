@@ -8,7 +8,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,22 +28,6 @@ PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[1]
 RUBRIC = "0: The MODEL OUTPUT is not faithful to the CONTEXT.\n1: The MODEL OUTPUT is faithful to the CONTEXT."
 TABLES = ("users", "studies", "items", "annotations", "judgments", "item_claims")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "glider.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -54,22 +54,6 @@ class BatchingScriptedJudge(ScriptedJudge):
             text = "I would rather not say." if self.garble and GARBLED in prompt else self.answer
             outcomes.append(replace(self._generation(prompt, scale), text=text))
         return outcomes
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "glider.db") as opened:
-        yield opened
-
-
-@pytest.fixture
-def studies(store: Store) -> Studies:
-    return Studies(store, password_cost=16)
-
-
-@pytest.fixture
-def ada(studies: Studies) -> User:
-    return studies.create_user("ada", PASSWORD, role=ADMIN)
 
 
 def make_study(studies: Studies, admin: User, outputs: Sequence[str], *, blind: bool = True,

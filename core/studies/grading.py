@@ -20,7 +20,7 @@ request first (a perturbation), and `item_ids` limits the work to some items (a 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
@@ -185,12 +185,36 @@ def grade_study(
         return grade_pairs(studies, actor, study, backend, store, run, chosen, state, batch_size=batch_size,
                            max_new_tokens=max_new_tokens, on_progress=on_progress, should_stop=should_stop,
                            prepare=prepare, started=started)
+    def grade(batch: list[Item]) -> list[GradeResult | GliderError]:
+        requests = [GradeRequest(fields=dict(item.fields), pass_criteria=study.pass_criteria, rubric=study.rubric,
+                                 max_new_tokens=max_new_tokens) for item in batch]
+        if prepare is not None:
+            requests = [prepare(item, request) for item, request in zip(batch, requests, strict=True)]
+        outcomes = grade_batch(backend, requests, store)
+        # Every judgment of the batch joins the run in one transaction, failed answers too (what the model said).
+        studies.runs.attach(actor, run.id, [
+            (item.id, outcome.judgment_id) for item, outcome in zip(batch, outcomes, strict=True)
+            if isinstance(outcome, GradeResult) and outcome.judgment_id is not None])
+        return outcomes
+
+    return grade_in_batches(chosen, state, started, batch_size=batch_size, on_progress=on_progress,
+                            should_stop=should_stop, grade=grade,
+                            parse_failed=lambda outcome: outcome.judgment.status == PARSE_FAILED)
+
+
+def grade_in_batches(chosen: list[Item], state: StudyGrading, started: float, *, batch_size: int,
+                     on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
+                     grade: Callable[[list[Item]], Sequence[Any]], parse_failed: Callable[[Any], bool]
+                     ) -> StudyGrading:
+    """The batch loop of grade_study: `grade(batch)` grades and stores one batch, an outcome per item (a result, or
+    the item's GliderError; JudgeError raised: the whole batch failed, nothing stored); `parse_failed(result)`
+    says whether a result's answer failed to parse. `state` is the count before the loop."""
     errors: list[ItemError] = []
     failed_items: list[int] = []
 
     def snapshot(**changes: Any) -> StudyGrading:
         return replace(state, errors=tuple(errors), failed_items=tuple(failed_items),
-                        seconds=round(time.perf_counter() - started, 4), **changes)
+                       seconds=round(time.perf_counter() - started, 4), **changes)
 
     if chosen and on_progress is not None:  # the count, before a first batch that may take minutes on a CPU
         on_progress(snapshot())
@@ -198,23 +222,15 @@ def grade_study(
         if should_stop is not None and should_stop():
             return snapshot(cancelled=True)
         batch = chosen[start:start + batch_size]
-        requests = [GradeRequest(fields=dict(item.fields), pass_criteria=study.pass_criteria, rubric=study.rubric,
-                                 max_new_tokens=max_new_tokens) for item in batch]
-        if prepare is not None:
-            requests = [prepare(item, request) for item, request in zip(batch, requests, strict=True)]
         try:
-            outcomes = grade_batch(backend, requests, store)
+            outcomes = grade(batch)
         except JudgeError as error:  # the whole batch failed: nothing of it was stored
             return snapshot(halted=str(error))
         halted: str | None = None
         graded, failed = state.graded, state.failed_to_parse
-        # Every judgment of the batch joins the run in one transaction, failed answers too (what the model said).
-        studies.runs.attach(actor, run.id, [
-            (item.id, outcome.judgment_id) for item, outcome in zip(batch, outcomes, strict=True)
-            if isinstance(outcome, GradeResult) and outcome.judgment_id is not None])
         for item, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, GradeResult):
-                if outcome.judgment.status == PARSE_FAILED:
+            if not isinstance(outcome, GliderError):
+                if parse_failed(outcome):
                     failed += 1
                     failed_items.append(item.id)
                 else:

@@ -12,12 +12,11 @@ answer had no readable score) counts as failed to parse, and "failed" mode regra
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from core.errors import JudgeError
+from core.errors import GliderError
 from core.grading import GradeRequest
 from core.pairwise import UNDECIDED, PairRequest, PairResult, compare_many
 from core.studies import pair_runs, pairs
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from core.accounts import User
     from core.judge.base import JudgeBackend
     from core.store import Store
-    from core.studies.grading import ItemError, Prepare, ProgressCallback, StudyGrading
+    from core.studies.grading import Prepare, ProgressCallback, StudyGrading
     from core.studies.runs import JudgeRun
     from core.studies.service import Studies
     from core.studies.types import Item, Study
@@ -57,50 +56,21 @@ def grade_pairs(studies: Studies, actor: User, study: Study, backend: JudgeBacke
                 chosen: list[Item], state: StudyGrading, *, batch_size: int, max_new_tokens: int,
                 on_progress: ProgressCallback | None, should_stop: Callable[[], bool] | None,
                 prepare: Prepare | None, started: float) -> StudyGrading:
-    """grade_study's loop for a pairwise study (see the module docstring); `state` is the count before it."""
-    from core.studies.grading import ItemError, _items_own_problem
+    """grade_study's batches for a pairwise study (see the module docstring); `state` is the count before them."""
+    from core.studies.grading import grade_in_batches
 
-    errors: list[ItemError] = []
-    failed_items: list[int] = []
-
-    def snapshot(**changes: Any) -> StudyGrading:
-        return replace(state, errors=tuple(errors), failed_items=tuple(failed_items),
-                       seconds=round(time.perf_counter() - started, 4), **changes)
-
-    if chosen and on_progress is not None:
-        on_progress(snapshot())
-    for start in range(0, len(chosen), batch_size):
-        if should_stop is not None and should_stop():
-            return snapshot(cancelled=True)
-        batch = chosen[start:start + batch_size]
+    def grade(batch: list[Item]) -> list[PairResult | GliderError]:
         requests = [pair_request_of(study, item, max_new_tokens, prepare) for item in batch]
-        try:
-            outcomes = compare_many(backend, requests, store)
-        except JudgeError as error:  # the whole batch failed: nothing of it was stored
-            return snapshot(halted=str(error))
+        outcomes = compare_many(backend, requests, store)
         pair_runs.attach_pairs(studies, actor, run.id, [
             (item.id, ab, ba) for item, outcome in zip(batch, outcomes, strict=True)
             if isinstance(outcome, PairResult) and len(ids := outcome.judgment_ids) == 2
             and (ab := ids[0]) is not None and (ba := ids[1]) is not None])
-        halted: str | None = None
-        graded, failed = state.graded, state.failed_to_parse
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, PairResult):
-                if outcome.verdict == UNDECIDED:
-                    failed += 1
-                    failed_items.append(item.id)
-                else:
-                    graded += 1
-            elif _items_own_problem(outcome):
-                errors.append(ItemError(item.id, item.external_id, str(outcome)))
-            else:
-                halted = halted or str(outcome)
-        state = snapshot(graded=graded, failed_to_parse=failed, batches=state.batches + 1)
-        if on_progress is not None:
-            on_progress(state)
-        if halted is not None:
-            return snapshot(halted=halted)
-    return snapshot()
+        return outcomes
+
+    return grade_in_batches(chosen, state, started, batch_size=batch_size, on_progress=on_progress,
+                            should_stop=should_stop, grade=grade,
+                            parse_failed=lambda outcome: outcome.verdict == UNDECIDED)
 
 
 def select_pairs(studies: Studies, actor: User, study_id: int, store: Store, items: list[Item], which: str,

@@ -22,6 +22,7 @@ from core.store import Store  # noqa: E402
 from core.studies import ADMIN, Studies, User  # noqa: E402
 from tests import tiny_model  # noqa: E402
 from tests.fakes import WELL_FORMED  # noqa: E402
+from tests.postgres import PostgresCluster  # noqa: E402
 
 # Property-based tests: CI runs a bounded, reproducible campaign; a long random one runs on demand with
 # HYPOTHESIS_PROFILE=campaign (tests/test_fuzz.py says how).
@@ -112,3 +113,20 @@ def studies(store: Store) -> Studies:
 def ada(studies: Studies) -> User:
     """An admin, "ada", with STUDY_PASSWORD."""
     return studies.create_user("ada", STUDY_PASSWORD, role=ADMIN)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throw-away PostgreSQL cluster for the session (tests.postgres), started on first use; a missing server is an
+    error, never a skip (.ci/run installs it)."""
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """The SQLAlchemy URL of a fresh, empty PostgreSQL database."""
+    return postgres_cluster.create_database()

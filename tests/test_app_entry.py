@@ -13,20 +13,14 @@ import pytest
 
 from core.store import Store
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
-from tests.net import SLOW_MACHINE
+from tests.net import SLOW_MACHINE, free_port
 from webapp.main import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen[str], int]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "GLIDER_DATA_DIR": str(tmp_path)}
     with (tmp_path / "app.log").open("w") as log:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -37,18 +36,13 @@ from core.prompt import build_prompt, chat_messages
 from tests import tiny_model
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import WELL_FORMED
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 180.0
 
 
 # -- the real server ---------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server_url(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
                ) -> Iterator[str]:

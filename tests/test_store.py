@@ -59,7 +59,7 @@ def test_migrations_live_in_their_own_frozen_module() -> None:
     assert core.store.MIGRATIONS is core.migrations.MIGRATIONS and core.store.Migration is core.migrations.Migration
     assert [m.name for m in MIGRATIONS] == ["create_judgments", "create_studies", "create_batch_jobs",
                                             "add_users_can_grade", "study_administration", "queue_order",
-                                            "judge_runs"]
+                                            "judge_runs", "pairwise_studies", "study_audits"]
     tree = ast.parse(Path(core.migrations.__file__).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}

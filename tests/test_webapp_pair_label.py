@@ -7,6 +7,8 @@ Uses the app, fresh database and helpers of tests/test_webapp_studies.py.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,14 @@ from core.presets import get_preset
 from core.prompt import DEFAULT_TAGS
 from core.studies import pairs, runs
 from core.studies.pairs import PAIR_STUDY_TAGS, RESPONSE_A, RESPONSE_B
+from core.studies.types import Annotation
 from tests import test_webapp_studies as base
 from tests.pair_study_helpers import PAIR_CRITERIA, judge_pair, judge_pair_study, pair_study
 from tests.test_webapp_studies import Labeller, message, plain, text_of, user, v
 from tests.webapp_helpers import handler, signed_in
 from webapp import Services
 from webapp.studies.pair_form import mode_defaults
-from webapp.studies.pair_label import verdict_line
+from webapp.studies.pair_label import my_choice, verdict_line
 
 app, services, demo = base.app, base.services, base.demo  # the fixtures: one built app, a fresh database each test
 
@@ -271,3 +274,15 @@ def test_pair_items_on_the_label_tab_escape_their_text(demo: gr.Blocks, services
     view = PairLabeller(demo, "ann").open(study)
     assert "<img" not in v(view, "gl-label-fields") and payload in message(view, "gl-label-fields")
     assert "<img" not in v(view, "gl-label-summary")
+
+
+def test_my_labels_name_pairwise_choices_by_slot_and_other_labels_by_score() -> None:
+    """"My labels" shows a pairwise label in the annotator's slots and a revised single-response score as numbers
+    (a score of 10 is not a choice index: the single-response path never reads it as one)."""
+    now = datetime.now(UTC)
+    base_label = Annotation(id=1, study_id=1, item_id=1, annotator="ann", score=3, score_before_reveal=10,
+                            score_after_reveal=3, spans=[], comment="", seconds=1.0, created_at=now, updated_at=now)
+    assert (my_choice(base_label), my_choice(base_label, base_label.score_before_reveal)) == ("3", "10")
+    pair_label = replace(base_label, score=1, score_before_reveal=2, choice="B", shown_order="BA")
+    assert (my_choice(pair_label), my_choice(pair_label, 2), my_choice(pair_label, 0)) == (
+        "Response 1", "Tie", "Response 2")

@@ -34,9 +34,9 @@ def slot_text(slot: str) -> str:
 
 def my_choice(annotation: Annotation, score: int | None = None) -> str:
     """A pairwise label (or another score of it) in the annotator's slots: "Response 1", "Response 2" or "Tie"."""
-    choice = annotation.choice if score is None else pairs.choice_of_score(score)
-    if choice is None or annotation.shown_order not in pairs.ORDERS:
+    if annotation.choice is None or annotation.shown_order not in pairs.ORDERS:  # a single-response label
         return str(annotation.score if score is None else score)
+    choice = annotation.choice if score is None else pairs.choice_of_score(score)
     slot = pairs.slot_of_choice(annotation.shown_order, choice)
     return "Tie" if slot == TIE else slot_text(slot)
 

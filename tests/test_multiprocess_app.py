@@ -4,11 +4,13 @@
 events (sign-in cookie, Gradio queue, as a browser sends them) for a bounded time. Half-way, one process is
 killed with SIGKILL; its annotators sign in on another process and go on. Asserted: no error response, every
 label a client saw confirmed is stored exactly once (those confirmed by the killed process included), no item
-holds more than k labels. The figures (labels, errors, p50/p95 of a label round) are printed; with
-GLIDER_MULTIPROC_RESULTS=<file.json> they are also written there (bench/results/<machine>/ keeps them).
+holds more than k labels; and a sign-in taken by one process is not known to another (why the proxy is sticky).
+The figures (labels, errors, p50/p95 of a label round) are printed; with GLIDER_MULTIPROC_RESULTS=<file.json>
+they are also written there (bench/results/<machine>/team-deployment.json, rendered into BENCHMARKS.md).
 
-The duration is GLIDER_MULTIPROC_SECONDS (default 60). The app processes start without a judge (labelling
-needs none): `--backend openai` pointed at a port nothing listens on, which the banner reports as failed.
+The run ends at GLIDER_MULTIPROC_SECONDS (default 60) or when every annotator has given ROUNDS labels, whichever
+comes first. The app processes start without a judge (labelling needs none): `--backend openai` pointed at a
+port nothing listens on, which the banner reports as failed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select, text
 
@@ -243,3 +246,9 @@ def test_three_app_processes_label_one_postgresql_study_and_survive_a_killed_one
     assert all(any(name == victim and not before for name, _, _, before in tally.confirmed) for victim in going_on)
     assert len(stored) < ITEMS * OVERLAP  # the queue's end was not reached, so k is a hard limit here
     assert max(per_item.values()) <= OVERLAP, sorted(per_item.items(), key=lambda kv: -kv[1])[:10]
+    # Why the proxy must be sticky (README, Team deployment): a sign-in is known only to the process that took it.
+    with httpx.Client(timeout=60) as browser:
+        signed = browser.post(f"http://127.0.0.1:{ports[1]}/login", data={"username": "ada", "password": PASSWORD})
+        assert signed.is_success and browser.cookies
+        assert browser.get(f"http://127.0.0.1:{ports[1]}/config").status_code == 200
+        assert browser.get(f"http://127.0.0.1:{ports[2]}/config").status_code == 401

@@ -483,9 +483,41 @@ def side_by_side(machines: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             "(`<folder>/BENCHMARKS.md`) has every figure and how it was measured."]
 
 
+# Written by tests/test_multiprocess_app.py when GLIDER_MULTIPROC_RESULTS names it: one per machine folder.
+TEAM_FILE = "team-deployment.json"
+
+
+def team_deployment(results_dir: Path) -> list[str]:
+    """The three-process labelling runs on one PostgreSQL database, one row per results folder that holds one."""
+    rows = []
+    for path in sorted(Path(results_dir).glob(f"**/{TEAM_FILE}")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        run = f"{r['processes']} processes, {r['annotators']} annotators, {r['items']} items, k = {r['overlap']}"
+        rows.append([f"`{path.parent.relative_to(results_dir).as_posix()}`", r["machine"], r["measured"],
+                     f"PostgreSQL {r['postgresql']}", _num(r["load_average_at_start"], 2), run,
+                     _seconds(r["seconds"]), r["labels_stored"], r["labels_confirmed"],
+                     r["confirmed_by_killed_process"], r["stored_unconfirmed"], r["errors"],
+                     _seconds(r["round_p50_ms"] / 1000), _seconds(r["round_p95_ms"] / 1000),
+                     _seconds(r["move_to_another_process_p50_s"])])
+    if not rows:
+        return []
+    return [*_table(["results folder", "machine", "measured", "database", "load average at start", "run", "time",
+                     "labels stored", "confirmed", "confirmed by the killed process",
+                     "stored, answer lost in the kill", "errors", "label round p50", "label round p95",
+                     "back to work elsewhere (p50)"], rows), "",
+            "`tests/test_multiprocess_app.py` (`GLIDER_MULTIPROC_RESULTS=<folder>/team-deployment.json`): three "
+            "`app.py` processes on one PostgreSQL database, every annotator labelling through the Label tab's events "
+            "as fast as answers come (no pause to read), one process killed with SIGKILL half way; the run ends at "
+            "GLIDER_MULTIPROC_SECONDS (60) or when each annotator has given 25 labels (400 of the 600 places), "
+            "whichever comes first. A label round is one Submit: the label stored and the next item claimed and "
+            "shown. The test's clients, the three app processes and PostgreSQL share the machine's CPUs."]
+
+
 def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text: str,
-           results_hint: str, command_hint: str, machines: list[str] | None = None) -> str:
-    """The whole BENCHMARKS.md for one shape from its section results (`machines`: the side-by-side lines)."""
+           results_hint: str, command_hint: str, machines: list[str] | None = None,
+           team: list[str] | None = None) -> str:
+    """The whole BENCHMARKS.md for one shape from its section results (`machines`: the side-by-side lines;
+    `team`: the team-deployment lines)."""
     labels = _run_labels(results)
     lines = [
         "# Benchmarks",
@@ -535,4 +567,6 @@ def render(results: dict[str, dict[str, Any]], shape: dict[str, Any], shape_text
         record = results.get(key)
         lines += render_one(record) if record and not record.get("skipped") else missing(key)
         lines.append("")
+    if team:
+        lines += ["## Several app processes on one PostgreSQL database", "", *team, ""]
     return "\n".join(lines)

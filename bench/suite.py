@@ -594,7 +594,8 @@ def write_markdown(args: argparse.Namespace) -> None:
     command = ".venv/bin/python bench/suite.py" + ("" if args.shape == "glider" else f" --shape {args.shape}")
     machines = report.machine_results(args.results_dir, args.shape)
     side = report.side_by_side(machines) if len(machines) > 1 else None
-    text = report.render(results, asdict(shape), shape.describe(), hint, command, side)
+    text = report.render(results, asdict(shape), shape.describe(), hint, command, side,
+                         report.team_deployment(args.results_dir))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     log(f"wrote {args.out}")

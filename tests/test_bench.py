@@ -110,6 +110,19 @@ def test_an_empty_results_folder_renders_a_page_that_says_so(tmp_path: Path) -> 
     assert "Random weights" in text and "Nothing measured yet" in text
 
 
+def test_the_team_deployment_run_is_rendered_from_the_json_its_test_wrote(tmp_path: Path) -> None:
+    """tests/test_multiprocess_app.py writes team-deployment.json; BENCHMARKS.md shows it, one row per folder."""
+    committed = BENCH / "results" / "amd-epyc-avx512bf16" / report.TEAM_FILE
+    figures = json.loads(committed.read_text(encoding="utf-8"))
+    (tmp_path / "some-machine").mkdir()
+    (tmp_path / "some-machine" / report.TEAM_FILE).write_text(json.dumps({**figures, "labels_stored": 123}))
+    [row] = [line for line in report.team_deployment(tmp_path) if line.startswith("| `some-machine`")]
+    assert "| 123 |" in row and f"| {figures['labels_confirmed']} |" in row
+    assert report.team_deployment(tmp_path / "some-machine" / "nothing-here") == []
+    [measured] = [line for line in report.team_deployment(BENCH / "results") if "amd-epyc-avx512bf16" in line]
+    assert measured in (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8")  # the page was rendered from it
+
+
 # -- the suite, for real ----------------------------------------------------------------------------------
 def test_each_section_writes_json_with_positive_measurements(measured: Path) -> None:
     memory = load(measured, "memory")

@@ -40,6 +40,12 @@ _SQL_QUEUE_STUDY = (select(_studies.c.id, _studies.c.overlap_target, _studies.c.
                            _studies.c.archived_at, _studies.c.assignment, _studies.c.split_items,
                            _studies.c.queue_order, _studies.c.random_first)
                     .where(_studies.c.id == bindparam("study_id")))
+# The queue's writes in one study take turns on PostgreSQL, as SQLite's single writer makes them: a row lock on the
+# study, held to the commit, so pick() sees every claim committed before it (without it, processes labelling at once
+# all read the same first open item and claim it past k). NO KEY UPDATE: rows that merely reference the study (new
+# items, labels) need not wait for it. SQLite renders no FOR UPDATE: BEGIN IMMEDIATE already serialized the writes.
+_SQL_LOCK_QUEUE = (select(_studies.c.id).where(_studies.c.id == bindparam("study_id"))
+                   .with_for_update(key_share=True))
 _LABELS_OF_ITEM = (select(func.count()).select_from(_labels).where(_labels.c.item_id == _items.c.id)
                    .correlate(_items).scalar_subquery())
 _CLAIMS_BY_OTHERS = (select(func.count()).select_from(_claims)
@@ -114,6 +120,11 @@ def queue_study(sql: Connection, study_id: int) -> AnyRow:
         raise StudyInputError(f"There is no study with id {study_id!r}.")
     _check_open(study.name, study.archived_at)
     return study
+
+
+def lock_queue(sql: Connection, study_id: int) -> None:
+    """Hold the study's queue until this transaction ends (PostgreSQL: a row lock; SQLite: already held)."""
+    sql.execute(_SQL_LOCK_QUEUE, {"study_id": study_id})
 
 
 def _check_open(name: str, archived_at: datetime | None) -> None:

@@ -507,6 +507,7 @@ class Studies:
             me = self._actor(session, actor)
             sql = session.connection()
             study = queue.queue_study(sql, study_id)
+            queue.lock_queue(sql, study.id)
             share = assignment.share_of(sql, study, me)
             now = _now()
             row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped, share)
@@ -587,6 +588,7 @@ class Studies:
             me = self._actor(session, actor)
             sql = session.connection()
             item = queue.item_for_label(sql, item_id)
+            queue.lock_queue(sql, item.study_id)
             rule = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target, assignment=item.assignment,
                                    split_items=item.split_items)
             share = assignment.share_of(sql, rule, me)  # None: every item

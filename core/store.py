@@ -41,6 +41,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
@@ -54,6 +55,9 @@ from core.storage import sqlite_mode as choose_sqlite_mode
 if TYPE_CHECKING:  # only for the compatibility methods at the end of Store; never imported at run time
     from core.grading import GradeResult
     from core.judgments import JudgmentSummary, StoredJudgment
+
+# The PostgreSQL advisory lock migrating processes share (any fixed 64-bit number; "GLIDERMG" in ASCII).
+_MIGRATION_LOCK_KEY = 0x474C494445524D47
 
 # How long a writer waits for another writer's lock before SQLite gives up with "database is locked".
 BUSY_TIMEOUT_MS = 5000
@@ -357,6 +361,11 @@ class Store:
                 with self._engine.connect() as connection:
                     connection.execution_options(glider_immediate=True)
                     with connection.begin():
+                        if connection.dialect.name == "postgresql":
+                            # PostgreSQL has no database-wide write lock to take up front (SQLite's BEGIN
+                            # IMMEDIATE): a transaction-scoped advisory lock makes migrating processes take turns.
+                            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                               {"key": _MIGRATION_LOCK_KEY})
                         # Re-read under the write lock: another process may have migrated meanwhile.
                         applied = self._applied_versions(write=True, connection=connection)
                         self._refuse_newer(applied, known)

@@ -3,6 +3,8 @@ the current schema through psycopg 3, and separate from the next one."""
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import text
 
 from core.store import MIGRATIONS, Store
@@ -21,3 +23,29 @@ def test_each_test_gets_its_own_database(postgres_url: str, postgres_cluster) ->
     assert other != postgres_url
     with Store(other) as store:
         assert store.schema_version() == MIGRATIONS[-1].version
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(postgres_url: str) -> None:
+    """Several app processes starting together on an empty PostgreSQL database (threads here, each with its own
+    engine and connections): each migration is applied once, and every opener ends at the current schema."""
+    openers = 6
+    start = threading.Barrier(openers)
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            start.wait()
+            with Store(postgres_url) as store:
+                versions.append(store.schema_version())
+        except BaseException as error:  # noqa: BLE001 - reported below, with the others
+            errors.append(error)
+
+    threads = [threading.Thread(target=open_store) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and versions == [MIGRATIONS[-1].version] * openers
+    with Store(postgres_url) as store:
+        assert [version for version, _, _ in store.applied_migrations()] == [m.version for m in MIGRATIONS]

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import ContextTooLongError
 from core.grading import GradeRequest, grade
 from core.judge import Generation, create_backend
 from core.judge.llamacpp_backend import LlamaCppJudge
 from core.judge.openai_backend import OpenAIJudge
+from core.prompt import build_prompt
 from core.store import Store
 from tests import tiny_gguf
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
@@ -188,3 +190,12 @@ def test_without_the_phi3_name_the_server_reads_another_prompt(served_gguf: Path
         plain.stop()
     # '<|user|>', '<|end|>' and '<|assistant|>' are each followed by '▁' and '\n' tokens GLIDER never saw.
     assert served.prompt_tokens == local_judge.count_tokens(taught_prompt) + 6
+
+
+def test_a_prompt_longer_than_the_servers_context_is_refused_with_its_numbers(judge: OpenAIJudge) -> None:
+    """llama-cpp-python words the refusal as OpenAI does; the back-end turns it into ContextTooLongError."""
+    prompt = build_prompt({"MODEL OUTPUT": "word " * 9_000}, TEACH_CRITERIA, TEACH_RUBRIC)
+    with pytest.raises(ContextTooLongError, match=r"The prompt has [\d,]+ tokens but .* reads at most 8,192"):
+        judge.generate(prompt, scale=(0, 1))
+    outcomes = judge.generate_batch([prompt], scales=[(0, 1)])
+    assert isinstance(outcomes[0], ContextTooLongError)  # a batch keeps the row's error in its place

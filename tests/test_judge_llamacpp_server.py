@@ -27,15 +27,15 @@ from tests import tiny_gguf
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import WELL_FORMED
 from tests.llama_server import LlamaServer, server_extras_missing
-from tests.test_judge_llamacpp import HAVE_LLAMA_CPP, needs_llama_cpp
+from tests.test_judge_llamacpp import needs_llama_cpp
 from tests.test_judge_openai import FaultProxy, Reply, Seen
 
-_MISSING = server_extras_missing() if HAVE_LLAMA_CPP else None
+_MISSING = server_extras_missing()
 pytestmark = [
     *needs_llama_cpp,
     pytest.mark.skipif(
-        _MISSING is not None and not os.environ.get("CI"),  # CI installs them (requirements-dev): there it fails
-        reason=f"llama_cpp.server cannot start ({_MISSING}): pip install -r requirements-dev.txt",
+        bool(_MISSING) and not os.environ.get("CI"),  # CI installs them (requirements-dev): there it fails
+        reason=f"llama_cpp.server needs {', '.join(_MISSING)}: pip install -r requirements-dev.txt",
     ),
 ]
 

@@ -98,8 +98,10 @@ def _read(
         if not text.startswith(lead):
             continue  # a token that does not begin the way the chosen one does: not a value here
         rest = text[len(lead):]
-        if not rest:
-            continue
+        if not rest and not written:
+            continue  # no character of a number: not a value at the score step
+        # After a digit, a token with no text (the end of the turn: servers print special tokens as '') ends
+        # the number like any other non-digit; llama.cpp's server lists it right after a '1' on 0-10.
         spelled = written + rest
         number = _number(spelled)
         if len(number) <= len(written):  # this token ends the number written so far

@@ -401,7 +401,9 @@ class BatchJobs:
         now = _now()
 
         def work(session: Session) -> Job:
-            row = session.get(BatchJobRow, job_id)
+            # FOR UPDATE: on PostgreSQL two processes starting the job at once would both read "no runner" and both
+            # take it; the second now waits for the first's commit and reads its runner (SQLite: BEGIN IMMEDIATE).
+            row = session.get(BatchJobRow, job_id, with_for_update={"key_share": True})
             if row is None:
                 raise InputError(f"There is no batch job with id {job_id!r}.")
             if row.runner and row.status == RUNNING and not _runner_gone(row.runner, row.heartbeat_at, now):

@@ -113,6 +113,8 @@ def db_url(request: pytest.FixtureRequest, db: Path) -> str:
     reopening the same database."""
     if getattr(request, "param", "sqlite") == "postgresql":
         cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        if "store" in request.fixturenames:  # it is opened at once: start from a copy of a migrated database
+            return cluster.create_database(template=request.getfixturevalue("postgres_migrated"))
         return cluster.create_database()
     return f"sqlite:///{db}"
 
@@ -145,6 +147,15 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated(postgres_cluster: PostgresCluster) -> str:
+    """The name of a database of the session's cluster migrated to the current schema, a template for db_url: copying
+    it (CREATE DATABASE ... TEMPLATE) takes a third of the time migrating a new one takes."""
+    url = postgres_cluster.create_database("glider_migrated")
+    Store(url).close()
+    return url.rsplit("/", 1)[1]
 
 
 @pytest.fixture

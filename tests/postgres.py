@@ -79,14 +79,15 @@ class PostgresCluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, prefix: str = "glider") -> str:
-        """A new empty database; its SQLAlchemy URL."""
+    def create_database(self, prefix: str = "glider", *, template: str | None = None) -> str:
+        """A new database, empty or (template: a database's name) a copy of `template`; its SQLAlchemy URL."""
         import psycopg
 
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user={USER} dbname=postgres",
                              autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def stop(self) -> None:

@@ -295,6 +295,8 @@ class Store:
         except (ArgumentError, ValueError) as error:  # ValueError: e.g. a port that is not a number
             shown = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))  # never echo a password
             raise StorageError(f"{shown!r} is not a database URL (expected e.g. sqlite:///data/glider.db).") from error
+        if self._url.drivername == "postgresql":  # no driver named: psycopg 3, the one requirements.txt pins
+            self._url = self._url.set(drivername="postgresql+psycopg")
         self._sqlite_mode = sqlite_mode
         self._engine = self._create_engine()
         # An in-memory SQLite database (and a file on a volume) is one shared connection: serialize its transactions.

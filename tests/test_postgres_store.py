@@ -98,3 +98,11 @@ def test_retries_are_for_races_only(postgres_url: str) -> None:
             store.write("save to", work)
     assert calls == [1]
 
+
+
+def test_a_url_without_a_driver_uses_psycopg(postgres_url: str) -> None:
+    """postgresql://... (as people write it) opens with psycopg 3, the pinned driver, not SQLAlchemy's default
+    psycopg2, which is not installed."""
+    with Store(postgres_url.replace("postgresql+psycopg://", "postgresql://")) as store:
+        assert store.engine.dialect.driver == "psycopg" and store.url.startswith("postgresql+psycopg://")
+        assert store.count_judgments() == 0

@@ -1,4 +1,5 @@
-"""Who may sign in: users, their roles and grade right, salted scrypt password hashes.
+"""Who may sign in: users, their roles and grade right, salted scrypt password hashes. Usernames are compared without
+regard to case on every database ("Ada" and "ada" are one user: username_key, find_user).
 
 App-wide, not a part of studies: the web app asks it whether anyone can sign in (any_users) and checks
 passwords with it; core.studies uses it to check, in each transaction, who the signed-in actor is now
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar, cast
 
-from sqlalchemy import Boolean, Integer, String, Table, bindparam, select
+from sqlalchemy import Boolean, Integer, String, Table, bindparam, or_, select
+from sqlalchemy.engine import default as engine_default
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -66,6 +68,19 @@ class User:
         return self.role in (ADMIN, REVIEWER)
 
 
+def username_key(name: str) -> str:
+    """The form two usernames are compared in: "Ada" and "ada" are one user, on every database.
+
+    Computed here (str.casefold), not by SQL's lower(): SQLite's lower() folds ASCII only and PostgreSQL's follows
+    the server's locale, so the database would otherwise decide who "ÉMILE" is.
+    """
+    return name.casefold()
+
+
+def _username_key_default(context: engine_default.DefaultExecutionContext) -> str:
+    return username_key(context.get_current_parameters()["username"])
+
+
 class UserRow(Base):
     """A person who signs in (table `users`)."""
 
@@ -79,6 +94,23 @@ class UserRow(Base):
     can_grade: Mapped[bool] = mapped_column(Boolean, default=False)  # added by migration 4
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # added by migration 5
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)  # added by migration 5
+    # username_key(username), unique (migration 10): set from the username on insert; usernames never change.
+    username_key: Mapped[str | None] = mapped_column(String(256), default=_username_key_default)
+
+
+def find_user(session: Session, name: str) -> UserRow | None:
+    """The user called `name`, whatever its case ("ADA" finds "Ada"). A user stored with exactly this name comes
+    first: two names that differ only in case may exist from before migration 10, and each still signs in."""
+    return session.scalars(
+        select(UserRow).where(or_(UserRow.username == name, UserRow.username_key == username_key(name)))
+        .order_by(UserRow.username != name, UserRow.id).limit(1)).first()
+
+
+def taken_message(name: str, row: UserRow) -> str:
+    """StudyInputError's text for a new user whose name `row` already has (perhaps in another case)."""
+    if row.username == name:
+        return f"The username {name!r} is taken."
+    return f"The username {name!r} is taken: {row.username!r} differs only in case, and names are compared that way."
 
 
 def to_user(row: UserRow) -> User:
@@ -253,8 +285,8 @@ class Accounts:
         encoded = hash_password(password, n=self._password_cost)  # slow on purpose: outside the transaction
 
         def work(session: Session) -> User:
-            if session.scalar(select(UserRow.id).where(UserRow.username == name)) is not None:
-                raise StudyInputError(f"The username {name!r} is taken.")
+            if (taken := find_user(session, name)) is not None:
+                raise StudyInputError(taken_message(name, taken))
             row = UserRow(username=name, role=role, password_hash=encoded, created_at=datetime.now(UTC))
             session.add(row)
             session.flush()
@@ -274,7 +306,7 @@ class Accounts:
         row = None
         if isinstance(username, str) and username.strip():
             with self._read() as session:
-                row = session.scalar(select(UserRow).where(UserRow.username == username.strip()))
+                row = find_user(session, username.strip())
         encoded = row.password_hash if row is not None else _dummy_hash(self._password_cost)
         matches = verify_password(password if isinstance(password, str) else "", encoded)
         return to_user(row) if row is not None and matches and row.active else None
@@ -308,11 +340,11 @@ class Accounts:
         return self._write("change a password in", work)
 
     def get_user(self, username: str) -> User | None:
-        """The user with this name, or None."""
+        """The user with this name (compared without regard to case: find_user), or None."""
         if not isinstance(username, str):
             return None
         with self._read() as session:
-            row = session.scalar(select(UserRow).where(UserRow.username == username.strip()))
+            row = find_user(session, username.strip())
             return None if row is None else to_user(row)
 
     def list_users(self, actor: User) -> list[User]:
@@ -332,7 +364,7 @@ class Accounts:
         def work(session: Session) -> User:
             if actor is not None:
                 require_admin(session, actor, "grant or revoke the grade right")
-            row = session.scalar(select(UserRow).where(UserRow.username == name))
+            row = find_user(session, name)
             if row is None:
                 raise StudyInputError(f"There is no user {name!r}.")
             if row.role == ADMIN:

@@ -36,6 +36,11 @@ class StorageError(GliderError):
     """The database could not be opened, migrated or written."""
 
 
+class ValueTooLongError(InputError):
+    """A text is longer than the database column that keeps it: refused the same way on every database (PostgreSQL
+    would refuse it with its own error; SQLite would keep it whole)."""
+
+
 class PermissionDenied(GliderError):
     """The signed-in user may not see or change this."""
 

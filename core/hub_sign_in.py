@@ -24,10 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.accounts import ADMIN, ANNOTATOR, User, UserRow, check_username, to_user
+from core.accounts import ADMIN, ANNOTATOR, User, UserRow, check_username, find_user, to_user
 from core.errors import InputError, PermissionDenied
 from core.store import Store
 
@@ -125,7 +124,7 @@ def hub_user(store: Store, username: str, roles: HubRoles) -> User:
             f"The Hugging Face account {name!r} may not label here: ask an admin to add it to GLIDER_ANNOTATORS. "
             "You can still grade in the Grade tab.")
     with store.session("read") as session:
-        row = session.scalar(select(UserRow).where(UserRow.username == name))
+        row = find_user(session, name)
         user = None if row is None or not _settled(row, role) else to_user(row)
     if user is None:
         user = store.write("sign in to", lambda session: _sync(session, name, role))
@@ -136,7 +135,7 @@ def hub_user(store: Store, username: str, roles: HubRoles) -> User:
 
 def _sync(session: Session, name: str, role: str) -> User:
     """Create the account, or bring its admin role in line with the configuration (in one write transaction)."""
-    row = session.scalar(select(UserRow).where(UserRow.username == name))
+    row = find_user(session, name)
     if row is None:  # first sign-in (Store.write runs this again after a concurrent first sign-in's insert)
         row = UserRow(username=name, role=role, password_hash=UNUSABLE_PASSWORD, created_at=datetime.now(UTC),
                       can_grade=False, active=True, must_change_password=False)

@@ -79,7 +79,7 @@ class JudgmentRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # Plain, indexed copies of the reproducibility record, so History can filter without JSON paths.
-    model_id: Mapped[str] = mapped_column(String(512), index=True)
+    model_id: Mapped[str] = mapped_column(String(512), index=True, info={"label": "The judge's model id"})
     backend: Mapped[str] = mapped_column(String(64), index=True)
     prompt_sha256: Mapped[str] = mapped_column(String(64), index=True)
     # A JSON list of [tag, text] pairs: JSON objects are unordered in some databases (Postgres jsonb).

@@ -31,6 +31,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Connection
 
@@ -449,6 +450,27 @@ def _m009_study_audits(connection: Connection) -> None:
     ).create(connection)
 
 
+def _m010_username_keys(connection: Connection) -> None:
+    """Usernames compared without regard to case, frozen: `users.username_key` holds each name's case-folded form
+    (Python's str.casefold, the same on every database, unlike SQL's lower()), unique, so "Ada" and "ada" cannot
+    both be created, even by two processes at once.
+
+    Nothing is renamed: names that already differ only in case keep signing in by their exact name; the later
+    one's key gets "#<id>" ('#' is never in a username), so the index holds.
+    """
+    connection.execute(text("ALTER TABLE users ADD COLUMN username_key VARCHAR(256) NULL"))
+    users = Table("users", MetaData(), Column("id", Integer, primary_key=True), Column("username", String(64)),
+                  Column("username_key", String(256)))
+    taken: set[str] = set()
+    for user_id, name in connection.execute(select(users.c.id, users.c.username).order_by(users.c.id)).all():
+        key = name.casefold()
+        if key in taken:
+            key = f"{key}#{user_id}"
+        taken.add(key)
+        connection.execute(update(users).where(users.c.id == user_id).values(username_key=key))
+    Index("uq_users_username_key", users.c.username_key, unique=True).create(connection)
+
+
 # Append only; never edit or reorder a released step (existing databases have already run it).
 MIGRATIONS: list[Migration] = [
     Migration(1, "create_judgments", _m001_create_judgments),
@@ -460,6 +482,7 @@ MIGRATIONS: list[Migration] = [
     Migration(7, "judge_runs", _m007_judge_runs),
     Migration(8, "pairwise_studies", _m008_pairwise_studies),
     Migration(9, "study_audits", _m009_study_audits),
+    Migration(10, "username_keys", _m010_username_keys),
 ]
 
 

@@ -31,8 +31,10 @@ from core.accounts import (
     UserRow,
     check_new_password,
     check_username,
+    find_user,
     hash_password,
     require_admin,
+    taken_message,
     to_user,
 )
 from core.errors import StorageError, StudyInputError
@@ -84,7 +86,7 @@ class People:
     @staticmethod
     def _row(session: Session, username: str) -> UserRow:
         name = check_username(username)
-        row = session.scalar(select(UserRow).where(UserRow.username == name))
+        row = find_user(session, name)
         if row is None:
             raise StudyInputError(f"There is no user {name!r}.")
         return row
@@ -133,8 +135,8 @@ class People:
         def work(session: Session) -> PasswordReset:
             if actor is not None:
                 require_admin(session, actor, "add users")
-            if session.scalar(select(UserRow.id).where(UserRow.username == name)) is not None:
-                raise StudyInputError(f"The username {name!r} is taken.")
+            if (taken := find_user(session, name)) is not None:
+                raise StudyInputError(taken_message(name, taken))
             row = UserRow(username=name, role=role, password_hash=encoded, created_at=datetime.now(UTC),
                           can_grade=False, active=True, must_change_password=one_time is not None)
             session.add(row)

@@ -1,12 +1,19 @@
 """The database behind GLIDER Studio through SQLAlchemy 2.x (SQLite file by default, any SQLAlchemy URL works).
 
 One class, `Store`, owns the engine: every read and write opens, commits and closes its session in
-`Store._session`, every write goes through `Store.write` (one transaction, retried while the file is
-locked), and every database failure leaves it as a `StorageError` with a message a user can act on.
+`Store._session`, every write goes through `Store.write` (one transaction, retried while a SQLite file is
+locked or when PostgreSQL cancels it as a deadlock's victim), and every database failure leaves it as a
+`StorageError` with a message a user can act on (a SQLite file's problems, or a server's: unreachable, wrong
+password, no such database).
 The schema only ever changes through `core.migrations.MIGRATIONS` (re-exported here), an ordered list
 of named steps that `Store` applies and records in the `schema_migrations` table; each step carries a
 frozen copy of the DDL it needs, so appending a column to an ORM model later never changes what an old
 migration does.
+
+How the two tested databases differ, and where that is handled: SQLite has one writer (BEGIN IMMEDIATE here),
+PostgreSQL locks rows (a read-then-write that must not race locks what it read: core.studies.queue); SQLite keeps
+no time zone (UTCDateTime); SQLite does not enforce VARCHAR(n) (_check_lengths refuses first, on both); `=` on text
+is case-sensitive on both (usernames compare by a stored key: core.accounts.username_key).
 
 This module is infrastructure only: it imports no domain module. What is stored lives with its
 feature (judgments in core.judgments, studies in core.studies, batch jobs in core.batch).
@@ -45,10 +52,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapper, Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from core.errors import StorageError
+from core.errors import StorageError, ValueTooLongError
 from core.migrations import MIGRATIONS, Migration, checked
 from core.storage import sqlite_mode as choose_sqlite_mode
 
@@ -56,11 +63,13 @@ if TYPE_CHECKING:  # only for the compatibility methods at the end of Store; nev
     from core.grading import GradeResult
     from core.judgments import JudgmentSummary, StoredJudgment
 
-# The PostgreSQL advisory lock migrating processes share (any fixed 64-bit number; "GLIDERMG" in ASCII).
-_MIGRATION_LOCK_KEY = 0x474C494445524D47
-
 # How long a writer waits for another writer's lock before SQLite gives up with "database is locked".
 BUSY_TIMEOUT_MS = 5000
+# How long opening a connection to a database server (PostgreSQL) may take before it counts as unreachable.
+CONNECT_TIMEOUT_S = 10
+# Any 64-bit key all GLIDER Studio processes agree on: on PostgreSQL, migrating takes this advisory lock, so two
+# processes opening a new database at once queue up (SQLite's BEGIN IMMEDIATE does the same for a file).
+MIGRATION_LOCK_KEY = 0x6C1DE5
 # How often Store.write runs a transaction that found the database locked (or lost a unique-key race).
 WRITE_ATTEMPTS = 6
 
@@ -107,6 +116,20 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     """Declarative base of every ORM model kept in this database."""
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _check_lengths(mapper: Mapper[Any], _connection: Connection, row: Any) -> None:
+    """ValueTooLongError for a text longer than its VARCHAR(n) column, before any database sees it: PostgreSQL
+    enforces n, SQLite does not, and both must refuse the same way. A column's info["label"] names it for people."""
+    for attribute in mapper.column_attrs:
+        column = attribute.columns[0]
+        limit = getattr(column.type, "length", None)
+        value = getattr(row, attribute.key, None)
+        if limit and isinstance(value, str) and len(value) > limit:
+            what = column.info.get("label") or f"The {column.name} of this {mapper.class_.__name__}"
+            raise ValueTooLongError(f"{what} is {len(value):,} characters long; at most {limit:,} can be stored.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,10 +189,24 @@ def _configure_sqlite(engine: Engine, mode: str = "wal") -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# PostgreSQL's SQLSTATEs of a transaction that lost a race and may simply run again: serialization_failure,
+# deadlock_detected, lock_not_available.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a PostgreSQL error (psycopg's `sqlstate`), None for other databases' errors."""
+    found = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return found if isinstance(found, str) else None
+
+
 def _retryable(error: StorageError, integrity_retries_left: bool) -> bool:
-    """Whether Store.write should run a failed transaction again."""
+    """Whether Store.write should run a failed transaction again: SQLite's file stayed locked, PostgreSQL chose this
+    transaction as a deadlock's or a serialization failure's victim, or (once) a unique-key race was lost."""
     cause = error.__cause__
-    if isinstance(cause, OperationalError):
+    if _sqlstate(cause) in RETRYABLE_SQLSTATES:
+        return True
+    if isinstance(cause, OperationalError) and _sqlstate(cause) is None:
         text = str(cause).lower()
         return "locked" in text or "busy" in text
     # Another writer inserted the same unique key between our check and our insert (databases without
@@ -182,9 +219,39 @@ def _back_off(attempt: int) -> None:
     time.sleep(random.uniform(0.01, 0.05) * 2**attempt)
 
 
+def _explain_server(reason: str, where: str, action: str) -> str:
+    """An actionable sentence for a failure of a database server (PostgreSQL through psycopg)."""
+    lowered = reason.lower()
+    url = make_url(where)
+    host = f"{url.host or 'localhost'}:{url.port or 5432}"
+    hint = "Check GLIDER_DB (a SQLAlchemy URL, e.g. postgresql+psycopg://user:password@host:5432/glider)."
+    first = reason.splitlines()[0] if reason else reason
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return (f"Could not {action} the database at {where}: the server at {host} refused the user "
+                f"{url.username or '(none)'!r} (a wrong or missing password, or no such user). {hint}")
+    if re.search(r"role \"[^\"]*\" does not exist", lowered):
+        return f"Could not {action} the database at {where}: the server at {host} has no user {url.username!r}. {hint}"
+    if re.search(r"database \"[^\"]*\" does not exist", lowered):
+        return (f"Could not {action} the database at {where}: the server at {host} has no database "
+                f"{url.database!r}; create it first (createdb {url.database}). {hint}")
+    if ("connection refused" in lowered or "could not connect" in lowered or "connection failed" in lowered
+            or "name or service not known" in lowered or "could not translate host" in lowered
+            or "timeout expired" in lowered or "server closed the connection" in lowered):
+        return (f"Could not {action} the database at {where}: no PostgreSQL server answers at {host} ({first}). "
+                f"Is the server running, and are the host and port right? {hint}")
+    if "read-only transaction" in lowered:
+        return f"Could not {action} the database at {where}: the server only allows reading here ({first})."
+    if "permission denied" in lowered:
+        return (f"Could not {action} the database at {where}: the user {url.username!r} lacks a privilege "
+                f"({first}). Grant it, or {hint[0].lower()}{hint[1:]}")
+    return f"Could not {action} the database at {where}: {first}. {hint}"
+
+
 def _explain(error: BaseException, where: str, action: str) -> str:
     """An actionable sentence for a database failure."""
     reason = str(getattr(error, "orig", None) or error).strip()
+    if not where.startswith("sqlite"):
+        return _explain_server(reason, where, action)
     lowered = reason.lower()
     hint = "Point GLIDER_DB (a SQLAlchemy URL) or GLIDER_DATA_DIR at a database you can write to."
     if "unable to open" in lowered or "cannot open" in lowered:
@@ -228,6 +295,8 @@ class Store:
         except (ArgumentError, ValueError) as error:  # ValueError: e.g. a port that is not a number
             shown = re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", str(url))  # never echo a password
             raise StorageError(f"{shown!r} is not a database URL (expected e.g. sqlite:///data/glider.db).") from error
+        if self._url.drivername == "postgresql":  # no driver named: psycopg 3, the one requirements.txt pins
+            self._url = self._url.set(drivername="postgresql+psycopg")
         self._sqlite_mode = sqlite_mode
         self._engine = self._create_engine()
         # An in-memory SQLite database (and a file on a volume) is one shared connection: serialize its transactions.
@@ -308,6 +377,9 @@ class Store:
                         f"Could not create the folder for the database at {path}: {reason}. "
                         "Point GLIDER_DB (a SQLAlchemy URL) or GLIDER_DATA_DIR at a folder you can write to."
                     ) from error
+        elif url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+            # A server that does not answer (a wrong host, a firewall) fails in seconds, not never.
+            options.update(connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
         try:
             engine = create_engine(url, **options)
         except (ArgumentError, NoSuchModuleError, ImportError) as error:
@@ -362,10 +434,7 @@ class Store:
                     connection.execution_options(glider_immediate=True)
                     with connection.begin():
                         if connection.dialect.name == "postgresql":
-                            # PostgreSQL has no database-wide write lock to take up front (SQLite's BEGIN
-                            # IMMEDIATE): a transaction-scoped advisory lock makes migrating processes take turns.
-                            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                               {"key": _MIGRATION_LOCK_KEY})
+                            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
                         # Re-read under the write lock: another process may have migrated meanwhile.
                         applied = self._applied_versions(write=True, connection=connection)
                         self._refuse_newer(applied, known)
@@ -437,7 +506,8 @@ class Store:
         """Run `work(session)` in one short write transaction and return what it returns; THE write path.
 
         On SQLite the write lock is taken up front (BEGIN IMMEDIATE). When the database stays locked past
-        the busy timeout, the whole transaction runs again after a jittered back-off, up to WRITE_ATTEMPTS
+        the busy timeout, or PostgreSQL cancels the transaction to break a deadlock or a serialization conflict
+        (RETRYABLE_SQLSTATES), the whole transaction runs again after a jittered back-off, up to WRITE_ATTEMPTS
         times; a unique-constraint race (IntegrityError) runs again once, so work that checks before it
         inserts sees the other writer's row then. `work` must therefore only change the database through
         `session`. Failures are StorageError ("Could not {action} the database ..."); other exceptions

@@ -4,7 +4,8 @@ and removed at the end.
 The server binaries are Debian's `postgresql` package (.ci/run installs it): found on PATH or under
 /usr/lib/postgresql/<version>/bin. PostgreSQL refuses to run as root, so when the tests run as root the cluster
 runs as the unprivileged `postgres` user the package creates (through `runuser`), in a folder it owns. The cluster
-trusts local connections from 127.0.0.1 only (no password): it lives as long as the test session.
+listens on 127.0.0.1 only and trusts its superuser `glider` there (no password); other roles need theirs. It lives
+as long as the test session.
 """
 
 from __future__ import annotations
@@ -53,9 +54,17 @@ class PostgresCluster:
             shutil.chown(self.root, user=SERVICE_USER)
         self._run([str(self.bin / "initdb"), "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8",
                    "--locale=C.UTF-8", "--no-sync"])
-        # fsync off and a small shared memory: a test cluster, never a copy of anyone's data.
+        # The tests' superuser is trusted; any other role must give its password, so a wrong one can be tested.
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(f"local all {USER} trust\nhost all {USER} 127.0.0.1/32 trust\n"
+                       "local all all scram-sha-256\nhost all all 127.0.0.1/32 scram-sha-256\n", encoding="utf-8")
+        if self._as_service:
+            shutil.chown(hba, user=SERVICE_USER)
+        # fsync off and a small shared memory: a test cluster, never a copy of anyone's data. A deadlock is found
+        # after 100 ms instead of 1 s (the store's retry test makes one on purpose).
         options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "
+                   "-c deadlock_timeout=100ms")
         self._run([str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
                    "-t", "60", "start"])
 
@@ -70,14 +79,15 @@ class PostgresCluster:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{USER}@127.0.0.1:{self.port}/{database}"
 
-    def create_database(self, prefix: str = "glider") -> str:
-        """A new empty database; its SQLAlchemy URL."""
+    def create_database(self, prefix: str = "glider", *, template: str | None = None) -> str:
+        """A new database, empty or (template: a database's name) a copy of `template`; its SQLAlchemy URL."""
         import psycopg
 
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user={USER} dbname=postgres",
                              autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)
 
     def stop(self) -> None:

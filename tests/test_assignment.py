@@ -1,10 +1,9 @@
-"""Study assignment (core.studies.assignment): open or chosen annotators, items split k ways; on real SQLite."""
+"""Study assignment (core.studies.assignment): open or chosen annotators, items split k ways; on a SQLite file and
+on PostgreSQL (conftest.db_url)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,12 +15,6 @@ from core.studies.assignment import CHOSEN, OPEN, assigned_count, assigned_count
 
 PASSWORD = "correct horse battery"
 RUBRIC = "0: The MODEL OUTPUT is not faithful.\n1: The MODEL OUTPUT is faithful."
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "assign.db") as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ through the real transformers back-end on a real SQLite study; the Hub is tests.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from core.agreement import agreement_report
 from core.audit.judge_runs import as_judge_runs, audit_study, keep
@@ -22,6 +22,7 @@ from core.studies import ADMIN, Studies, User
 from core.studies.audits import StudyAuditRow, keep_audit, latest_audit, which_audit
 from core.studies.publish import export_study, publish_study
 from core.studies.report_context import report_context
+from tests.databases import column_names, raw
 from tests.fake_hub import FakeHub
 from tests.fakes import ScriptedJudge
 from tests.test_audit_runner import PASSWORD, make_study
@@ -29,28 +30,29 @@ from tests.test_webapp_render import Markup
 from webapp.report_html import report_to_html
 
 
-def test_migration_9_adds_an_empty_audit_table_to_an_existing_database(tmp_path: Path) -> None:
+def test_migration_9_adds_an_empty_audit_table_to_an_existing_database(db_url: str) -> None:
     """A schema-8 database with a graded, labelled study: opening it adds study_audits and changes nothing else."""
-    db = tmp_path / "schema8.db"
-    with Store.from_path(db, migrations=MIGRATIONS[:8]) as old:
+    # Schema 8, plus migration 10's column, which this code writes when it adds a user.
+    with Store(db_url, migrations=[*MIGRATIONS[:8], MIGRATIONS[9]]) as old:
         studies = Studies(old, password_cost=16)
         boss = studies.create_user("boss", PASSWORD, role=ADMIN)
         study_id = make_study(studies, boss)
         run_audit(studies, boss, study_id, ScriptedJudge(), old, resolve(["whitespace"]), n_resamples=0,
                   record_run=as_judge_runs(studies, boss, study_id))  # its runs, kept as judge runs then
     tables = ("users", "studies", "items", "annotations", "judgments", "judge_runs", "run_judgments")
-    with sqlite3.connect(db) as raw:
-        before = {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() for table in tables}  # noqa: S608
-    with Store.from_path(db) as new:
-        assert new.schema_version() == len(MIGRATIONS) == 9 and MIGRATIONS[8].name == "study_audits"
+    with raw(db_url) as sql:
+        before = {table: sql.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2")).fetchall()  # noqa: S608
+                  for table in tables}
+    with Store(db_url) as new:
+        assert new.schema_version() == len(MIGRATIONS) and MIGRATIONS[8].name == "study_audits"
         studies = Studies(new, password_cost=16)
         boss = studies.get_user("boss")
         assert boss is not None and latest_audit(new, boss, study_id) is None
         assert len(studies.runs.list_runs(boss, study_id)) == 2  # the old audit's runs stay runs
-    with sqlite3.connect(db) as raw:
-        assert {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+    with raw(db_url) as sql:
+        assert {table: sql.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2")).fetchall()  # noqa: S608
                 for table in tables} == before
-        columns = [found[1] for found in raw.execute("PRAGMA table_info(study_audits)")]
+    columns = column_names(db_url, "study_audits")
     assert columns == [column.name for column in StudyAuditRow.__table__.columns]
 
 

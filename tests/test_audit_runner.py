@@ -167,13 +167,13 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=600)
 
 
-def test_the_cli_prints_the_table_and_writes_the_json(studies: Studies, ada: User, db: Path, tmp_path: Path,
+def test_the_cli_prints_the_table_and_writes_the_json(studies: Studies, ada: User, db_url: str, tmp_path: Path,
                                                       trained_model_dir: Path) -> None:
     study_id = make_study(studies, ada)
     out = tmp_path / "audit.json"
     judge = ["--backend", "transformers", "--model", str(trained_model_dir), "--quantization", "none",
              "--device", "cpu"]
-    done = _cli(str(study_id), "--as", "ada", "--db", f"sqlite:///{db}", "--perturb", "whitespace,other-judge",
+    done = _cli(str(study_id), "--as", "ada", "--db", db_url, "--perturb", "whitespace,other-judge",
                 "--sample", "2", "--seed", "1", "--resamples", "100", "--out", str(out), *judge)
     assert done.returncode == 0, done.stderr
     assert "a random sample of 2 of the study's 3 items (seed 1)" in done.stdout
@@ -183,17 +183,17 @@ def test_the_cli_prints_the_table_and_writes_the_json(studies: Studies, ada: Use
     written = json.loads(out.read_text(encoding="utf-8"))
     assert [run["name"] for run in written["runs"]] == [UNPERTURBED, "whitespace", OTHER_JUDGE]
     assert "transformers · nf4" in written["audit"]["rows"][1]["judge"] and len(written["item_ids"]) == 2
-    with Store.from_path(db) as opened:
+    with Store(db_url) as opened:
         kept = [run.name.split(": ", 1)[1] for run in Studies(opened).runs.list_runs(ada, study_id)]
     assert kept == [UNPERTURBED, "whitespace", OTHER_JUDGE]  # each run of the audit is a judge run of the study
     assert "Kept with the study as audit #1" in lines[0]  # and its summary, for the report and the published study
-    with Store.from_path(db) as opened:
+    with Store(db_url) as opened:
         summary = latest_audit(opened, ada, study_id)
     assert summary is not None and summary.summary == written["audit"] and list(summary.runs) == kept
 
-    refused = _cli(str(study_id), "--as", "ann", "--db", f"sqlite:///{db}", *judge)
+    refused = _cli(str(study_id), "--as", "ann", "--db", db_url, *judge)
     assert refused.returncode == 2 and "Only an admin" in refused.stderr
-    unknown = _cli(str(study_id), "--as", "ada", "--db", f"sqlite:///{db}", "--perturb", "shuffle", *judge)
+    unknown = _cli(str(study_id), "--as", "ada", "--db", db_url, "--perturb", "shuffle", *judge)
     assert unknown.returncode == 2 and "Unknown perturbation 'shuffle'" in unknown.stderr
 
 

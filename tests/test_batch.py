@@ -1,4 +1,5 @@
-"""Batch jobs (core.batch) on a real SQLite file: creation, row errors, running, stopping, resuming, exporting."""
+"""Batch jobs (core.batch) on a SQLite file and on PostgreSQL (conftest.db_url): creation, row errors, running,
+stopping, resuming, exporting."""
 
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def sample_rows(count: int) -> list[dict]:
 
 
 @pytest.fixture
-def jobs(tmp_path: Path) -> BatchJobs:
-    return BatchJobs(Store(f"sqlite:///{tmp_path / 'jobs.db'}"))
+def jobs(store: Store) -> BatchJobs:
+    return BatchJobs(store)
 
 
 def judgment_count(jobs: BatchJobs) -> int:
@@ -332,6 +333,7 @@ def test_forget_starts_over(jobs: BatchJobs, tmp_path: Path) -> None:
     assert judgment_count(jobs) == 2  # earlier judgments stay in History
 
 
+# SQLite only: another program holding a SQLite file's write lock (PostgreSQL locks rows, not the database).
 def test_every_batch_write_waits_out_a_locked_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Another program holds the write lock at each kind of batch write; Store.write's retry gets through."""
     path = tmp_path / "jobs.db"

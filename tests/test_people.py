@@ -1,19 +1,17 @@
 """People (core.people) and the account rules behind them (core.accounts): roles, password resets and the
-must-change flag, deactivation, and the last active admin; on real SQLite files."""
+must-change flag, deactivation, and the last active admin; on a SQLite file and on PostgreSQL (conftest.db_url)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
+from sqlalchemy import text
 
 from core.accounts import ADMIN, ANNOTATOR, REVIEWER, User
 from core.errors import PermissionDenied, StudyInputError
 from core.people import People
 from core.store import Store
 from core.studies import Studies, StudySpec
+from tests.databases import raw
 
 PASSWORD = "correct horse battery"
 FAST = 2**10  # scrypt's cost for tests
@@ -21,14 +19,8 @@ RUBRIC = "0: The MODEL OUTPUT is not faithful.\n1: The MODEL OUTPUT is faithful.
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "people.db"
-
-
-@pytest.fixture
-def studies(db_path: Path) -> Iterator[Studies]:
-    with Store.from_path(db_path) as store:
-        yield Studies(store, password_cost=FAST)
+def studies(store: Store) -> Studies:
+    return Studies(store, password_cost=FAST)
 
 
 @pytest.fixture
@@ -101,13 +93,13 @@ def test_set_role_and_the_last_active_admin(studies: Studies, people: People, bo
 
 
 def test_a_one_time_password_must_be_replaced_before_anything_else(studies: Studies, people: People, boss: User,
-                                                                     ann: User, db_path: Path) -> None:
+                                                                     ann: User, db_url: str) -> None:
     study_id = _study(studies, boss)
     reset = people.reset_password(boss, "ann")
     one_time = reset.one_time_password
     assert one_time is not None and len(one_time) == 14 and one_time.isalnum() and reset.user.must_change_password
-    with sqlite3.connect(db_path) as raw:  # never stored in clear
-        stored = b"".join(str(row).encode() for row in raw.execute("SELECT * FROM users"))
+    with raw(db_url) as sql:  # never stored in clear
+        stored = b"".join(str(row).encode() for row in sql.execute(text("SELECT * FROM users")))
     assert one_time.encode() not in stored
     assert studies.authenticate("ann", PASSWORD) is None
     signed = studies.authenticate("ann", one_time)
@@ -149,7 +141,7 @@ def test_an_admin_may_set_the_password_and_choose_whether_it_must_change(studies
 
 
 def test_a_deactivated_user_cannot_sign_in_loses_access_at_once_and_keeps_their_labels(
-        studies: Studies, people: People, boss: User, ann: User, db_path: Path) -> None:
+        studies: Studies, people: People, boss: User, ann: User, db_url: str) -> None:
     study_id = _study(studies, boss)
     item = studies.next_item(ann, study_id)
     assert item is not None
@@ -157,8 +149,9 @@ def test_a_deactivated_user_cannot_sign_in_loses_access_at_once_and_keeps_their_
     studies.next_item(ann, study_id)  # holds a claim on the next item
 
     def claims() -> int:
-        with sqlite3.connect(db_path) as raw:
-            return int(raw.execute("SELECT count(*) FROM item_claims WHERE annotator_id = ?", (ann.id,)).fetchone()[0])
+        with raw(db_url) as sql:
+            return int(sql.execute(text("SELECT count(*) FROM item_claims WHERE annotator_id = :a"),
+                                   {"a": ann.id}).scalar_one())
 
     assert claims() == 1
     assert not people.set_active(boss, "ann", False).active

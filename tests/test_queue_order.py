@@ -1,13 +1,11 @@
 """The queue order (core.studies.queue_order, core.studies.queue): random, least-confident first, or the first N at
-random then least-confident first; how each item was drawn, recorded once. On real SQLite files."""
+random then least-confident first; how each item was drawn, recorded once. On a SQLite file and on PostgreSQL
+(conftest.db_url)."""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
+from sqlalchemy import text
 
 from core.accounts import ADMIN, User
 from core.agreement import agreement_report
@@ -16,6 +14,7 @@ from core.store import Store
 from core.studies import Studies, StudySpec
 from core.studies.queue_order import RANDOM, UNCERTAINTY
 from core.studies.rows import StudySettingChangeRow
+from tests.databases import column_names, raw
 from tests.test_judgments import make_result
 
 PASSWORD = "correct horse battery"
@@ -23,17 +22,6 @@ RUBRIC = "0: The MODEL OUTPUT is not faithful.\n1: The MODEL OUTPUT is faithful.
 # Item n's judgment confidence (None: not graded). Least sure first: items 3, 1, 4, 2, 0, then 5 and 6 (no judgment).
 CONFIDENCE: list[float | None] = [0.95, 0.6, 0.8, 0.51, 0.7, None, None]
 UNSURE_ORDER = [3, 1, 4, 2, 0]
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "queue.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store.from_path(db_path) as opened:
-        yield opened
 
 
 @pytest.fixture
@@ -194,12 +182,12 @@ def test_only_admins_change_the_queue_order_and_bad_values_are_refused(studies: 
 
 
 def test_ratings_and_export_carry_drawn_at_random(studies: Studies, store: Store, boss: User,
-                                                  team: list[User], db_path: Path) -> None:
+                                                  team: list[User], db_url: str) -> None:
     study_id, ids = _study(studies, store, boss, order=UNCERTAINTY, first=1)
     _label_all(studies, team[0], study_id)
     unsure = next(i for i, how in _drawn(studies, boss, study_id).items() if how == UNCERTAINTY)
-    with sqlite3.connect(db_path) as raw:  # as if labelled without being handed out (an API call): unknown
-        raw.execute("UPDATE items SET drawn_by = NULL WHERE id = ?", (unsure,))
+    with raw(db_url) as sql:  # as if labelled without being handed out (an API call): unknown
+        sql.execute(text("UPDATE items SET drawn_by = NULL WHERE id = :i"), {"i": unsure})
     drawn = _drawn(studies, boss, study_id)
     expected = {i: None if how is None else how == RANDOM for i, how in drawn.items()}
     assert {row["item_id"]: row["drawn_at_random"] for row in studies.ratings(boss, study_id)} == expected
@@ -208,7 +196,6 @@ def test_ratings_and_export_carry_drawn_at_random(studies: Studies, store: Store
     assert sum(value is False for value in expected.values()) == len(ids) - 2
 
 
-def test_the_setting_changes_row_matches_the_migrated_table(store: Store, db_path: Path) -> None:
-    with sqlite3.connect(db_path) as raw:
-        columns = [row[1] for row in raw.execute("PRAGMA table_info(study_setting_changes)")]
+def test_the_setting_changes_row_matches_the_migrated_table(store: Store, db_url: str) -> None:
+    columns = column_names(db_url, "study_setting_changes")
     assert columns == [column.name for column in StudySettingChangeRow.__table__.columns]

@@ -1,10 +1,10 @@
 """Review and adjudication (core.studies.review) and the report with adjudicated labels as the reference
-(core.agreement.adjudicated_report), on a real SQLite store; the numbers are worked out in tests.review_data."""
+(core.agreement.adjudicated_report), on a SQLite file and on PostgreSQL (conftest.db_url); the numbers are worked out
+in tests.review_data."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +30,6 @@ from tests.review_data import (
 
 PASSWORD = "correct horse battery"
 SCALE = [1, 2, 3, 4, 5]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.from_path(tmp_path / "review.db") as opened:
-        yield opened
 
 
 @pytest.fixture

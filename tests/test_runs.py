@@ -5,7 +5,6 @@ a chosen run, access, and the `runs` / `compare-runs` / `grade-study --new-run` 
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from core.grading import GradeRequest
 from core.store import MIGRATIONS, Store
@@ -20,6 +20,7 @@ from core.studies import ADMIN, ANNOTATOR, PermissionDenied, Studies, StudyInput
 from core.studies.grading import FAILED, grade_study
 from core.studies.runs import PUBLISHED, config_from_repro, create_run, run_config
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
+from tests.databases import column_names, raw
 from tests.fakes import ScriptedJudge
 from tests.test_grade_cli import cli_env
 from tests.test_judgments import REPRO, make_result
@@ -46,22 +47,28 @@ def make_study(studies: Studies, admin: User, count: int, *, name: str = "Capita
     return study.id
 
 
-def table_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    with sqlite3.connect(path) as raw:
-        return {table: raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608 (fixed names)
+def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    with raw(url) as sql:
+        return {table: [tuple(row) for row in sql.execute(text(f"SELECT * FROM {table} ORDER BY 1, 2"))]  # noqa: S608
                 for table in TABLES}
 
 
 # --- migration 7 -----------------------------------------------------------------------------------------
 
 
-def test_migration_7_makes_each_study_s_judgments_its_run_1_and_loses_nothing(tmp_path: Path) -> None:
-    """A schema-6 database written by this code: the items' judgments become run 1, every old row stays as it was."""
-    db = tmp_path / "schema6.db"
+def test_migration_7_makes_each_study_s_judgments_its_run_1_and_loses_nothing(db: Path) -> None:
+    """A schema-6 database written by this code: the items' judgments become run 1, every old row stays as it was.
+
+    SQLite only: that schema 6 carries migration 8's columns, and migration 8 also creates a table referring to
+    migration 7's judge_runs, which PostgreSQL (unlike SQLite) refuses before judge_runs exists. Migration 7 runs on
+    PostgreSQL on the previous release's data in test_the_previous_release_database_gets_its_run_1 and
+    tests/test_upgrade.py.
+    """
+    url = f"sqlite:///{db}"
     other = {**REPRO, "quantization": "bf16", "dtype": "bfloat16"}
-    # Schema 6, plus migration 8's columns, which this code writes whenever it adds a study or a label: migration 7
-    # is what runs on opening below.
-    with Store.from_path(db, migrations=[*MIGRATIONS[:6], MIGRATIONS[7]]) as old:
+    # Schema 6, plus migration 8's and 10's columns, which this code writes whenever it adds a study, a label or a
+    # user: migration 7 is what runs on opening below (and 9, which adds a table of its own).
+    with Store(url, migrations=[*MIGRATIONS[:6], MIGRATIONS[7], MIGRATIONS[9]]) as old:
         studies = Studies(old, password_cost=16)
         boss = studies.create_user("boss", PASSWORD, role=ADMIN)
         ann = studies.create_user("ann", PASSWORD, role=ANNOTATOR)
@@ -73,12 +80,12 @@ def test_migration_7_makes_each_study_s_judgments_its_run_1_and_loses_nothing(tm
                      old.save_grade(make_result())]
         judgments.append(old.save_grade(make_result()))  # a History judgment attached to no item
         studies.submit(ann, items[0], 1, comment="kept")
-    with sqlite3.connect(db) as raw:  # schema 6 had no judge runs: attach as that code did
+    with raw(url) as sql:  # schema 6 had no judge runs: attach as that code did
         for item_id, judgment_id in zip(items[:3], judgments[:3], strict=True):
-            raw.execute("UPDATE items SET judgment_id = ? WHERE id = ?", (judgment_id, item_id))
-    before = table_rows(db)
+            sql.execute(text("UPDATE items SET judgment_id = :j WHERE id = :i"), {"j": judgment_id, "i": item_id})
+    before = table_rows(url)
 
-    with Store.from_path(db) as new:
+    with Store(url) as new:
         assert new.schema_version() == len(MIGRATIONS) and MIGRATIONS[6].name == "judge_runs"
         studies = Studies(new, password_cost=16)
         boss = studies.get_user("boss")
@@ -91,25 +98,22 @@ def test_migration_7_makes_each_study_s_judgments_its_run_1_and_loses_nothing(tm
         assert studies.runs.judgments(boss, graded, run.id) == dict(zip(items[:3], judgments[:3], strict=True))
         # Run 1's ratings are the study's ratings as before.
         assert studies.ratings(boss, graded, run=run.id) == studies.ratings(boss, graded) != []
-    after = table_rows(db)
+    after = table_rows(url)
     for table, old_rows in before.items():  # every old column keeps its values (none was added to these)
         assert after[table] == old_rows, table
-    with sqlite3.connect(db) as raw:
-        assert raw.execute("SELECT run_id, item_id, judgment_id FROM run_judgments ORDER BY item_id").fetchall() == [
-            (run.id, item_id, judgment_id) for item_id, judgment_id in zip(items[:3], judgments[:3], strict=True)]
-        raw.execute("PRAGMA foreign_keys = ON")
-        raw.execute("DELETE FROM judgments WHERE id = ?", (judgments[1],))  # deleted from History
-        assert raw.execute("SELECT COUNT(*) FROM run_judgments").fetchone() == (2,)
-        assert raw.execute("SELECT judgment_id FROM items WHERE id = ?", (items[1],)).fetchone() == (None,)
+    with raw(url) as sql:
+        assert sql.execute(text("SELECT run_id, item_id, judgment_id FROM run_judgments ORDER BY item_id")).fetchall() \
+            == [(run.id, item_id, judgment_id) for item_id, judgment_id in zip(items[:3], judgments[:3], strict=True)]
+        sql.execute(text("DELETE FROM judgments WHERE id = :j"), {"j": judgments[1]})  # deleted from History
+        assert sql.execute(text("SELECT COUNT(*) FROM run_judgments")).scalar_one() == 2
+        assert sql.execute(text("SELECT judgment_id FROM items WHERE id = :i"), {"i": items[1]}).scalar_one() is None
 
 
-def test_the_previous_release_database_gets_its_run_1(tmp_path: Path) -> None:
+def test_the_previous_release_database_gets_its_run_1(db_url: str, db: Path) -> None:
     """tests/data/release-schema2.db (schema 2) through every migration: its one attached judgment is run 1."""
-    from tests.test_upgrade import FIXTURE
+    from tests.test_upgrade import release_database
 
-    db = tmp_path / "old.db"
-    db.write_bytes(FIXTURE.read_bytes())
-    with Store.from_path(db) as store:
+    with Store(release_database(db_url, db)) as store:
         studies = Studies(store)
         ada = studies.authenticate("ada", "release-2-admin-pw")
         assert ada is not None
@@ -127,12 +131,11 @@ def test_the_previous_release_database_gets_its_run_1(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("model", ["JudgeRunRow", "RunJudgmentRow"])
-def test_orm_rows_match_the_migrated_schema(store: Store, tmp_path: Path, model: str) -> None:
+def test_orm_rows_match_the_migrated_schema(store: Store, db_url: str, model: str) -> None:
     from core.studies import runs
 
     row = getattr(runs, model)
-    with sqlite3.connect(tmp_path / "glider.db") as raw:
-        columns = [found[1] for found in raw.execute(f"PRAGMA table_info({row.__tablename__})")]
+    columns = column_names(db_url, row.__tablename__)
     assert columns == [column.name for column in row.__table__.columns]
 
 

@@ -2,7 +2,8 @@
 data survives a restart, and the pragmas actually in effect on real SQLite files.
 
 The choice is tested with fake environments and fake mount tables (/proc/mounts format); the pragmas on
-real files opened by Store.
+real files opened by Store. SQLite only, every test: they are about a SQLite file as such (its folder, journal
+mode, locking mode, GLIDER_DATA_DIR); what holds on PostgreSQL too is tested on both in tests/test_store.py.
 """
 
 from __future__ import annotations

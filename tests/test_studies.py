@@ -1,12 +1,11 @@
-"""Studies, items, users and annotations, tested on real SQLite files (no mocks)."""
+"""Studies, items, users and annotations, tested on real databases (no mocks): every test that opens one runs on a
+SQLite file and on PostgreSQL (conftest.db_url)."""
 
 from __future__ import annotations
 
 import hmac
 import json
 import math
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 from sklearn.metrics import cohen_kappa_score
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from core.agreement import agreement_report, load_ratings
-from core.errors import InputError
+from core.errors import InputError, ValueTooLongError
 from core.parse import parse_output
 from core.prompt import build_prompt
 from core.store import MIGRATIONS, Store
@@ -40,6 +40,7 @@ from core.studies import (
     UserRow,
     write_exports,
 )
+from tests.databases import column_names, raw
 from tests.fakes import WELL_FORMED as ANSWER_1
 from tests.test_store import make_result
 
@@ -47,17 +48,6 @@ PASSWORD = "correct horse battery"
 RUBRIC_0_1 = "0: The MODEL OUTPUT is not faithful to the CONTEXT.\n1: The MODEL OUTPUT is faithful to the CONTEXT."
 RUBRIC_1_5 = "\n".join(f"{n}: level {n} of helpfulness." for n in range(1, 6))
 TAGS = ("CONTEXT", "USER INPUT", "MODEL OUTPUT")
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "studies.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store.from_path(db_path) as opened:
-        yield opened
 
 
 # scrypt's cost for the many users the tests create; the default cost is tested in the hashing tests.
@@ -99,12 +89,12 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 # ---- users and passwords
 
 
-def test_password_is_stored_as_salted_scrypt(store: Store, db_path: Path) -> None:
+def test_password_is_stored_as_salted_scrypt(store: Store, db_url: str) -> None:
     studies = Studies(store)  # the default cost
     studies.create_user("ann", PASSWORD)
     studies.create_user("bob", PASSWORD)
-    with sqlite3.connect(db_path) as raw:
-        hashes = dict(raw.execute("SELECT username, password_hash FROM users"))
+    with raw(db_url) as sql:
+        hashes = {name: encoded for name, encoded in sql.execute(text("SELECT username, password_hash FROM users"))}
     for encoded in hashes.values():
         assert encoded.startswith("scrypt$16384$8$1$")
         assert len(encoded.split("$")) == 6
@@ -172,10 +162,10 @@ def test_username_is_unique(studies: Studies) -> None:
         studies.create_user("ann", PASSWORD + "2")
 
 
-def test_damaged_hash_never_matches(studies: Studies, db_path: Path) -> None:
+def test_damaged_hash_never_matches(studies: Studies, db_url: str) -> None:
     studies.create_user("ann", PASSWORD)
-    with sqlite3.connect(db_path) as raw:
-        raw.execute("UPDATE users SET password_hash = 'scrypt$99999999999$8$1$AAAA$AAAA'")
+    with raw(db_url) as sql:
+        sql.execute(text("UPDATE users SET password_hash = 'scrypt$99999999999$8$1$AAAA$AAAA'"))
     assert studies.authenticate("ann", PASSWORD) is None
 
 
@@ -331,6 +321,21 @@ def test_import_csv_with_mapping_keeps_good_rows(studies: Studies, admin: User, 
     assert items[2].fields == {"CONTEXT": "null", "USER INPUT": "NA", "MODEL OUTPUT": "None"}
 
 
+def test_texts_longer_than_their_column_are_refused_the_same_way_on_every_database(studies: Studies, admin: User,
+                                                                                   tmp_path: Path) -> None:
+    """PostgreSQL enforces VARCHAR(n), SQLite keeps any length: core checks first, so both refuse alike."""
+    study = studies.create_study(admin, spec())
+    with pytest.raises(ValueTooLongError, match="The item's id is 513 characters long; at most 512 can be stored"):
+        studies.add_item(admin, study.id, fields(1), external_id="x" * 513)
+    path = write(tmp_path / "ids.csv", f"id,context,answer\n{'y' * 600},c,a\nok,c2,a2\n")
+    report = studies.import_items(admin, study.id, path, {"CONTEXT": "context", "MODEL OUTPUT": "answer"},
+                                  id_column="id")
+    assert report.added == 1 and [e.row for e in report.errors] == [1] and "600 characters" in report.errors[0].message
+    assert studies.add_item(admin, study.id, fields(2), external_id="x" * 512).external_id == "x" * 512
+    with pytest.raises(StudyInputError, match="longer than 200"):
+        studies.create_study(admin, spec(name="n" * 201))
+
+
 def test_import_jsonl_reports_broken_lines_by_number(studies: Studies, admin: User, tmp_path: Path) -> None:
     study = studies.create_study(admin, spec())
     lines = [
@@ -458,10 +463,10 @@ def _label_all(studies: Studies, user: User, study_id: int, score: int = 1) -> l
     return seen
 
 
-def test_queue_order_is_stable_and_randomized(studies: Studies, admin: User, ann: list[User], db_path: Path) -> None:
+def test_queue_order_is_stable_and_randomized(studies: Studies, admin: User, ann: list[User], db_url: str) -> None:
     study = studies.create_study(admin, spec(overlap_target=2))
     inserted = [studies.add_item(admin, study.id, fields(n)).id for n in range(20)]
-    with Store.from_path(db_path) as other_store:  # a second process, in effect
+    with Store(db_url) as other_store:  # a second process, in effect
         other = Studies(other_store)
         assert other.next_item(ann[1], study.id) == studies.next_item(ann[0], study.id)
         first = _label_all(studies, ann[0], study.id)
@@ -554,14 +559,14 @@ def test_blind_flow(studies: Studies, ann: list[User], blind_item: tuple[int, in
 
 
 def test_one_label_per_item_and_annotator(studies: Studies, ann: list[User], blind_item: tuple[int, int, int],
-                                          db_path: Path) -> None:
+                                          db_url: str) -> None:
     _, item_id, _ = blind_item
     first = studies.submit(ann[0], item_id, 3, comment="ok")
     assert studies.submit(ann[0], item_id, 3, comment="ok", seconds=99) == first  # a repeat is idempotent
     with pytest.raises(StudyInputError, match="already labelled.*edit"):
         studies.submit(ann[0], item_id, 4)
-    with sqlite3.connect(db_path) as raw:
-        assert raw.execute("SELECT count(*) FROM annotations").fetchone() == (1,)
+    with raw(db_url) as sql:
+        assert sql.execute(text("SELECT count(*) FROM annotations")).scalar_one() == 1
 
 
 @pytest.mark.parametrize(
@@ -650,15 +655,15 @@ def test_admin_only_methods(studies: Studies, admin: User, ann: list[User], blin
     ADMIN_ONLY[method](studies, admin, ids)  # allowed for an admin
 
 
-def test_unknown_or_forged_actors_are_refused(studies: Studies, admin: User, db_path: Path) -> None:
+def test_unknown_or_forged_actors_are_refused(studies: Studies, admin: User, db_url: str) -> None:
     forged = User(id=admin.id, username="mallory", role=ADMIN, created_at=admin.created_at)
     with pytest.raises(PermissionDenied, match="sign in again"):
         studies.list_users(forged)
     with pytest.raises(PermissionDenied, match="Sign in"):
         studies.list_studies(None)  # type: ignore[arg-type]
     # A demoted admin loses admin rights at once: the role is read from the database, not the object.
-    with sqlite3.connect(db_path) as raw:
-        raw.execute("UPDATE users SET role = 'annotator' WHERE username = 'boss'")
+    with raw(db_url) as sql:
+        sql.execute(text("UPDATE users SET role = 'annotator' WHERE username = 'boss'"))
     with pytest.raises(PermissionDenied, match="Only an admin"):
         studies.create_study(admin, spec())
 
@@ -809,11 +814,11 @@ def test_studies_and_prompts_refuse_the_same_tags_with_the_same_words(studies: S
 # ---- schema
 
 
-def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
-    with Store.from_path(db_path, migrations=MIGRATIONS[:1]) as old:
+def test_migration_2_upgrades_a_version_1_database(db_url: str) -> None:
+    with Store(db_url, migrations=MIGRATIONS[:1]) as old:
         judgment_id = old.save_grade(make_result())
         assert old.schema_version() == 1
-    with Store.from_path(db_path) as new:
+    with Store(db_url) as new:
         assert new.schema_version() == len(MIGRATIONS)
         stored = new.get_judgment(judgment_id)
         assert stored is not None and stored.score == 1
@@ -822,29 +827,28 @@ def test_migration_2_upgrades_a_version_1_database(db_path: Path) -> None:
         study = upgraded.create_study(boss, spec())
         item = upgraded.add_item(boss, study.id, fields(1), judgment_id=judgment_id)
         assert upgraded.get_item(boss, item.id).judgment_id == judgment_id
-    with sqlite3.connect(db_path) as raw:
-        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    with raw(db_url) as sql:
+        tables = set(inspect(sql).get_table_names())
         assert {"judgments", "users", "studies", "items", "annotations", "annotation_edits"} <= tables
-        applied = raw.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+        applied = sql.execute(text("SELECT version, name FROM schema_migrations ORDER BY version")).fetchall()
         assert applied[:2] == [(1, "create_judgments"), (2, "create_studies")]
         assert [version for version, _ in applied] == list(range(1, len(MIGRATIONS) + 1))
 
 
 @pytest.mark.parametrize("model", [UserRow, StudyRow, ItemRow, AnnotationRow, AnnotationEditRow])
-def test_orm_models_match_the_migrated_schema(store: Store, db_path: Path, model: Any) -> None:
-    with sqlite3.connect(db_path) as raw:
-        columns = [row[1] for row in raw.execute(f"PRAGMA table_info({model.__tablename__})")]
+def test_orm_models_match_the_migrated_schema(store: Store, db_url: str, model: Any) -> None:
+    columns = column_names(db_url, model.__tablename__)
     assert columns == [column.name for column in model.__table__.columns]
 
 
 def test_the_database_itself_keeps_one_label_per_item_and_annotator(
-    studies: Studies, ann: list[User], blind_item: tuple[int, int, int], db_path: Path
+    studies: Studies, ann: list[User], blind_item: tuple[int, int, int], db_url: str
 ) -> None:
     studies.submit(ann[0], blind_item[1], 3)
-    with sqlite3.connect(db_path) as raw, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        raw.execute("INSERT INTO annotations (study_id, item_id, annotator_id, score, score_before_reveal, spans, "
-                    "comment, seconds, created_at, updated_at) SELECT study_id, item_id, annotator_id, 1, 1, '[]', "
-                    "'', 0, created_at, updated_at FROM annotations")
+    with pytest.raises(IntegrityError, match="(?i)unique"), raw(db_url) as sql:
+        sql.execute(text("INSERT INTO annotations (study_id, item_id, annotator_id, score, score_before_reveal, "
+                         "spans, comment, seconds, created_at, updated_at) SELECT study_id, item_id, annotator_id, 1, "
+                         "1, '[]', '', 0, created_at, updated_at FROM annotations"))
 
 
 def strict_json(report: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,10 @@ and studies, before batch jobs) with that commit's own Store, grading and Studie
 a study with four items, three labels (one edited). It is committed as that script made it, in journal
 mode DELETE so that reading it leaves no -wal/-shm files beside it (the Store sets WAL again on the copy
 each test opens).
+
+Each test runs twice (conftest.db_url): on a copy of the file, and on PostgreSQL, where the same rows are copied
+into a database built at schema 2 by this code's migrations (tests.databases.copy_rows), as a deployment moving
+from the file to a server would: every later migration then runs on PostgreSQL against the previous release's data.
 """
 
 from __future__ import annotations
@@ -15,31 +19,40 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from core.batch import BatchJobs
 from core.store import MIGRATIONS, Store
 from core.studies import Studies
+from tests.databases import column_names, copy_rows, raw
 
 FIXTURE = Path(__file__).parent / "data" / "release-schema2.db"
 
 
-def columns(path: Path, table: str) -> list[str]:
-    with sqlite3.connect(path) as connection:
-        return [row[1] for row in connection.execute(f"PRAGMA table_info({table})")]
+columns = column_names
 
 
-def rows(path: Path, table: str, names: list[str] | None = None) -> list[tuple[object, ...]]:
+def rows(url: str, table: str, names: list[str] | None = None) -> list[tuple[object, ...]]:
     """Every row of a table, with the named columns (default: all) in that order."""
     listed = ", ".join(names) if names else "*"
-    with sqlite3.connect(path) as connection:
-        return connection.execute(f"SELECT {listed} FROM {table} ORDER BY id").fetchall()  # noqa: S608 (fixed names)
+    with raw(url) as sql:
+        return [tuple(row) for row in sql.execute(text(f"SELECT {listed} FROM {table} ORDER BY id"))]  # noqa: S608
+
+
+def release_database(db_url: str, db: Path) -> str:
+    """The previous release's database at `db_url` (a fresh one): the fixture file itself on SQLite, its rows at
+    schema 2 on PostgreSQL."""
+    if db_url.startswith("sqlite"):
+        shutil.copyfile(FIXTURE, db)
+    else:
+        Store(db_url, migrations=MIGRATIONS[:2]).close()
+        copy_rows(FIXTURE, db_url)
+    return db_url
 
 
 @pytest.fixture
-def old_db(tmp_path: Path) -> Path:
-    copy = tmp_path / "glider-studio.db"
-    shutil.copyfile(FIXTURE, copy)
-    return copy
+def old_db(db_url: str, db: Path) -> str:
+    return release_database(db_url, db)
 
 
 def test_the_fixture_is_the_previous_schema() -> None:
@@ -49,12 +62,12 @@ def test_the_fixture_is_the_previous_schema() -> None:
     assert versions == [1, 2] and "batch_jobs" not in tables
 
 
-def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
+def test_opening_migrates_and_keeps_every_row(old_db: str) -> None:
     tables = ("judgments", "users", "studies", "items", "annotations", "annotation_edits")
     old_columns = {table: columns(old_db, table) for table in tables}
     before = {table: rows(old_db, table) for table in tables}
-    store = Store(f"sqlite:///{old_db}")
-    assert store.schema_version() == len(MIGRATIONS) == 9
+    store = Store(old_db)
+    assert store.schema_version() == len(MIGRATIONS) == 10
     store.close()
     for table, old_rows in before.items():
         # byte for byte: nothing rewritten, nothing lost (columns that later migrations added come on top)
@@ -76,21 +89,23 @@ def test_opening_migrates_and_keeps_every_row(old_db: Path) -> None:
     assert rows(old_db, "study_setting_changes") == []
     # Migration 7: the judgment attached to item 1 (the only one) is the study's judge run 1, as graded then.
     assert rows(old_db, "judge_runs", ["study_id", "position", "name", "created_by_id"]) == [(1, 1, "Run 1", None)]
-    with sqlite3.connect(old_db) as connection:
-        linked = connection.execute("SELECT run_id, item_id, judgment_id FROM run_judgments").fetchall()
+    with raw(old_db) as sql:
+        linked = sql.execute(text("SELECT run_id, item_id, judgment_id FROM run_judgments")).fetchall()
     assert linked == [(1, 1, 1)] and rows(old_db, "items", ["id", "judgment_id"])[0] == (1, 1)
     # Migration 8: the study grades one response, as before; no label is a pairwise choice; no run has a second order.
     assert rows(old_db, "studies", ["mode", "allow_tie"]) == [("single", 0)]
     assert rows(old_db, "annotations", ["choice", "shown_order"]) == [(None, None)] * 3
     assert columns(old_db, "run_second_orders") == ["run_id", "item_id", "judgment_id", "attached_at"]
-    with sqlite3.connect(old_db) as connection:
-        assert connection.execute("SELECT COUNT(*) FROM run_second_orders").fetchone() == (0,)
+    with raw(old_db) as sql:
+        assert sql.execute(text("SELECT COUNT(*) FROM run_second_orders")).scalar_one() == 0
     # Migration 9: the study was never audited: it has no kept audit.
     assert rows(old_db, "study_audits") == []
+    # Migration 10: each user's name in the form names are compared in (no two differed only in case).
+    assert rows(old_db, "users", ["username_key"]) == [("ada",), ("ann",), ("bob",)]
 
 
-def test_the_old_data_reads_through_this_release(old_db: Path) -> None:
-    store = Store(f"sqlite:///{old_db}")
+def test_the_old_data_reads_through_this_release(old_db: str) -> None:
+    store = Store(old_db)
     try:
         judgments = store.list_judgments()
         assert len(judgments) == 3

@@ -24,7 +24,7 @@ from sqlalchemy import ColumnElement, Table, bindparam, delete, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from core.accounts import ADMIN, Me, User, UserRow, check_username, require_admin
+from core.accounts import ADMIN, Me, User, UserRow, check_username, find_user, require_admin
 from core.errors import PermissionDenied, StudyInputError
 from core.store import Store
 from core.studies.checks import check_id
@@ -202,7 +202,7 @@ class Assignments:
             if actor is not None:
                 require_admin(session, actor, "choose who may label a study")
             study = study_row(session, study_id)
-            rows = {row.username: row for row in session.scalars(select(UserRow).where(UserRow.username.in_(names)))}
+            rows = {name: row for name in names if (row := find_user(session, name)) is not None}
             unknown = [name for name in names if name not in rows]
             if unknown:
                 raise StudyInputError(f"There is no user {', '.join(map(repr, unknown))}.")
@@ -210,7 +210,8 @@ class Assignments:
             if inactive:
                 raise StudyInputError(f"{', '.join(map(repr, inactive))} is deactivated: reactivate them first.")
             session.execute(delete(StudyAnnotatorRow).where(StudyAnnotatorRow.study_id == study.id))
-            session.add_all(StudyAnnotatorRow(study_id=study.id, user_id=rows[name].id) for name in names)
+            chosen = sorted({rows[name].id for name in names})  # "Ada" and "ada" are one person
+            session.add_all(StudyAnnotatorRow(study_id=study.id, user_id=user_id) for user_id in chosen)
             study.assignment = mode
             study.split_items = bool(split)
             study.updated_at = datetime.now(UTC)

@@ -14,6 +14,8 @@ from typing import Any
 from core.errors import InputError, StudyInputError
 from core.prompt import check_tag
 
+MAX_EXTERNAL_ID = 512  # characters of an item's own id (items.external_id)
+
 
 class DuplicateItemError(StudyInputError):
     """The study already has an item with these fields: a copy would be labelled and counted twice."""

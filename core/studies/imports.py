@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StudyInputError
+from core.studies.checks import MAX_EXTERNAL_ID
 from core.tabular import RowError, Table, TableError, is_blank, preview_value, read_table
 
 
@@ -95,6 +96,9 @@ def _row_fields(values: Mapping[str, Any], tags: Sequence[str], mapping: Mapping
             problems.append(f"no usable id in column {id_column!r}")
         else:
             external_id = str(raw).strip()
+            if len(external_id) > MAX_EXTERNAL_ID:
+                problems.append(f"the id in column {id_column!r} is {len(external_id):,} characters long "
+                                f"(at most {MAX_EXTERNAL_ID})")
     if not problems and not texts:
         problems.append("every mapped field is empty")
     if problems:

@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.accounts import ANNOTATOR, User, UserRow, check_username, hash_password, require_admin
+from core.accounts import ANNOTATOR, User, UserRow, check_username, find_user, hash_password, require_admin
 from core.errors import StudyInputError
 from core.hub_dataset import Published, download_dataset, upload_dataset_folder
 from core.judgments import JudgmentRow
@@ -114,7 +113,8 @@ def publish_study(store: Store, actor: User, study_id: int, repo_id: str, *, pri
 def _person(session: Session, name: str, known: dict[str, int]) -> int:
     """The id of the user named `name`, created deactivated (no usable password) when there is none."""
     if name not in known:
-        found = session.scalar(select(UserRow.id).where(UserRow.username == name))
+        person = find_user(session, name)
+        found = None if person is None else person.id
         if found is None:
             row = UserRow(username=check_username(name), role=ANNOTATOR,
                           password_hash=hash_password(secrets.token_urlsafe(24), n=2**10),

@@ -78,6 +78,17 @@ _ONLY = _items.c.id.in_(bindparam("only", expanding=True))
 _SQL_NEXT = {(rule, only): (queue.where(_FREE, *where), queue.where(_ANY, *where))
              for rule, queue in ((RANDOM, _QUEUE), (UNCERTAINTY, _QUEUE_UNSURE))
              for only, where in ((False, ()), (True, (_ONLY,)))}
+# The same free-place statements for a write transaction that claims what it picks. On PostgreSQL (and any database
+# with row locks) two annotators asking at the same moment each run pick() before the other's claim is committed;
+# locking the picked item row and skipping rows another transaction holds (FOR NO KEY UPDATE OF items SKIP LOCKED)
+# hands them different items whenever one is free. NO KEY UPDATE, not UPDATE: a label or a claim inserted for the
+# item (a foreign-key check, FOR KEY SHARE) does not wait for it. SQLite compiles no FOR UPDATE: its one writer
+# (BEGIN IMMEDIATE) already runs these transactions one at a time.
+_SQL_NEXT_LOCKED = {key: (free.with_for_update(skip_locked=True, key_share=True, of=_items), any_)
+                    for key, (free, any_) in _SQL_NEXT.items()}
+# Whether the item locked by such a pick still has a free place, read with a new snapshot: a claim committed after the
+# pick's statement began, but before it reached the row, was neither locked nor seen by it.
+_SQL_STILL_FREE = select(_items.c.id).where(_items.c.id == bindparam("picked"), _FREE)
 # How many items were drawn at random, counted up to :n (enough to know whether random_first is reached).
 _SQL_DRAWN_AT_RANDOM = select(func.count()).select_from(
     select(_items.c.id).where(_items.c.study_id == bindparam("study_id"), _items.c.drawn_by == RANDOM)
@@ -148,16 +159,21 @@ def drawing_rule(sql: Connection, study: Any) -> str:
 
 
 def pick(sql: Connection, me_id: int, study: Any, now: datetime, claim_seconds: float,
-         skip: Sequence[int] = (), only: Sequence[int] | None = None) -> AnyRow | None:
+         skip: Sequence[int] = (), only: Sequence[int] | None = None, *, lock: bool = False) -> AnyRow | None:
     """The first queue item with an open place no one else has claimed, else the first with any open place;
     `only`: among these items (an annotator's share of a split study), None: among all. The row's `rule` is
-    how it was drawn (drawing_rule): give it to claim()."""
+    how it was drawn (drawing_rule): give it to claim(). `lock`: in the write transaction that claims it, lock the
+    free item picked and skip items other such transactions hold (see _SQL_NEXT_LOCKED)."""
     params = {"study_id": study.id, "me": me_id, "k": study.overlap_target, "skip": list(skip),
               "since": now - timedelta(seconds=claim_seconds)}
     if only is not None:
         params["only"] = list(only)
-    free, any_ = _SQL_NEXT[(drawing_rule(sql, study), only is not None)]
+    free, any_ = (_SQL_NEXT_LOCKED if lock else _SQL_NEXT)[(drawing_rule(sql, study), only is not None)]
     row = sql.execute(free, params).one_or_none()
+    if lock and sql.dialect.name != "sqlite":
+        while row is not None and sql.execute(_SQL_STILL_FREE, {**params, "picked": row.id}).first() is None:
+            params["skip"] = [*params["skip"], row.id]  # taken meanwhile: the next free one
+            row = sql.execute(free, params).one_or_none()
     return row if row is not None else sql.execute(any_, params).one_or_none()
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.accounts import UserRow
 from core.errors import StudyInputError
 from core.store import Base, UTCDateTime
-from core.studies.checks import check_id
+from core.studies.checks import MAX_EXTERNAL_ID, check_id
 from core.studies.types import Annotation, AnnotationEdit, Item, Study
 
 
@@ -26,7 +26,7 @@ class StudyRow(Base):
     __tablename__ = "studies"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), info={"label": "The study name"})
     description: Mapped[str] = mapped_column(Text)
     pass_criteria: Mapped[str] = mapped_column(Text)
     rubric: Mapped[str] = mapped_column(Text)
@@ -61,7 +61,7 @@ class ItemRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
     fields: Mapped[list[list[str]]] = mapped_column(JSON)  # [[tag, text], ...] in the study's tag order
-    external_id: Mapped[str | None] = mapped_column(String(512))
+    external_id: Mapped[str | None] = mapped_column(String(MAX_EXTERNAL_ID), info={"label": "The item's id"})
     judgment_id: Mapped[int | None] = mapped_column(ForeignKey("judgments.id", ondelete="SET NULL"), index=True)
     order_key: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

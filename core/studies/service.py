@@ -127,8 +127,12 @@ class Studies:
     _admin = staticmethod(require_admin)
 
     @staticmethod
-    def _study_row(session: Session, study_id: int) -> StudyRow:
-        row = session.get(StudyRow, study_id) if isinstance(study_id, int) else None
+    def _study_row(session: Session, study_id: int, *, lock: bool = False) -> StudyRow:
+        # lock: a write that reads the study's items before adding some (duplicates) holds the study row (FOR NO KEY
+        # UPDATE: labels being saved meanwhile do not wait), so two admins importing at once on PostgreSQL queue up
+        # as SQLite's one writer makes them.
+        row = (session.get(StudyRow, study_id, with_for_update={"key_share": True} if lock else None)
+               if isinstance(study_id, int) else None)
         if row is None:
             raise StudyInputError(f"There is no study with id {study_id!r}.")
         return row
@@ -289,7 +293,7 @@ class Studies:
 
         def work(session: Session) -> Item:
             me = self._admin(session, actor, "add items")
-            study = self._study_row(session, study_id)
+            study = self._study_row(session, study_id, lock=True)
             item_fields = self._fields(study, fields)
             if judgment_id is not None:
                 self._check_judgment(session, judgment_id)
@@ -378,7 +382,7 @@ class Studies:
         def work(session: Session) -> tuple[list[int], list[RowError]]:
             # Errors found here are returned, not appended outside: a retried transaction starts afresh.
             self._admin(session, actor, "import items")
-            study = self._study_row(session, study_id)
+            study = self._study_row(session, study_id, lock=True)
             taken = set(session.scalars(select(ItemRow.external_id).where(
                 ItemRow.study_id == study.id, ItemRow.external_id.is_not(None))))
             first_row: dict[str, int] = {}
@@ -510,7 +514,7 @@ class Studies:
             queue.lock_queue(sql, study.id)
             share = assignment.share_of(sql, study, me)
             now = _now()
-            row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped, share)
+            row = queue.pick(sql, me.id, study, now, self._claim_seconds, skipped, share, lock=True)
             queue.claim(sql, study.id, me.id, row, now)
             return None if row is None else to_item(row, hide_judgment=bool(study.blind))
 
@@ -612,7 +616,7 @@ class Studies:
             # transaction, so the next_item call that follows is a read, not a second commit.
             study = SimpleNamespace(id=item.study_id, overlap_target=item.overlap_target,
                                     queue_order=item.queue_order, random_first=item.random_first)
-            following = queue.pick(sql, me.id, study, now, self._claim_seconds, only=share)
+            following = queue.pick(sql, me.id, study, now, self._claim_seconds, only=share, lock=True)
             queue.claim(sql, item.study_id, me.id, following, now)
             return to_annotation(SimpleNamespace(id=added, **values), me.username)
 

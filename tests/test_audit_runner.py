@@ -3,7 +3,6 @@ the real transformers back-end (bf16, and nf4 as the other judge) on a real SQLi
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from core.studies.audits import latest_audit
 from tests import tiny_gguf
 from tests.conftest import TEACH_CRITERIA, TEACH_FIELDS, TEACH_RUBRIC
 from tests.fakes import ScriptedJudge
-from tests.tiny_model import has_real_tokenizer
+from tests.test_judge_llamacpp import needs_llama_cpp
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
@@ -233,18 +232,20 @@ def test_the_unperturbed_run_can_be_given_as_stored_judgments(studies: Studies, 
     assert again.baseline.scores == first.baseline.scores and "tests/scripted-judge" in again.baseline.judge
 
 
-@pytest.mark.llamacpp
-@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None and not os.environ.get("CI"),
-                    reason="llama-cpp-python is not installed (optional extra)")
-@pytest.mark.skipif(not has_real_tokenizer(), reason="the tiny GGUF needs the Phi-3 tokenizer fixture")
-def test_the_other_judge_can_be_another_back_end(studies: Studies, store: Store, ada: User, trained_judge: Any,
-                                                trained_model_dir: Path, tmp_path: Path) -> None:
-    """The same tiny judge as a GGUF file through llama.cpp: the back-end-drift check."""
-    study_id = make_study(studies, ada)
-    gguf = tiny_gguf.convert(trained_model_dir, tmp_path / "glider-tiny-F32.gguf")
-    other = JudgeConfig("llamacpp", {"model": str(gguf), "device": "cpu", "measure_settings": False})
-    result = run_audit(studies, ada, study_id, trained_judge, store, resolve([OTHER_JUDGE], other), n_resamples=0)
-    [run] = result.runs
-    assert run.not_applicable is None and "llamacpp" in run.judge and run.config["judge"]["backend"] == "llamacpp"
-    first = result.item_ids[0]
-    assert result.baseline.scores[first] == run.scores[first] == 1
+class TestOtherBackEnd:
+    """llama.cpp as the other judge: skipped only outside CI, for the reasons test_judge_llamacpp gives."""
+
+    pytestmark = needs_llama_cpp
+
+    def test_the_other_judge_can_be_another_back_end(self, studies: Studies, store: Store, ada: User,
+                                                    trained_judge: Any, trained_model_dir: Path,
+                                                    tmp_path: Path) -> None:
+        """The same tiny judge as a GGUF file through llama.cpp: the back-end-drift check."""
+        study_id = make_study(studies, ada)
+        gguf = tiny_gguf.convert(trained_model_dir, tmp_path / "glider-tiny-F32.gguf")
+        other = JudgeConfig("llamacpp", {"model": str(gguf), "device": "cpu", "measure_settings": False})
+        result = run_audit(studies, ada, study_id, trained_judge, store, resolve([OTHER_JUDGE], other), n_resamples=0)
+        [run] = result.runs
+        assert run.not_applicable is None and "llamacpp" in run.judge and run.config["judge"]["backend"] == "llamacpp"
+        first = result.item_ids[0]
+        assert result.baseline.scores[first] == run.scores[first] == 1

@@ -14,8 +14,9 @@ from core.studies import ADMIN
 from core.studies.grading import grade_study
 from tests.pair_fakes import PairJudge
 from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
+from tests.test_browser_study import sign_in
 from tests.test_pair_reports import kind_first_or_slot_1, seed_study
-from tests.webapp_helpers import PASSWORD, launched, make_study_services
+from tests.webapp_helpers import launched, make_study_services
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -42,11 +43,7 @@ def test_the_admin_sees_position_consistency(browser: sync_api.Browser, url: str
     context.set_default_timeout(TIMEOUT_MS)
     try:
         page = context.new_page()
-        page.goto(url)
-        page.locator("input[type=text]").fill("ada")
-        page.locator("input[type=password]").fill(PASSWORD)
-        page.get_by_role("button", name="Login").click()
-        sync_api.expect(page.locator("#gl-user")).to_contain_text("Signed in as ada")
+        sign_in(page, url, "ada")
         page.get_by_role("tab", name="Agreement").click()
         page.locator("#gl-agree-study input").click()
         page.get_by_role("option", name=re.compile(r"^Kindness")).click()

@@ -22,7 +22,8 @@ from core.studies.pair_reports import pair_report
 from core.studies.pairs import RESPONSE_A, RESPONSE_B, TIE
 from tests.pair_study_helpers import PAIR_CRITERIA, PAIR_ITEMS, judge_pair_study
 from tests.test_browser import BROWSER_MARKS, TIMEOUT_MS
-from tests.webapp_helpers import PASSWORD, launched, make_study_services
+from tests.test_browser_study import sign_in
+from tests.webapp_helpers import launched, make_study_services
 from webapp import Services
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -64,14 +65,6 @@ def context(browser: sync_api.Browser) -> Iterator[sync_api.BrowserContext]:
     context.set_default_timeout(TIMEOUT_MS)
     yield context
     context.close()
-
-
-def sign_in(page: sync_api.Page, url: str, username: str) -> None:
-    page.goto(url)
-    page.locator("input[type=text]").fill(username)
-    page.locator("input[type=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Login").click()
-    sync_api.expect(page.locator("#gl-user")).to_contain_text(f"Signed in as {username}")
 
 
 def create_pair_study(page: sync_api.Page, app: PairApp) -> int:
